@@ -1,0 +1,48 @@
+"""The exceptions graphmeta raises. Each names what is wrong and, where it can, what to do.
+
+All of them subclass a built-in exception, so ``except ValueError`` keeps working for code
+that does not know graphmeta.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class GraphMetaError(Exception):
+    """Base class of every exception raised by graphmeta."""
+
+
+class GraphError(GraphMetaError, ValueError):
+    """A task graph is malformed: a cycle, an unknown node, a bad subtask spec."""
+
+
+class DataError(GraphMetaError, ValueError):
+    """Task data do not fit the graph: NaN, empty support sets, wrong shapes or dtypes."""
+
+
+class ConfigError(GraphMetaError, ValueError):
+    """A configuration (YAML file, dataset card, keyword arguments) has an unknown key or a wrong type."""
+
+
+class CheckpointError(GraphMetaError, ValueError):
+    """A checkpoint file is missing, truncated, corrupt or from an incompatible model."""
+
+
+class TrainingError(GraphMetaError, RuntimeError):
+    """Training cannot go on, for example because the loss became non-finite."""
+
+
+def closest(key: str, valid: Iterable[str]) -> str:
+    """A ``" (did you mean 'x'?)"`` hint naming the valid key closest to ``key``, or ``""``."""
+    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def check_keys(given: Iterable[str], valid: Iterable[str], where: str, error: type[Exception] = ConfigError) -> None:
+    """Raise ``error`` naming the first key of ``given`` that is not in ``valid``, with the closest valid one."""
+    valid = list(valid)
+    for key in given:
+        if key not in valid:
+            raise error(f"unknown key {key!r} in {where}{closest(key, valid)}; valid keys: {', '.join(sorted(valid))}")

@@ -1,0 +1,325 @@
+"""`TaskGraph`: the decomposition of a task into subtasks and their dependencies.
+
+A task graph is a DAG. An edge ``parent -> child`` means the child's input is its own
+features concatenated with the parent's value. The graph is built with chaining calls::
+
+    graph = (TaskGraph()
+             .add_subtask("weather", in_dim=4, kind="classification", num_classes=3)
+             .add_subtask("traffic", in_dim=2)
+             .add_dependency("weather", "traffic"))
+
+and can come from, and go back to, networkx, pgmpy, PyG, dicts, YAML and JSON.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import torch
+
+from .errors import GraphError, check_keys, closest
+from .learners.spec import LearnerSpec
+from .subtask import Subtask
+
+SUBTASK_KEYS = ("in_dim", "kind", "out_dim", "num_classes", "learner", "attrs")
+FILE_KEYS = ("name", "subtasks", "dependencies")
+
+
+class TaskGraph:
+    """A DAG of named :class:`Subtask` nodes.
+
+    Node order (``names``) is topological, ties broken by insertion order, so it is stable
+    across runs and round trips. Every batched tensor in graphmeta is laid out in this order.
+    """
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self._dag = nx.DiGraph()
+        self._order: list[str] | None = None
+
+    # ------------------------------------------------------------------ building
+    def add_subtask(
+        self,
+        name: str,
+        *,
+        in_dim: int = 0,
+        kind: str = "regression",
+        out_dim: int = 1,
+        num_classes: int | None = None,
+        learner: str | LearnerSpec | Mapping[str, Any] = "mlp",
+        **attrs: Any,
+    ) -> TaskGraph:
+        """Add a node; returns the graph for chaining. See :class:`Subtask` for the arguments."""
+        if name in self._dag:
+            raise GraphError(f"duplicate subtask name {name!r}: each subtask needs a unique name")
+        subtask = Subtask(name, in_dim, kind, out_dim, num_classes, learner, dict(attrs))
+        self._dag.add_node(name, subtask=subtask, index=len(self._dag))
+        self._order = None
+        return self
+
+    def add_dependency(self, parent: str, child: str) -> TaskGraph:
+        """Add the edge ``parent -> child``; returns the graph for chaining.
+
+        Fails at once on an unknown node, a self-loop, or an edge that would close a cycle.
+        """
+        for node in (parent, child):
+            self._require(node)
+        if parent == child:
+            raise GraphError(f"self-loop on {parent!r}: a subtask cannot depend on itself")
+        if nx.has_path(self._dag, child, parent):
+            path = nx.shortest_path(self._dag, child, parent)
+            cycle = " -> ".join([*path, child])
+            raise GraphError(f"dependency {parent!r} -> {child!r} would close the cycle {cycle}")
+        self._dag.add_edge(parent, child)
+        self._order = None
+        return self
+
+    # ------------------------------------------------------------- introspection
+    @property
+    def names(self) -> list[str]:
+        """Subtask names in topological order (ties broken by insertion order)."""
+        if self._order is None:
+            index = nx.get_node_attributes(self._dag, "index")
+            try:
+                self._order = list(nx.lexicographical_topological_sort(self._dag, key=index.__getitem__))
+            except nx.NetworkXUnfeasible:
+                self.validate()
+                raise
+        return list(self._order)
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """Dependencies ``(parent, child)``, ordered by the children's then parents' position in ``names``."""
+        position = {name: i for i, name in enumerate(self.names)}
+        return sorted(self._dag.edges, key=lambda e: (position[e[1]], position[e[0]]))
+
+    def subtask(self, name: str) -> Subtask:
+        """The :class:`Subtask` spec of node ``name``."""
+        return self._dag.nodes[self._require(name)]["subtask"]
+
+    def parents(self, name: str) -> list[str]:
+        """The parents of ``name``, in ``names`` order."""
+        return self._ordered(self._dag.predecessors(self._require(name)))
+
+    def children(self, name: str) -> list[str]:
+        """The children of ``name``, in ``names`` order."""
+        return self._ordered(self._dag.successors(self._require(name)))
+
+    def levels(self) -> list[list[str]]:
+        """Topological generations: level 0 has no parents, level i only parents in levels < i."""
+        depth: dict[str, int] = {}
+        for name in self.names:
+            depth[name] = max((depth[p] + 1 for p in self._dag.predecessors(name)), default=0)
+        levels: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+        for name in self.names:
+            levels[depth[name]].append(name)
+        return levels
+
+    def input_width(self, name: str) -> int:
+        """Own ``in_dim`` plus each parent's width (``out_dim``, or ``num_classes`` for one-hot)."""
+        return self.subtask(name).in_dim + sum(self.subtask(p).width for p in self.parents(name))
+
+    def __len__(self) -> int:
+        return self._dag.number_of_nodes()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._dag
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TaskGraph):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        kinds: dict[str, int] = {}
+        for name in self._dag:
+            kind = self.subtask(name).kind
+            kinds[kind] = kinds.get(kind, 0) + 1
+        mix = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        label = f"{self.name!r}, " if self.name else ""
+        return f"TaskGraph({label}{len(self)} subtasks, {self._dag.number_of_edges()} dependencies: {mix or 'empty'})"
+
+    def summary(self) -> str:
+        """A table a person can read: one row per subtask, in ``names`` order."""
+        header = ("subtask", "kind", "in_dim", "output", "learner", "input width", "parents")
+        rows = [header]
+        for name in self.names:
+            s = self.subtask(name)
+            output = f"{s.num_classes} classes" if s.kind == "classification" else f"{s.out_dim} values"
+            rows.append((name, s.kind, str(s.in_dim), output, s.learner.type, str(self.input_width(name)),
+                         ", ".join(self.parents(name)) or "-"))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join([repr(self), *lines])
+
+    # --------------------------------------------------------------- validation
+    def validate(self) -> TaskGraph:
+        """Check the whole graph; raise :class:`GraphError` naming the offender. Returns the graph.
+
+        ``add_*`` already reject most mistakes at the line that makes them; this catches what
+        only the whole graph shows (an empty graph, a cycle in a graph built from a file or
+        from networkx).
+        """
+        if len(self) == 0:
+            raise GraphError("the task graph is empty: add at least one subtask")
+        for u, v in self._dag.edges:
+            if u == v:
+                raise GraphError(f"self-loop on {u!r}: a subtask cannot depend on itself")
+        try:
+            cycle = nx.find_cycle(self._dag)
+        except nx.NetworkXNoCycle:
+            return self
+        path = " -> ".join([*(u for u, _ in cycle), cycle[0][0]])
+        raise GraphError(f"the task graph has a cycle: {path}; a task graph must be a DAG")
+
+    # -------------------------------------------------------------- conversions
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name", "subtasks": {name: spec}, "dependencies": [[parent, child], ...]}``."""
+        return {
+            "name": self.name,
+            "subtasks": {name: self.subtask(name).to_dict() for name in self.names},
+            "dependencies": [[u, v] for u, v in self.edges],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskGraph:
+        """Inverse of :meth:`to_dict`; an unknown key is a :class:`GraphError` naming it."""
+        if not isinstance(data, Mapping):
+            raise GraphError(f"a task graph file must hold a mapping, got {type(data).__name__}")
+        check_keys(data, FILE_KEYS, "task graph", GraphError)
+        graph = cls(name=data.get("name") or "")
+        for name, spec in (data.get("subtasks") or {}).items():
+            spec = dict(spec or {})
+            check_keys(spec, SUBTASK_KEYS, f"subtask {name!r}", GraphError)
+            attrs = spec.pop("attrs", None) or {}
+            graph.add_subtask(name, **spec, **attrs)
+        for edge in data.get("dependencies") or []:
+            if not isinstance(edge, (list, tuple)) or len(edge) != 2:
+                raise GraphError(f"a dependency must be a [parent, child] pair, got {edge!r}")
+            graph.add_dependency(*edge)
+        return graph.validate()
+
+    def save(self, path: str | Path) -> Path:
+        """Write the graph as ``.yaml``/``.yml`` or ``.json`` (chosen by the suffix)."""
+        path = Path(path)
+        text = _dump(self.to_dict(), path.suffix)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TaskGraph:
+        """Read a graph written by :meth:`save` (or by hand)."""
+        path = Path(path)
+        if not path.exists():
+            raise GraphError(f"no task graph file at {path}")
+        return cls.from_dict(_parse(path.read_text(), path.suffix, path))
+
+    def to_networkx(self) -> nx.DiGraph:
+        """A ``networkx.DiGraph`` whose node attributes are the subtask specs (see :meth:`Subtask.to_dict`)."""
+        dag = nx.DiGraph(name=self.name)
+        for name in self.names:
+            dag.add_node(name, **self.subtask(name).to_dict())
+        dag.add_edges_from(self.edges)
+        return dag
+
+    @classmethod
+    def from_networkx(cls, dag: nx.DiGraph) -> TaskGraph:
+        """Build from a ``networkx.DiGraph``; node attributes named like :class:`Subtask` fields are used."""
+        if not isinstance(dag, nx.DiGraph):
+            raise GraphError(f"from_networkx needs a networkx.DiGraph, got {type(dag).__name__}")
+        graph = cls(name=dag.graph.get("name", ""))
+        for name, data in dag.nodes(data=True):
+            spec = {key: value for key, value in data.items() if key in SUBTASK_KEYS and key != "attrs"}
+            attrs = {**(data.get("attrs") or {}), **{k: v for k, v in data.items() if k not in SUBTASK_KEYS}}
+            graph.add_subtask(name, **spec, **attrs)
+        graph._dag.add_edges_from(dag.edges)  # checked as a whole, so the cycle is reported in full
+        return graph.validate()
+
+    def to_pyg(self) -> tuple[torch.Tensor, list[str]]:
+        """``(edge_index, names)``: a ``[2, E]`` long tensor of parent -> child indices into ``names``."""
+        names = self.names
+        position = {name: i for i, name in enumerate(names)}
+        pairs = [[position[u], position[v]] for u, v in self.edges]
+        edge_index = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2).t().contiguous()
+        return edge_index, names
+
+    @classmethod
+    def from_pgmpy(cls, model: Any) -> TaskGraph:
+        """One subtask per variable of a pgmpy Bayesian network, or of a bundled network by name.
+
+        A ``DiscreteBayesianNetwork`` gives classification subtasks (``num_classes`` = the
+        variable's cardinality, ``state_names`` kept in ``attrs``); a
+        ``LinearGaussianBayesianNetwork`` gives scalar regression subtasks. Parents are the
+        network's parents. A string (``"alarm"``, ``"asia"``, ``"child"``, ...) loads the
+        network bundled with pgmpy, offline.
+        """
+        from .interop.pgmpy_bridge import graph_from_pgmpy
+
+        return graph_from_pgmpy(cls, model)
+
+    @classmethod
+    def from_data(cls, data: Any, method: str = "hill_climb", **kwargs: Any) -> TaskGraph:
+        """Learn a decomposition from a table with pgmpy's structure learning.
+
+        See :func:`graphmeta.interop.pgmpy_bridge.learn_structure` for the methods and scores.
+        """
+        from .interop.pgmpy_bridge import learn_structure
+
+        return learn_structure(cls, data, method=method, **kwargs)
+
+    def _repr_png_(self) -> bytes:
+        import matplotlib.pyplot as plt
+
+        from .viz import draw_task_graph
+
+        figure = draw_task_graph(self)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=80)
+        plt.close(figure)
+        return buffer.getvalue()
+
+    # ----------------------------------------------------------------- helpers
+    def _require(self, name: str) -> str:
+        if name not in self._dag:
+            raise GraphError(f"unknown subtask {name!r}{closest(str(name), map(str, self._dag))}")
+        return name
+
+    def _ordered(self, nodes: Iterator[str]) -> list[str]:
+        position = {name: i for i, name in enumerate(self.names)}
+        return sorted(nodes, key=position.__getitem__)
+
+
+def _dump(data: dict[str, Any], suffix: str) -> str:
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        return yaml.safe_dump(data, sort_keys=False)
+    if suffix == ".json":
+        return json.dumps(data, indent=2)
+    raise GraphError(f"unknown task graph file type {suffix!r}: use .yaml, .yml or .json")
+
+
+def _parse(text: str, suffix: str, path: Path) -> Any:
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise GraphError(f"{path} is not valid YAML: {error}") from error
+    if suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise GraphError(f"{path} is not valid JSON: {error}") from error
+    raise GraphError(f"unknown task graph file type {suffix!r}: use .yaml, .yml or .json")
