@@ -215,7 +215,7 @@ def _build_split(
             _check_finite(where + " targets", y, present)
             values[:, :, layout.value_slices[name]] = torch.where(present.unsqueeze(-1), y, 0).to(float_dtype)
         if spec.learner.type == "gnn":
-            graphs[name] = _dense_graphs(where, x, spec.in_dim, num_tasks, shots, float_dtype)
+            graphs[name] = dense_graphs(where, x, spec.in_dim, num_tasks, shots, float_dtype)
         elif spec.in_dim > 0:
             if x is None:
                 raise DataError(f"{where}: in_dim is {spec.in_dim} but no features x were given")
@@ -261,7 +261,7 @@ def _check_finite(where: str, tensor: torch.Tensor, present: torch.Tensor) -> No
         raise DataError(f"{where} contain NaN or inf (task {task}, shot {shot}); clean or mask them")
 
 
-def _dense_graphs(where: str, x: Any, in_dim: int, num_tasks: int, shots: int, dtype: torch.dtype) -> DenseGraphs:
+def dense_graphs(where: str, x: Any, in_dim: int, num_tasks: int, shots: int, dtype: torch.dtype) -> DenseGraphs:
     from torch_geometric.data import Batch, Data
     from torch_geometric.utils import to_dense_adj, to_dense_batch
 

@@ -1,4 +1,5 @@
-"""Learner specs and the banks that run every node of one learner type as one batched module."""
+"""Node learners: specs (`MLP`, `GNN`) and the banks that run every node of one spec as one
+batched module (`mlp_bank`, `gnn_bank`, grouped by `grouping.build_banks`)."""
 
 from .spec import GNN, MLP, learner_from
 

@@ -1,0 +1,62 @@
+"""The inner loop: every (task, node) adapts on its support set, all in one batched pass.
+
+Each step takes ONE ``torch.autograd.grad`` of the summed support loss
+``sum_{t, n} L_support(t, n)`` with respect to all fast weights. The (t, n) slice of the fast
+weights only touches the loss of (t, n), so the slice of that gradient is exactly
+``grad L_support(t, n)``: the same as adapting each (task, node) on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..data import Split
+from ..learners.bank import Weights
+from ..learners.grouping import BankSet
+
+
+def inner_loop(
+    banks: BankSet,
+    fast: list[Weights],
+    support: Split,
+    learning_rates: Sequence[Sequence[torch.Tensor | float]],
+    adaptable: Sequence[Sequence[bool]],
+    create_graph: bool,
+    track_meta_gradient: bool = True,
+) -> tuple[list[Weights], torch.Tensor | None]:
+    """Take ``len(learning_rates)`` steps ``phi <- phi - alpha_s * grad``; return the fast weights
+    and the support losses ``[T, N]`` before the first step (``None`` for zero steps).
+
+    ``learning_rates[s][b]`` is the step-``s`` rate of bank ``b``: a float, a scalar tensor, or
+    a tensor per parameter (Meta-SGD, a tuple aligned with the bank's tensors).
+    ``adaptable[b][i]`` says whether tensor ``i`` of bank ``b`` adapts (ANIL adapts the head
+    only). ``create_graph`` keeps the graph of the gradient for second-order meta-gradients;
+    without it the gradient is a constant (first order). With ``track_meta_gradient=False``
+    (plain adaptation at test time) each step starts from detached weights, so memory does
+    not grow with the number of steps.
+    """
+    initial_loss = None
+    for step_rates in learning_rates:
+        if not track_meta_gradient:
+            fast = [tuple(w.detach().requires_grad_(a) for w, a in zip(weights, flags))
+                    for weights, flags in zip(fast, adaptable)]
+        with torch.enable_grad():
+            loss, _ = banks.losses(fast, support)
+            targets = [w for weights, flags in zip(fast, adaptable) for w, a in zip(weights, flags) if a]
+            grads = iter(torch.autograd.grad(loss.sum(), targets, create_graph=create_graph))
+        if initial_loss is None:
+            initial_loss = loss.detach()
+        fast = [
+            tuple(_step(w, next(grads), rate, i) if a else w for i, (w, a) in enumerate(zip(weights, flags)))
+            for weights, flags, rate in zip(fast, adaptable, step_rates)
+        ]
+    return fast, initial_loss
+
+
+def _step(weight: torch.Tensor, grad: torch.Tensor, rate: torch.Tensor | float | Sequence[torch.Tensor],
+          index: int) -> torch.Tensor:
+    if isinstance(rate, (tuple, list)):
+        rate = rate[index]
+    return weight - rate * grad

@@ -1,0 +1,146 @@
+"""`AdaptedGraph`: a graph meta-learner's nodes after adaptation to T tasks' support sets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .data import Split, TaskBatch, dense_graphs
+from .errors import DataError
+from .layout import GraphLayout
+from .learners.bank import Weights
+
+if TYPE_CHECKING:
+    from .learners.grouping import BankSet
+    from .model import GraphMetaLearner
+
+
+class AdaptedGraph:
+    """Adapted fast weights ``[T, N_b, ...]`` per bank, with the verbs to use them.
+
+    ``predict`` runs the graph level by level (one batched call per bank and level), so a
+    node whose parents are not observed gets its parents' predictions: regression outputs,
+    or class probabilities in place of a one-hot value.
+    """
+
+    def __init__(self, model: GraphMetaLearner, fast: list[Weights], banks: BankSet | None = None) -> None:
+        self.model = model
+        self.graph = model.graph
+        self.fast = fast
+        self.banks = model.banks if banks is None else banks
+        self.layout = GraphLayout(self.graph)
+
+    @property
+    def num_tasks(self) -> int:
+        return self.fast[0][0].shape[0]
+
+    def __repr__(self) -> str:
+        return f"AdaptedGraph({self.num_tasks} tasks, {self.graph!r})"
+
+    def evaluate(self, query: TaskBatch | Split) -> dict[str, torch.Tensor]:
+        """Per (task, node) query ``loss`` and ``accuracy`` (NaN for regression), ``[T, N]``,
+        with observed parents teacher-forced."""
+        split = query.query if isinstance(query, TaskBatch) else query
+        split = self._on_device(split)
+        self._check_tasks(split.num_tasks)
+        with torch.no_grad():
+            loss, accuracy = self.banks.losses(self.fast, split)
+        return {"loss": loss, "accuracy": accuracy}
+
+    def predict(self, inputs: Mapping[str, Any] | None = None, observed: Mapping[str, Any] | None = None,
+                shots: int | None = None) -> dict[str, torch.Tensor]:
+        """Predict every node.
+
+        ``inputs``: ``{node: x}`` own features ``[T, K, in_dim]`` (``[K, in_dim]`` for one
+        adapted task; a list of PyG ``Data`` for GNN nodes). ``observed``: ``{node: y}`` known
+        values, used for their children instead of predictions (labels for classification).
+        ``shots``: K, needed only when no node has inputs or observations.
+        Returns ``{node: [T, K, out_dim]}`` regression outputs or ``[T, K, num_classes]``
+        class probabilities (without the T axis for one task).
+        """
+        inputs, observed = dict(inputs or {}), dict(observed or {})
+        for name in [*inputs, *observed]:
+            self.graph.subtask(name)
+        split, single = self._prediction_split(inputs, observed, shots)
+        values = split.values
+        predictions: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for level in self.graph.levels():
+                for bank, weights in zip(self.banks, self.fast):
+                    rows = [i for i, name in enumerate(bank.names) if name in level]
+                    if not rows:
+                        continue
+                    split = Split(split.features, values, split.observed, split.graphs)
+                    outputs = bank(weights, split, torch.tensor(rows, device=values.device))
+                    columns, known = [], []
+                    for row in rows:
+                        name = bank.names[row]
+                        spec = self.graph.subtask(name)
+                        value = outputs[:, rows.index(row), :, :spec.width]
+                        if spec.kind == "classification":
+                            value = value.softmax(-1)
+                        predictions[name] = value
+                        if name not in observed:
+                            columns.extend(range(self.layout.value_slices[name].start,
+                                                 self.layout.value_slices[name].stop))
+                            known.append(value)
+                    if columns:
+                        values = values.index_copy(-1, torch.tensor(columns, device=values.device),
+                                                   torch.cat(known, dim=-1))
+        return {name: (predictions[name][0] if single else predictions[name]) for name in self.graph.names}
+
+    def _prediction_split(self, inputs: dict[str, Any], observed: dict[str, Any], shots: int | None
+                          ) -> tuple[Split, bool]:
+        parameter = self.fast[0][0]
+        dtype, device = parameter.dtype, parameter.device
+        num_tasks = self.num_tasks
+        single = None
+        for name, x in [*inputs.items(), *observed.items()]:
+            if self.graph.subtask(name).learner.type == "gnn" and name in inputs:
+                continue
+            tensor = torch.as_tensor(x)
+            full = 3 if (name in inputs or self.graph.subtask(name).kind == "regression") else 2
+            single = tensor.dim() == full - 1 if single is None else single
+            shots = tensor.shape[0 if single else 1]
+        if shots is None:
+            raise DataError("predict needs inputs, observed values or shots= to know how many examples to predict")
+        single = bool(single) or (single is None and num_tasks == 1)
+        rows = {name: (inputs.get(name), observed.get(name)) for name in self.graph.names}
+        features = torch.zeros(num_tasks, shots, self.layout.feature_width, dtype=dtype, device=device)
+        values = torch.zeros(num_tasks, shots, self.layout.value_width, dtype=dtype, device=device)
+        mask = torch.zeros(num_tasks, shots, len(self.graph), dtype=torch.bool, device=device)
+        graphs = {}
+        for n, (name, (x, y)) in enumerate(rows.items()):
+            spec = self.graph.subtask(name)
+            if spec.learner.type == "gnn":
+                if x is None:
+                    raise DataError(f"predict needs input graphs for GNN node {name!r}")
+                graphs[name] = dense_graphs(f"input of node {name!r}", x, spec.in_dim, num_tasks, shots, dtype
+                                            ).to(device)
+            elif spec.in_dim > 0:
+                if x is None:
+                    raise DataError(f"predict needs inputs for node {name!r} (in_dim={spec.in_dim})")
+                x = torch.as_tensor(x, dtype=dtype, device=device)
+                x = x.unsqueeze(0) if single else x
+                if tuple(x.shape) != (num_tasks, shots, spec.in_dim):
+                    raise DataError(f"inputs of node {name!r} have shape {tuple(x.shape)}, "
+                                    f"expected {(num_tasks, shots, spec.in_dim)} (tasks, shots, in_dim)")
+                features[..., self.layout.feature_slices[name]] = x
+            if y is not None:
+                y = torch.as_tensor(y, device=device)
+                y = y.unsqueeze(0) if single else y
+                if spec.kind == "classification":
+                    y = torch.nn.functional.one_hot(y.long(), spec.num_classes)
+                values[..., self.layout.value_slices[name]] = y.to(dtype)
+                mask[..., n] = True
+        return Split(features, values, mask, graphs), single
+
+    def _check_tasks(self, num_tasks: int) -> None:
+        if num_tasks != self.num_tasks:
+            raise DataError(f"these weights were adapted to {self.num_tasks} tasks, but the data have {num_tasks}")
+
+    def _on_device(self, split: Split) -> Split:
+        parameter = self.fast[0][0]
+        return split.to(device=parameter.device, dtype=parameter.dtype)

@@ -1,0 +1,144 @@
+"""`LearnerBank`: the nodes sharing one learner type, run as one batched module.
+
+A bank owns the meta-initialisation ``theta`` of its ``N_b`` nodes, every tensor stacked on a
+leading node axis. Fast weights are the same tensors with a leading task axis,
+``[T, N_b, ...]``, so every (task, node) pair is one slice of one batched op.
+
+Widths differ between nodes; the bank pads them to its widest node:
+
+* padded input columns read a constant 0, so their weights never contribute;
+* padded regression outputs are left out of the loss;
+* padded class logits are set to a large negative number, so they never win a softmax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..data import Split
+from ..graph import TaskGraph
+from ..layout import GraphLayout
+
+Weights = tuple[torch.Tensor, ...]
+
+
+def packed_source(split: Split) -> torch.Tensor:
+    """``[T, K, F + W + 1]``: features, values and a trailing zero column that padding points at."""
+    zero = split.values.new_zeros(*split.values.shape[:2], 1)
+    return torch.cat([split.features, split.values, zero], dim=-1)
+
+
+def gather_columns(source: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``source [T, K, S]`` gathered by ``index [N, D]`` into ``[T, N, K, D]`` in one op."""
+    T, K, _ = source.shape
+    N, D = index.shape
+    flat = source.index_select(-1, index.reshape(-1))
+    return flat.reshape(T, K, N, D).transpose(1, 2)
+
+
+def uniform_(tensor: torch.Tensor, fan_in: torch.Tensor) -> None:
+    """PyTorch's ``nn.Linear`` initialisation, per node: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
+
+    ``fan_in`` has one entry per node (the node axis leads ``tensor``); a node without inputs
+    uses bound 1.
+    """
+    bound = 1.0 / fan_in.clamp(min=1).to(tensor.dtype).sqrt()
+    shape = (-1,) + (1,) * (tensor.dim() - 1)
+    with torch.no_grad():
+        tensor.uniform_(-1.0, 1.0).mul_(bound.reshape(shape))
+
+
+class LearnerBank(nn.Module):
+    """Base class of the banks: node bookkeeping, targets, masks and the per-node losses.
+
+    Subclasses create ``self.theta`` (an ``nn.ParameterList``, node axis first) and implement
+    ``forward(weights, split, nodes=None) -> [T, N_b', K, D_out]`` (regression outputs or logits).
+    """
+
+    theta: nn.ParameterList
+    #: How many trailing tensors of ``theta`` form the output layer (for ANIL).
+    head_size: int = 2
+
+    def __init__(self, graph: TaskGraph, names: Sequence[str]) -> None:
+        super().__init__()
+        self.graph = graph
+        self.layout = GraphLayout(graph)
+        self.names = list(names)
+        specs = [graph.subtask(name) for name in self.names]
+        self.output_width = max(s.width for s in specs)
+        pad = self.layout.feature_width + self.layout.value_width
+        value_index = self.layout.gather_index(
+            self.names,
+            lambda name: [self.layout.feature_width + c for c in range(self.layout.value_slices[name].start,
+                                                                      self.layout.value_slices[name].stop)],
+            self.output_width, pad)
+        self.register_buffer("target_index", value_index, persistent=False)
+        widths = torch.tensor([s.width for s in specs])
+        self.register_buffer("output_mask", torch.arange(self.output_width) < widths[:, None], persistent=False)
+        self.register_buffer("is_classification", torch.tensor([s.kind == "classification" for s in specs]),
+                             persistent=False)
+        node_index = torch.tensor([self.layout.index[name] for name in self.names], dtype=torch.long)
+        self.register_buffer("node_index", node_index, persistent=False)
+        parents = torch.zeros(len(self.names), len(graph), dtype=torch.bool)
+        for row, name in enumerate(self.names):
+            for parent in graph.parents(name):
+                parents[row, self.layout.index[parent]] = True
+        self.register_buffer("parent_mask", parents, persistent=False)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def expand(self, num_tasks: int) -> Weights:
+        """The meta-initialisation as fast weights ``[T, N_b, ...]`` (a view, no copy)."""
+        return tuple(p.unsqueeze(0).expand(num_tasks, *p.shape) for p in self.theta)
+
+    def example_mask(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
+        """``[T, N_b, K]``: the node's value and all its parents' values are observed."""
+        node_index, parent_mask = self.node_index, self.parent_mask
+        if nodes is not None:
+            node_index, parent_mask = node_index[nodes], parent_mask[nodes]
+        observed = split.observed  # [T, K, N]
+        missing_parent = (~observed).to(split.values.dtype) @ parent_mask.t().to(split.values.dtype) > 0
+        return (observed[..., node_index] & ~missing_parent).transpose(1, 2)
+
+    def targets(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
+        """``[T, N_b, K, D_out]``: regression targets, or one-hot labels, padded with 0."""
+        index = self.target_index if nodes is None else self.target_index[nodes]
+        return gather_columns(packed_source(split), index)
+
+    def losses(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per (task, node) mean loss over observed shots, and accuracy; both ``[T, N_b]``.
+
+        Regression: mean squared error over the node's ``out_dim`` columns. Classification:
+        cross-entropy ``logsumexp(z) - z_y`` with padded logits masked out. Accuracy is NaN
+        for regression nodes; a (task, node) with no observed shot has loss 0.
+        """
+        outputs = self(weights, split, nodes)
+        targets = self.targets(split, nodes)
+        mask = self.example_mask(split, nodes)
+        output_mask = self.output_mask if nodes is None else self.output_mask[nodes]
+        is_classification = self.is_classification if nodes is None else self.is_classification[nodes]
+        return node_losses(outputs, targets, mask, output_mask, is_classification)
+
+
+def node_losses(outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, output_mask: torch.Tensor,
+                is_classification: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """See :meth:`LearnerBank.losses`. Shapes: outputs/targets ``[T, N, K, D]``, mask ``[T, N, K]``,
+    output_mask ``[N, D]``, is_classification ``[N]``."""
+    output_mask = output_mask[:, None, :]
+    widths = output_mask.sum(-1)
+    squared = ((outputs - targets) ** 2 * output_mask).sum(-1) / widths
+    logits = outputs.masked_fill(~output_mask, torch.finfo(outputs.dtype).min / 4)
+    cross_entropy = torch.logsumexp(logits, dim=-1) - (logits * targets).sum(-1)
+    classification = is_classification[:, None]
+    per_example = torch.where(classification, cross_entropy, squared)
+    weight = mask.to(outputs.dtype)
+    loss = (per_example * weight).sum(-1) / weight.sum(-1).clamp(min=1)
+    hits = (logits.argmax(-1) == targets.argmax(-1)).to(outputs.dtype)
+    accuracy = (hits * weight).sum(-1) / weight.sum(-1).clamp(min=1)
+    accuracy = torch.where(is_classification, accuracy, torch.full_like(accuracy, float("nan")))
+    return loss, accuracy

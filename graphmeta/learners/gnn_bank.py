@@ -1,0 +1,112 @@
+"""`GNNBank`: every GNN node of a graph as one batched graph network over dense small graphs.
+
+Each (task, node, shot) has its own input graph with adjacency ``A`` and node features
+``X``. With ``Â = D^{-1/2} (A + I) D^{-1/2}`` (GCN normalisation, Kipf & Welling 2017) and
+fast weights ``[T, N, ...]``, node ``n`` of task ``t`` computes
+
+    H_0 = X,    H_l = act(Â H_{l-1} W_l[t, n] + b_l[t, n])                  (l = 1..L)
+    g = mean over the graph's nodes of H_L
+    output = [g, parents' values] W_head[t, n] + b_head[t, n]
+
+for all (task, node, shot) at once. Graphs are padded to the largest one; padded graph
+nodes are masked out of ``Â`` and of the mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..data import Split
+from ..graph import TaskGraph
+from .bank import LearnerBank, Weights, gather_columns, packed_source, uniform_
+from .mlp_bank import ACTIVATION_FUNCTIONS
+from .spec import GNN
+
+
+class GNNBank(LearnerBank):
+    """The GNN nodes ``names`` of ``graph`` sharing ``spec``."""
+
+    def __init__(self, graph: TaskGraph, names: Sequence[str], spec: GNN) -> None:
+        super().__init__(graph, names)
+        self.spec = spec
+        parent_columns = [self._parent_columns(name) for name in self.names]
+        self.parent_width = max(len(c) for c in parent_columns)
+        pad = self.layout.feature_width + self.layout.value_width
+        self.register_buffer("parent_index", self.layout.gather_index(
+            self.names, self._parent_columns, self.parent_width, pad), persistent=False)
+        self.feature_width = max(graph.subtask(name).in_dim for name in self.names)
+        self.register_buffer("fan_in", torch.tensor([graph.subtask(name).in_dim for name in self.names]),
+                             persistent=False)
+        self.register_buffer("head_fan_in", torch.tensor([spec.hidden + len(c) for c in parent_columns]),
+                             persistent=False)
+        self.theta = nn.ParameterList()
+        widths = [self.feature_width] + [spec.hidden] * spec.layers
+        for d_in, d_out in zip(widths[:-1], widths[1:]):
+            self.theta.append(nn.Parameter(torch.empty(len(self.names), d_in, d_out)))
+            self.theta.append(nn.Parameter(torch.empty(len(self.names), d_out)))
+        self.theta.append(nn.Parameter(torch.empty(len(self.names), spec.hidden + self.parent_width,
+                                                   self.output_width)))
+        self.theta.append(nn.Parameter(torch.empty(len(self.names), self.output_width)))
+        self.activation = ACTIVATION_FUNCTIONS[spec.activation]
+        self.reset_parameters()
+
+    def _parent_columns(self, name: str) -> list[int]:
+        own = self.layout.feature_slices[name]
+        return [c for c in self.layout.input_columns(name) if not own.start <= c < own.stop]
+
+    def reset_parameters(self) -> None:
+        """``nn.Linear``'s initialisation per node, with each node's true fan-in; padding rows 0."""
+        fan_in = self.fan_in
+        for layer in range(0, len(self.theta) - 2, 2):
+            uniform_(self.theta[layer], fan_in)
+            uniform_(self.theta[layer + 1], fan_in)
+            fan_in = torch.full_like(self.fan_in, self.spec.hidden)
+        uniform_(self.theta[-2], self.head_fan_in)
+        uniform_(self.theta[-1], self.head_fan_in)
+        with torch.no_grad():
+            self.theta[0].mul_((torch.arange(self.feature_width) < self.fan_in[:, None])[:, :, None])
+            real_head = torch.arange(self.theta[-2].shape[1]) < self.head_fan_in[:, None]
+            self.theta[-2].mul_(real_head[:, :, None])
+
+    def dense_inputs(self, split: Split, nodes: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``X [T, N_b, K, M, F]``, normalised ``Â [T, N_b, K, M, M]`` and node mask ``[T, N_b, K, M]``."""
+        names = self.names if nodes is None else [self.names[i] for i in nodes.tolist()]
+        graphs = [split.graphs[name] for name in names]
+        size = max(g.x.shape[2] for g in graphs)
+        x = torch.stack([_pad(g.x, (0, self.feature_width - g.x.shape[-1], 0, size - g.x.shape[2]))
+                         for g in graphs], dim=1)
+        adjacency = torch.stack([_pad(g.adjacency, (0, size - g.x.shape[2], 0, size - g.x.shape[2]))
+                                 for g in graphs], dim=1)
+        mask_float = torch.stack([_pad(g.mask.to(x.dtype), (0, size - g.x.shape[2])) for g in graphs], dim=1)
+        with_loops = adjacency + torch.diag_embed(mask_float)
+        inv_sqrt_degree = with_loops.sum(-1).clamp(min=1).rsqrt() * mask_float
+        normalised = inv_sqrt_degree.unsqueeze(-1) * with_loops * inv_sqrt_degree.unsqueeze(-2)
+        return x, normalised, mask_float
+
+    def forward(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
+        """Outputs ``[T, N_b, K, D_out]`` of all (task, node) pairs (or of the bank rows ``nodes``)."""
+        if nodes is not None:
+            weights = tuple(w[:, nodes] for w in weights)
+        x, propagate, mask = self.dense_inputs(split, nodes)
+        hidden = x
+        for layer in range(0, len(weights) - 2, 2):
+            weight, bias = weights[layer], weights[layer + 1]
+            transformed = torch.matmul(hidden, weight.unsqueeze(2))  # [T, N, K, M, H]
+            hidden = self.activation(propagate @ transformed + bias[:, :, None, None, :])
+        pooled = (hidden * mask.unsqueeze(-1)).sum(-2) / mask.sum(-1, keepdim=True).clamp(min=1)
+        index = self.parent_index if nodes is None else self.parent_index[nodes]
+        parents = gather_columns(packed_source(split), index)
+        head_input = torch.cat([pooled, parents], dim=-1)
+        return torch.matmul(head_input, weights[-2]) + weights[-1].unsqueeze(-2)
+
+    def extra_repr(self) -> str:
+        return (f"nodes={len(self.names)}, feature_width={self.feature_width}, hidden={self.spec.hidden}, "
+                f"layers={self.spec.layers}, output_width={self.output_width}")
+
+
+def _pad(tensor: torch.Tensor, padding: tuple[int, ...]) -> torch.Tensor:
+    return nn.functional.pad(tensor, padding) if any(padding) else tensor

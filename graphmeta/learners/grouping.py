@@ -1,0 +1,57 @@
+"""`BankSet`: a graph's nodes grouped into banks, one bank per distinct learner spec."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from ..data import Split
+from ..graph import TaskGraph
+from .bank import LearnerBank, Weights
+from .gnn_bank import GNNBank
+from .mlp_bank import MLPBank
+from .spec import GNN, MLP
+
+
+class BankSet(nn.Module):
+    """All banks of a graph. Fast weights are a list with one :data:`Weights` tuple per bank.
+
+    Per-node results of the banks are concatenated in bank order and put back into
+    ``graph.names`` order with one fixed permutation, so no step loops over nodes.
+    """
+
+    def __init__(self, graph: TaskGraph) -> None:
+        groups: dict[MLP | GNN, list[str]] = {}
+        for name in graph.names:
+            groups.setdefault(graph.subtask(name).learner, []).append(name)
+        super().__init__()
+        self.banks = nn.ModuleList((GNNBank if isinstance(spec, GNN) else MLPBank)(graph, names, spec)
+                                   for spec, names in groups.items())
+        bank_order = torch.cat([bank.node_index for bank in self])
+        self.register_buffer("to_graph_order", torch.argsort(bank_order), persistent=False)
+
+    def __iter__(self) -> Iterator[LearnerBank]:
+        return iter(self.banks)
+
+    def __len__(self) -> int:
+        return len(self.banks)
+
+    def __getitem__(self, index: int) -> LearnerBank:
+        return self.banks[index]
+
+    def expand(self, num_tasks: int) -> list[Weights]:
+        """The meta-initialisation of every bank as fast weights ``[T, N_b, ...]``."""
+        return [bank.expand(num_tasks) for bank in self]
+
+    def losses(self, fast: list[Weights], split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per (task, node) loss and accuracy, ``[T, N]`` in ``graph.names`` order."""
+        results = [bank.losses(weights, split) for bank, weights in zip(self, fast)]
+        loss = torch.cat([r[0] for r in results], dim=1)[:, self.to_graph_order]
+        accuracy = torch.cat([r[1] for r in results], dim=1)[:, self.to_graph_order]
+        return loss, accuracy
+
+    def example_mask(self, split: Split) -> torch.Tensor:
+        """``[T, N, K]``: which shots count for each node (value and parents observed)."""
+        return torch.cat([bank.example_mask(split) for bank in self], dim=1)[:, self.to_graph_order]

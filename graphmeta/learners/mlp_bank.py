@@ -1,0 +1,76 @@
+"""`MLPBank`: every MLP node of a graph as one stacked multilayer perceptron.
+
+For fast weights ``(W_1, b_1, ..., W_L, b_L)`` with ``W_l`` of shape ``[T, N, d_{l-1}, d_l]``,
+node ``n`` of task ``t`` computes, on its inputs ``x [K, d_0]``,
+
+    h_0 = x,    h_l = act(h_{l-1} W_l[t, n] + b_l[t, n]),    output = h_{L-1} W_L[t, n] + b_L[t, n]
+
+for all ``(t, n)`` at once with one batched matmul per layer. ``x`` is the node's own
+features followed by its parents' values, padded to the bank's widest input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..data import Split
+from ..graph import TaskGraph
+from .bank import LearnerBank, Weights, gather_columns, packed_source, uniform_
+from .spec import MLP
+
+ACTIVATION_FUNCTIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": nn.functional.gelu,
+                        "silu": nn.functional.silu}
+
+
+class MLPBank(LearnerBank):
+    """The MLP nodes ``names`` of ``graph`` sharing ``spec``."""
+
+    def __init__(self, graph: TaskGraph, names: Sequence[str], spec: MLP) -> None:
+        super().__init__(graph, names)
+        self.spec = spec
+        columns = [self.layout.input_columns(name) for name in self.names]
+        self.input_width = max(1, max(len(c) for c in columns))
+        pad = self.layout.feature_width + self.layout.value_width
+        self.register_buffer("input_index", self.layout.gather_index(
+            self.names, self.layout.input_columns, self.input_width, pad), persistent=False)
+        self.register_buffer("fan_in", torch.tensor([len(c) for c in columns]), persistent=False)
+        widths = [self.input_width, *spec.hidden, self.output_width]
+        self.theta = nn.ParameterList()
+        for d_in, d_out in zip(widths[:-1], widths[1:]):
+            self.theta.append(nn.Parameter(torch.empty(len(self.names), d_in, d_out)))
+            self.theta.append(nn.Parameter(torch.empty(len(self.names), d_out)))
+        self.activation = ACTIVATION_FUNCTIONS[spec.activation]
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``nn.Linear``'s initialisation per node, with each node's true fan-in; padding rows 0."""
+        fan_in = self.fan_in
+        for layer in range(0, len(self.theta), 2):
+            weight, bias = self.theta[layer], self.theta[layer + 1]
+            uniform_(weight, fan_in)
+            uniform_(bias, fan_in)
+            fan_in = torch.full_like(self.fan_in, weight.shape[-1])
+        with torch.no_grad():
+            real_input = torch.arange(self.input_width) < self.fan_in[:, None]
+            self.theta[0].mul_(real_input[:, :, None])
+
+    def forward(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
+        """Outputs ``[T, N_b, K, D_out]`` of all (task, node) pairs (or of the bank rows ``nodes``)."""
+        index = self.input_index if nodes is None else self.input_index[nodes]
+        hidden = gather_columns(packed_source(split), index)
+        last = len(weights) - 2
+        for layer in range(0, len(weights), 2):
+            weight, bias = weights[layer], weights[layer + 1]
+            if nodes is not None:
+                weight, bias = weight[:, nodes], bias[:, nodes]
+            hidden = torch.matmul(hidden, weight) + bias.unsqueeze(-2)
+            if layer < last:
+                hidden = self.activation(hidden)
+        return hidden
+
+    def extra_repr(self) -> str:
+        return (f"nodes={len(self.names)}, input_width={self.input_width}, hidden={self.spec.hidden}, "
+                f"output_width={self.output_width}, activation={self.spec.activation}")

@@ -1,0 +1,1 @@
+"""Helpers for checking graphmeta: a slow per-task, per-node reference of the engine."""

@@ -1,0 +1,245 @@
+"""A slow, obviously-correct reference of the meta-training step: one task, one node at a time.
+
+It reads the same meta-parameters as a :class:`~graphmeta.GraphMetaLearner` but none of its
+batching: no padding, no gathers, no masks beyond dropping unobserved rows, one
+``autograd.grad`` per (task, node). Tests check the batched engine against it; the
+throughput benchmark times it as the per-node loop a learn2learn-style library runs.
+
+Data come as the ``{node: (x, y)}`` mappings of :meth:`TaskBatch.from_tensors` with a task
+axis (``x`` of a GNN node: a list of ``T * K`` PyG ``Data``), plus optional ``observed``
+masks ``{node: [T, K] bool}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch_geometric.utils import to_dense_adj
+
+from ..model import GraphMetaLearner
+
+Data = Mapping[str, Any]
+
+
+def reference_meta_loss(model: GraphMetaLearner, support: Data, query: Data,
+                        support_observed: Data | None = None, query_observed: Data | None = None,
+                        create_graph: bool | None = None) -> torch.Tensor:
+    """The meta-loss of ``model`` computed task by task, node by node."""
+    graph = model.graph
+    names = graph.names
+    T = _num_tasks(graph, support)
+    if create_graph is None:
+        create_graph = model.algorithm.second_order and model.training
+    theta = {name: _node_theta(model, name) for name in names}
+    rates = {name: _node_rates(model, name) for name in names}
+    fast: dict[tuple[int, str], list[torch.Tensor]] = {}
+    support_before: dict[tuple[int, str], torch.Tensor] = {}
+    for t in range(T):
+        for name in names:
+            weights = list(theta[name])
+            for step in range(model.inner_steps):
+                loss = _node_loss(model, name, weights, support, support_observed, t)
+                if step == 0:
+                    support_before[t, name] = loss.detach()
+                adapt = _adaptable(model, name)
+                targets = [w for w, a in zip(weights, adapt) if a]
+                grads = iter(torch.autograd.grad(loss, targets, create_graph=create_graph))
+                step_rates = rates[name](step)
+                weights = [w - step_rates[i] * next(grads) if a else w for i, (w, a) in enumerate(zip(weights, adapt))]
+            fast[t, name] = weights
+    plain = dict(fast)
+    if model.message_passing is not None and model.inner_steps > 0:
+        fast = _message_passing(model, theta, fast, support, support_observed, support_before, T,
+                                detach=model.algorithm.reptile)
+    total, count = 0.0, 0
+    for t in range(T):
+        for name in names:
+            if _rows(graph, name, query, query_observed, t).any():
+                total = total + _node_loss(model, name, fast[t, name], query, query_observed, t)
+                count += 1
+    query_loss = total / max(count, 1)
+    if not model.algorithm.reptile:
+        return query_loss
+    reptile = sum(0.5 * (th - ph.detach()).pow(2).sum() / T
+                  for t in range(T) for name in names for th, ph in zip(theta[name], plain[t, name]))
+    return reptile + (query_loss if model.message_passing is not None else 0)
+
+
+def reference_adapted_weights(model: GraphMetaLearner, support: Data, support_observed: Data | None = None
+                              ) -> dict[tuple[int, str], list[torch.Tensor]]:
+    """Unpadded adapted weights per (task, node), without message passing."""
+    graph = model.graph
+    fast = {}
+    for t in range(_num_tasks(graph, support)):
+        for name in graph.names:
+            weights = list(_node_theta(model, name))
+            for step in range(model.inner_steps):
+                loss = _node_loss(model, name, weights, support, support_observed, t)
+                adapt = _adaptable(model, name)
+                grads = iter(torch.autograd.grad(loss, [w for w, a in zip(weights, adapt) if a], create_graph=True))
+                step_rates = _node_rates(model, name)(step)
+                weights = [w - step_rates[i] * next(grads) if a else w for i, (w, a) in enumerate(zip(weights, adapt))]
+            fast[t, name] = weights
+    return fast
+
+
+def unpadded_slices(model: GraphMetaLearner, name: str) -> tuple[int, int, list[tuple[slice, ...]]]:
+    """``(bank index, row, slices)``: which part of each bank tensor is node ``name``'s own."""
+    graph = model.graph
+    for b, bank in enumerate(model.banks):
+        if name not in bank.names:
+            continue
+        row = bank.names.index(name)
+        spec = graph.subtask(name)
+        parent_width = graph.input_width(name) - spec.in_dim
+        full = slice(None)
+        if spec.learner.type == "gnn":
+            slices = [(slice(0, spec.in_dim), full) if i == 0 else (full,) * (p.dim() - 1)
+                      for i, p in enumerate(bank.theta[:-2])]
+            slices += [(slice(0, spec.learner.hidden + parent_width), slice(0, spec.width)), (slice(0, spec.width),)]
+        else:
+            slices = [(full,) * (p.dim() - 1) for p in bank.theta]
+            slices[0] = (slice(0, graph.input_width(name)), full)
+            slices[-2] = (full, slice(0, spec.width))
+            slices[-1] = (slice(0, spec.width),)
+        return b, row, slices
+    raise KeyError(name)
+
+
+def _node_theta(model: GraphMetaLearner, name: str) -> list[torch.Tensor]:
+    b, row, slices = unpadded_slices(model, name)
+    return [p[(row, *s)] for p, s in zip(model.banks[b].theta, slices)]
+
+
+def _node_rates(model: GraphMetaLearner, name: str):
+    b, row, slices = unpadded_slices(model, name)
+    if model.algorithm.per_parameter_lr:
+        start = sum(len(model.banks[i].theta) for i in range(b))
+        rates = [model.inner_lrs[start + i][(row, *s)] for i, s in enumerate(slices)]
+        return lambda step: rates
+    return lambda step: [model.inner_lrs[min(step, len(model.inner_lrs) - 1)]] * len(slices)
+
+
+def _adaptable(model: GraphMetaLearner, name: str) -> tuple[bool, ...]:
+    b, _, _ = unpadded_slices(model, name)
+    return model.adaptable[b]
+
+
+def _num_tasks(graph, data: Data) -> int:
+    first = graph.names[0]
+    entry = data[first]
+    y = entry[1] if isinstance(entry, (tuple, list)) else entry
+    return int(torch.as_tensor(y).shape[0])
+
+
+def _unpack(entry: Any) -> tuple[Any, torch.Tensor]:
+    return (entry[0], torch.as_tensor(entry[1])) if isinstance(entry, (tuple, list)) else (None, torch.as_tensor(entry))
+
+
+def _value(graph, name: str, data: Data, t: int) -> torch.Tensor:
+    """Node ``name``'s value in task ``t`` as the columns its children read: [K, width]."""
+    _, y = _unpack(data[name])
+    spec = graph.subtask(name)
+    if spec.kind == "classification":
+        return F.one_hot(y[t].long().clamp(min=0), spec.num_classes).double()
+    return y[t].double()
+
+
+def _rows(graph, name: str, data: Data, observed: Data | None, t: int) -> torch.Tensor:
+    """Shots of task ``t`` where ``name`` and all its parents are observed."""
+    _, y = _unpack(data[name])
+    keep = torch.ones(y.shape[1], dtype=torch.bool)
+    for node in [name, *graph.parents(name)]:
+        if observed is not None and node in observed:
+            keep &= torch.as_tensor(observed[node][t], dtype=torch.bool)
+    return keep
+
+
+def _node_loss(model: GraphMetaLearner, name: str, weights: list[torch.Tensor], data: Data,
+               observed: Data | None, t: int) -> torch.Tensor:
+    graph = model.graph
+    spec = graph.subtask(name)
+    dtype = weights[0].dtype
+    x, y = _unpack(data[name])
+    keep = _rows(graph, name, data, observed, t)
+    parents = [_value(graph, p, data, t).to(dtype) for p in graph.parents(name)]
+    if spec.learner.type == "gnn":
+        K = y.shape[1]
+        outputs = []
+        for k in range(K):
+            graph_k = x[t * K + k]
+            hidden = graph_k.x.to(dtype)
+            adjacency = to_dense_adj(graph_k.edge_index, max_num_nodes=hidden.shape[0])[0].to(dtype)
+            adjacency = (adjacency > 0).to(dtype)
+            adjacency.fill_diagonal_(0)
+            adjacency = adjacency + torch.eye(hidden.shape[0], dtype=dtype)
+            scale = adjacency.sum(-1).rsqrt()
+            propagate = scale[:, None] * adjacency * scale[None, :]
+            for layer in range(0, len(weights) - 2, 2):
+                hidden = _activation(model, name)(propagate @ hidden @ weights[layer] + weights[layer + 1])
+            head_input = torch.cat([hidden.mean(0), *[p[k] for p in parents]])
+            outputs.append(head_input @ weights[-2] + weights[-1])
+        outputs = torch.stack(outputs)
+    else:
+        columns = ([torch.as_tensor(x[t]).to(dtype)] if spec.in_dim > 0 else []) + parents
+        hidden = torch.cat(columns, dim=-1) if columns else torch.zeros(y.shape[1], 0, dtype=dtype)
+        for layer in range(0, len(weights), 2):
+            hidden = hidden @ weights[layer] + weights[layer + 1]
+            if layer < len(weights) - 2:
+                hidden = _activation(model, name)(hidden)
+        outputs = hidden
+    outputs = outputs[keep]
+    if spec.kind == "classification":
+        return F.cross_entropy(outputs, y[t][keep].long())
+    return F.mse_loss(outputs, y[t][keep].to(dtype))
+
+
+def _activation(model: GraphMetaLearner, name: str):
+    from ..learners.mlp_bank import ACTIVATION_FUNCTIONS
+
+    return ACTIVATION_FUNCTIONS[model.graph.subtask(name).learner.activation]
+
+
+def _message_passing(model, theta, fast, support, observed, support_before, T, detach):
+    """Pad each node's update back into its bank's layout and run the model's message passing."""
+    graph = model.graph
+    names = graph.names
+    deltas, bases = [], []
+    for b, bank in enumerate(model.banks):
+        rows_t = []
+        for t in range(T):
+            rows = []
+            for name in bank.names:
+                _, row, slices = unpadded_slices(model, name)
+                padded = []
+                for i, (p, s) in enumerate(zip(bank.theta, slices)):
+                    full = p[row].clone()
+                    full[s] = fast[t, name][i].detach() if detach else fast[t, name][i]
+                    padded.append(full)
+                rows.append(padded)
+            rows_t.append(rows)
+        stacked = [torch.stack([torch.stack([rows_t[t][r][i] for r in range(len(bank.names))]) for t in range(T)])
+                   for i in range(len(bank.theta))]
+        bases.append(stacked)
+        theta_b = [p.unsqueeze(0).expand(T, *p.shape) for p in bank.theta]
+        delta = model._flatten(b, [f - th for f, th in zip(stacked, theta_b)])
+        deltas.append(delta.detach() if detach else delta)
+    statistics = torch.zeros(T, len(names), 3, dtype=deltas[0].dtype)
+    for t in range(T):
+        for n, name in enumerate(names):
+            with torch.no_grad():
+                after = _node_loss(model, name, fast[t, name], support, observed, t)
+            statistics[t, n] = torch.stack([support_before[t, name], after,
+                                            _rows(graph, name, support, observed, t).sum().to(after.dtype)])
+    corrections = model.message_passing(deltas, statistics)
+    corrected = {}
+    for b, bank in enumerate(model.banks):
+        weights = model._add_flat(b, tuple(bases[b]), corrections[b])
+        for name in bank.names:
+            _, row, slices = unpadded_slices(model, name)
+            for t in range(T):
+                corrected[t, name] = [w[t, row][s] for w, s in zip(weights, slices)]
+    return corrected
