@@ -101,6 +101,10 @@ class GraphMetaLearner(nn.Module):
         }
         return loss, metrics
 
+    def forward(self, batch: TaskBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Calling the module is :meth:`meta_loss` (so ``torch.func.functional_call`` works)."""
+        return self.meta_loss(batch)
+
     def adapt(self, support: TaskBatch | Split | Mapping[str, Any], steps: int | None = None) -> AdaptedGraph:
         """Adapt every node to ``support`` (a TaskBatch, a Split, or one task's ``{node: (x, y)}``).
 
@@ -156,19 +160,24 @@ class GraphMetaLearner(nn.Module):
             return plain, plain, support_before
         detach = detach_updates or not track_meta_gradient
         base = [tuple(w.detach() for w in weights) for weights in plain] if detach else plain
-        fast = self._pass_messages(theta, base, support, support_before, detach=detach)
+        fast = self._pass_messages(theta, base, support, support_before, detach=detach,
+                                   attach_statistics=create_graph and not detach)
         return fast, plain, support_before
 
     def _pass_messages(self, theta: list[Weights], fast: list[Weights], support: Split,
-                       support_before: torch.Tensor, detach: bool) -> list[Weights]:
-        with torch.no_grad():
+                       support_before: torch.Tensor, detach: bool, attach_statistics: bool) -> list[Weights]:
+        """``fast + correction``. With ``detach`` the updates are constants; the support-loss
+        statistics carry gradients only with ``attach_statistics`` (second order)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and attach_statistics):
             support_after, _ = self.banks.losses(fast, support)
-            shots = self.banks.example_mask(support).sum(-1).to(support_after.dtype)
+        shots = self.banks.example_mask(support).sum(-1).to(support_after.dtype)
         statistics = torch.stack([support_before, support_after, shots], dim=-1)
         deltas = [self._flatten(b, [f - t for f, t in zip(fast_b, theta_b)])
                   for b, (fast_b, theta_b) in enumerate(zip(fast, theta))]
         if detach:
             deltas = [d.detach() for d in deltas]
+        if not attach_statistics:
+            statistics = statistics.detach()
         corrections = self.message_passing(deltas, statistics)
         return [self._add_flat(b, fast_b, correction) for b, (fast_b, correction) in enumerate(zip(fast, corrections))]
 
@@ -195,7 +204,8 @@ class GraphMetaLearner(nn.Module):
                 start += len(bank.theta)
             return [rates] * steps
         last = len(self.inner_lrs) - 1
-        return [[self.inner_lrs[min(step, last)]] * len(self.banks) for step in range(steps)]
+        rates = self.inner_lrs if self.inner_lrs.requires_grad else self.inner_lrs.tolist()
+        return [[rates[min(step, last)]] * len(self.banks) for step in range(steps)]
 
     def _reptile_loss(self, plain: list[Weights], num_tasks: int) -> torch.Tensor:
         """``1/2 sum_t ||theta - phi_t||^2 / T``: its theta-gradient is Reptile's meta-step."""

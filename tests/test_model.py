@@ -131,3 +131,98 @@ def test_learned_inner_lr_equals_reference():
     torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=1e-9)
     torch.testing.assert_close(grads[-1] if False else [g for g in grads if g is not None],
                                [g for g in ref_grads if g is not None], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("message_passing", [False, True])
+def test_disconnected_extra_node_changes_nothing(message_passing):
+    """Padding and masks are inert: a wide, unconnected extra node leaves the others' results."""
+    graph = mixed_graph()
+    wider = mixed_graph().add_subtask("z", in_dim=7, out_dim=4)
+    torch.manual_seed(0)
+    small = gm.GraphMetaLearner(graph, inner_steps=2, message_passing=False).double()
+    big = gm.GraphMetaLearner(wider, inner_steps=2, message_passing=False).double()
+    with torch.no_grad():  # copy each node's own slice of the meta-init into the bigger banks
+        for name in graph.names:
+            b_small, row_small, slices = unpadded_slices(small, name)
+            b_big, row_big, _ = unpadded_slices(big, name)
+            for p_small, p_big, where in zip(small.banks[b_small].theta, big.banks[b_big].theta, slices):
+                p_big[(row_big, *where)] = p_small[(row_small, *where)]
+    data_s, data_q = task_data(graph, 3, 4, 1), task_data(graph, 3, 4, 2)
+    extra_s, extra_q = task_data(wider, 3, 4, 3), task_data(wider, 3, 4, 4)
+    batch = gm.TaskBatch.from_tensors(graph, data_s, data_q)
+    wide_batch = gm.TaskBatch.from_tensors(wider, {**data_s, "z": extra_s["z"]}, {**data_q, "z": extra_q["z"]})
+    small_loss = small.adapt(batch).evaluate(batch)["loss"]
+    big_loss = big.adapt(wide_batch).evaluate(wide_batch)["loss"]
+    positions = [wider.names.index(name) for name in graph.names]
+    torch.testing.assert_close(big_loss[:, positions], small_loss, rtol=1e-9, atol=1e-12)
+
+
+def sine_family(num_tasks, shots, generator):
+    amplitude = torch.rand(num_tasks, 1, 1, generator=generator) * 4.9 + 0.1
+    phase = torch.rand(num_tasks, 1, 1, generator=generator) * torch.pi
+    x = torch.rand(num_tasks, 2 * shots, 1, generator=generator) * 10 - 5
+    y = amplitude * torch.sin(x + phase)
+    return ({"y": (x[:, :shots], y[:, :shots])}, {"y": (x[:, shots:], y[:, shots:])})
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml"])
+def test_meta_training_learns_to_adapt(algorithm):
+    """A seeded learning test: after meta-training, one adaptation step beats no adaptation."""
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    graph = gm.TaskGraph().add_subtask("y", in_dim=1, learner=gm.MLP(hidden=(40, 40)))
+    model = gm.GraphMetaLearner(graph, algorithm=algorithm, inner_steps=1, inner_lr=0.01, message_passing=False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    test = gm.TaskBatch.from_tensors(graph, *sine_family(200, 10, torch.Generator().manual_seed(99)))
+    untrained = model.adapt(test, steps=10).evaluate(test)["loss"].mean()
+    for _ in range(600):
+        batch = gm.TaskBatch.from_tensors(graph, *sine_family(25, 10, generator))
+        optimizer.zero_grad()
+        model.meta_loss(batch)[0].backward()
+        optimizer.step()
+    unadapted = model.adapt(test, steps=0).evaluate(test)["loss"].mean()
+    adapted = model.adapt(test, steps=10).evaluate(test)["loss"].mean()
+    assert adapted < 0.5 * unadapted, (adapted, unadapted)
+    assert adapted < 0.5 * untrained, (adapted, untrained)
+
+
+def test_model_follows_its_dtype_and_validates_options():
+    graph = mixed_graph()
+    model = gm.GraphMetaLearner(graph).double()
+    batch = gm.TaskBatch.from_tensors(graph, task_data(graph, 2, 3, 1), task_data(graph, 2, 3, 2)).to(torch.float32)
+    loss, metrics = model.meta_loss(batch)
+    assert loss.dtype == torch.float64 and set(metrics) == {"loss_before", "loss_after", "accuracy_after"}
+    assert torch.isnan(metrics["accuracy_after"][graph.names.index("a")])
+    assert 0 <= metrics["accuracy_after"][graph.names.index("b")] <= 1
+    with pytest.raises(gm.ConfigError, match="did you mean 'message_rounds'"):
+        gm.GraphMetaLearner(graph, message_round=3)
+    with pytest.raises(gm.ConfigError, match="did you mean 'maml'"):
+        gm.GraphMetaLearner(graph, algorithm="mamll")
+    with pytest.raises(gm.ConfigError, match="inner_lr"):
+        gm.GraphMetaLearner(graph, inner_lr=-1)
+
+
+def test_fit_from_scratch_fits_the_support_set():
+    graph = mixed_graph()
+    model = gm.GraphMetaLearner(graph).double()
+    support = gm.TaskBatch.from_tensors(graph, task_data(graph, 2, 6, 1), task_data(graph, 2, 6, 1))
+    before = model.adapt(support, steps=0).evaluate(support)["loss"]
+    after = model.fit_from_scratch(support, steps=200, lr=0.01).evaluate(support)["loss"]
+    assert (after < before).all() and after.mean() < 0.2 * before.mean()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("message_passing", [False, True])
+def test_cuda_equals_cpu(message_passing):
+    graph = mixed_graph(gnn=True)
+    model = build(graph, "maml", message_passing)
+    batch = gm.TaskBatch.from_tensors(graph, task_data(graph, 3, 4, 1), task_data(graph, 3, 4, 2))
+    loss_cpu, _ = model.meta_loss(batch)
+    grads_cpu = torch.autograd.grad(loss_cpu, list(model.parameters()), allow_unused=True)
+    model_gpu = model.cuda()
+    loss_gpu, _ = model_gpu.meta_loss(batch.to("cuda"))
+    grads_gpu = torch.autograd.grad(loss_gpu, list(model_gpu.parameters()), allow_unused=True)
+    torch.testing.assert_close(loss_gpu.cpu(), loss_cpu, rtol=1e-6, atol=1e-9)
+    for g_cpu, g_gpu in zip(grads_cpu, grads_gpu):
+        if g_cpu is not None:
+            torch.testing.assert_close(g_gpu.cpu(), g_cpu, rtol=1e-6, atol=1e-9)

@@ -27,7 +27,8 @@ def inner_loop(
     track_meta_gradient: bool = True,
 ) -> tuple[list[Weights], torch.Tensor | None]:
     """Take ``len(learning_rates)`` steps ``phi <- phi - alpha_s * grad``; return the fast weights
-    and the support losses ``[T, N]`` before the first step (``None`` for zero steps).
+    and the support losses ``[T, N]`` before the first step (``None`` for zero steps; attached
+    to the graph when ``create_graph``).
 
     ``learning_rates[s][b]`` is the step-``s`` rate of bank ``b``: a float, a scalar tensor, or
     a tensor per parameter (Meta-SGD, a tuple aligned with the bank's tensors).
@@ -47,7 +48,7 @@ def inner_loop(
             targets = [w for weights, flags in zip(fast, adaptable) for w, a in zip(weights, flags) if a]
             grads = iter(torch.autograd.grad(loss.sum(), targets, create_graph=create_graph))
         if initial_loss is None:
-            initial_loss = loss.detach()
+            initial_loss = loss if create_graph else loss.detach()
         fast = [
             tuple(_step(w, next(grads), rate, i) if a else w for i, (w, a) in enumerate(zip(weights, flags)))
             for weights, flags, rate in zip(fast, adaptable, step_rates)
@@ -59,4 +60,6 @@ def _step(weight: torch.Tensor, grad: torch.Tensor, rate: torch.Tensor | float |
           index: int) -> torch.Tensor:
     if isinstance(rate, (tuple, list)):
         rate = rate[index]
-    return weight - rate * grad
+    if isinstance(rate, float):
+        return torch.add(weight, grad, alpha=-rate)  # one fused pass when the rate is a constant
+    return torch.addcmul(weight, rate, grad, value=-1)

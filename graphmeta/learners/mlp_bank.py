@@ -66,7 +66,7 @@ class MLPBank(LearnerBank):
             weight, bias = weights[layer], weights[layer + 1]
             if nodes is not None:
                 weight, bias = weight[:, nodes], bias[:, nodes]
-            hidden = torch.matmul(hidden, weight) + bias.unsqueeze(-2)
+            hidden = batched_affine(hidden, weight, bias)
             if layer < last:
                 hidden = self.activation(hidden)
         return hidden
@@ -74,3 +74,11 @@ class MLPBank(LearnerBank):
     def extra_repr(self) -> str:
         return (f"nodes={len(self.names)}, input_width={self.input_width}, hidden={self.spec.hidden}, "
                 f"output_width={self.output_width}, activation={self.spec.activation}")
+
+
+def batched_affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x [T, N, K, D] @ weight [T, N, D, H] + bias [T, N, H]`` as one fused ``baddbmm``."""
+    T, N, K, _ = x.shape
+    H = weight.shape[-1]
+    out = torch.baddbmm(bias.reshape(T * N, 1, H), x.reshape(T * N, K, -1), weight.reshape(T * N, -1, H))
+    return out.reshape(T, N, K, H)

@@ -43,7 +43,7 @@ def reference_meta_loss(model: GraphMetaLearner, support: Data, query: Data,
             for step in range(model.inner_steps):
                 loss = _node_loss(model, name, weights, support, support_observed, t)
                 if step == 0:
-                    support_before[t, name] = loss.detach()
+                    support_before[t, name] = loss if create_graph else loss.detach()
                 adapt = _adaptable(model, name)
                 targets = [w for w, a in zip(weights, adapt) if a]
                 grads = iter(torch.autograd.grad(loss, targets, create_graph=create_graph))
@@ -53,7 +53,7 @@ def reference_meta_loss(model: GraphMetaLearner, support: Data, query: Data,
     plain = dict(fast)
     if model.message_passing is not None and model.inner_steps > 0:
         fast = _message_passing(model, theta, fast, support, support_observed, support_before, T,
-                                detach=model.algorithm.reptile)
+                                detach=model.algorithm.reptile, attach=create_graph and not model.algorithm.reptile)
     total, count = 0.0, 0
     for t in range(T):
         for name in names:
@@ -203,7 +203,7 @@ def _activation(model: GraphMetaLearner, name: str):
     return ACTIVATION_FUNCTIONS[model.graph.subtask(name).learner.activation]
 
 
-def _message_passing(model, theta, fast, support, observed, support_before, T, detach):
+def _message_passing(model, theta, fast, support, observed, support_before, T, detach, attach):
     """Pad each node's update back into its bank's layout and run the model's message passing."""
     graph = model.graph
     names = graph.names
@@ -227,13 +227,15 @@ def _message_passing(model, theta, fast, support, observed, support_before, T, d
         theta_b = [p.unsqueeze(0).expand(T, *p.shape) for p in bank.theta]
         delta = model._flatten(b, [f - th for f, th in zip(stacked, theta_b)])
         deltas.append(delta.detach() if detach else delta)
-    statistics = torch.zeros(T, len(names), 3, dtype=deltas[0].dtype)
+    rows = []
     for t in range(T):
-        for n, name in enumerate(names):
-            with torch.no_grad():
+        for name in names:
+            with torch.set_grad_enabled(attach):
                 after = _node_loss(model, name, fast[t, name], support, observed, t)
-            statistics[t, n] = torch.stack([support_before[t, name], after,
-                                            _rows(graph, name, support, observed, t).sum().to(after.dtype)])
+            shots = _rows(graph, name, support, observed, t).sum().to(after.dtype)
+            rows.append(torch.stack([support_before[t, name], after, shots]))
+    statistics = torch.stack(rows).reshape(T, len(names), 3)
+    statistics = statistics if attach else statistics.detach()
     corrections = model.message_passing(deltas, statistics)
     corrected = {}
     for b, bank in enumerate(model.banks):

@@ -1,0 +1,69 @@
+"""The graph meta-learner: inert at a closed gate, differentiable, and it does move weights."""
+
+import torch
+
+import graphmeta as gm
+from graphmeta.adapt.message_passing import ParameterMessagePassing
+from tests.test_model import mixed_graph, task_data
+
+
+def batch_of(graph, T=3, K=4):
+    return gm.TaskBatch.from_tensors(graph, task_data(graph, T, K, 1), task_data(graph, T, K, 2))
+
+
+def test_closed_gate_equals_message_passing_off():
+    graph = mixed_graph(gnn=True)
+    torch.manual_seed(0)
+    on = gm.GraphMetaLearner(graph, inner_steps=2, message_passing=True).double()
+    off = gm.GraphMetaLearner(graph, inner_steps=2, message_passing=False).double()
+    off.banks.load_state_dict(on.banks.state_dict())
+    batch = batch_of(graph)
+    loss_on, metrics_on = on.meta_loss(batch)
+    loss_off, metrics_off = off.meta_loss(batch)
+    assert torch.equal(loss_on, loss_off)
+    for key in metrics_on:
+        torch.testing.assert_close(metrics_on[key], metrics_off[key], equal_nan=True, rtol=0, atol=0)
+    # the gate is the only message-passing parameter with a gradient at initialisation
+    loss_on.backward()
+    assert all(g.grad is not None and g.grad.abs().sum() > 0 for g in on.message_passing.gates)
+
+
+def test_open_gate_changes_adapted_weights():
+    graph = mixed_graph()
+    torch.manual_seed(0)
+    model = gm.GraphMetaLearner(graph, message_passing=True).double()
+    batch = batch_of(graph)
+    before = model.adapt(batch).evaluate(batch)["loss"]
+    with torch.no_grad():
+        for gate in model.message_passing.gates:
+            gate.fill_(0.5)
+    after = model.adapt(batch).evaluate(batch)["loss"]
+    assert not torch.allclose(before, after)
+
+
+def test_gradcheck_through_message_passing():
+    graph = (gm.TaskGraph().add_subtask("a", in_dim=1, learner=gm.MLP(hidden=(3,)))
+             .add_subtask("b", in_dim=1, learner=gm.MLP(hidden=(3,))).add_dependency("a", "b"))
+    torch.manual_seed(0)
+    model = gm.GraphMetaLearner(graph, message_passing=True, message_channels=4, message_rounds=1).double()
+    with torch.no_grad():
+        for gate in model.message_passing.gates:
+            gate.uniform_(0.2, 0.6)
+    batch = batch_of(graph, T=2, K=3)
+    names = ["banks.banks.0.theta.0", "message_passing.encoders.0.weight", "message_passing.gates.0"]
+    parameters = dict(model.named_parameters())
+    inputs = tuple(parameters[name].detach().clone().requires_grad_() for name in names)
+
+    def meta_loss(*tensors):
+        return torch.func.functional_call(model, dict(zip(names, tensors)), (batch,))[0]
+
+    assert torch.autograd.gradcheck(meta_loss, inputs, eps=1e-6, atol=1e-6)
+
+
+def test_batched_edge_index_copies_the_graph_per_task():
+    graph = mixed_graph()
+    module = ParameterMessagePassing(graph, [3], [torch.arange(len(graph))])
+    edges = module.batched_edge_index(3)
+    base, _ = graph.to_pyg()
+    assert edges.shape == (2, 3 * base.shape[1])
+    assert torch.equal(edges[:, base.shape[1]:2 * base.shape[1]], base + len(graph))
