@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -64,32 +65,50 @@ class AdaptedGraph:
         for name in [*inputs, *observed]:
             self.graph.subtask(name)
         split, single = self._prediction_split(inputs, observed, shots)
-        values = split.values
-        predictions: dict[str, torch.Tensor] = {}
+        observed_columns = torch.zeros(self.layout.value_width, dtype=torch.bool, device=split.values.device)
+        for name in observed:
+            observed_columns[self.layout.value_slices[name]] = True
+        values, predicted = split.values, torch.zeros_like(split.values)
         with torch.no_grad():
-            for level in self.graph.levels():
-                for bank, weights in zip(self.banks, self.fast):
-                    rows = [i for i, name in enumerate(bank.names) if name in level]
-                    if not rows:
-                        continue
-                    split = Split(split.features, values, split.observed, split.graphs)
-                    outputs = bank(weights, split, torch.tensor(rows, device=values.device))
-                    columns, known = [], []
-                    for row in rows:
-                        name = bank.names[row]
-                        spec = self.graph.subtask(name)
-                        value = outputs[:, rows.index(row), :, :spec.width]
-                        if spec.kind == "classification":
-                            value = value.softmax(-1)
-                        predictions[name] = value
-                        if name not in observed:
-                            columns.extend(range(self.layout.value_slices[name].start,
-                                                 self.layout.value_slices[name].stop))
-                            known.append(value)
-                    if columns:
-                        values = values.index_copy(-1, torch.tensor(columns, device=values.device),
-                                                   torch.cat(known, dim=-1))
-        return {name: (predictions[name][0] if single else predictions[name]) for name in self.graph.names}
+            for level in self._level_plans:
+                for bank_index, rows, output_columns, value_columns in level:
+                    bank = self.banks[bank_index]
+                    rows, output_columns, value_columns = (t.to(values.device) for t in
+                                                           (rows, output_columns, value_columns))
+                    current = Split(split.features, values, split.observed, split.graphs)
+                    outputs = bank(self.fast[bank_index], current, rows)  # [T, R, K, D]
+                    logits = outputs.masked_fill(~bank.output_mask[rows][:, None, :], float("-inf"))
+                    classification = bank.is_classification[rows][:, None, None]
+                    outputs = torch.where(classification, logits.softmax(-1), outputs)
+                    flat = outputs.transpose(1, 2).reshape(*outputs.shape[:1], outputs.shape[2], -1)
+                    level_values = flat.index_select(-1, output_columns)
+                    predicted = predicted.index_copy(-1, value_columns, level_values)
+                    keep = observed_columns[value_columns]
+                    values = values.index_copy(-1, value_columns, torch.where(keep, values[..., value_columns],
+                                                                               level_values))
+        predictions = {name: predicted[..., self.layout.value_slices[name]] for name in self.graph.names}
+        return {name: (value[0] if single else value) for name, value in predictions.items()}
+
+    @cached_property
+    def _level_plans(self) -> list[list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]]:
+        """Per topological level, per bank with nodes there: ``(bank, rows, output columns,
+        value columns)``, so one level's predictions land in ``values`` with one gather."""
+        plans = []
+        for level in self.graph.levels():
+            members = set(level)
+            level_plan = []
+            for b, bank in enumerate(self.banks):
+                rows = [i for i, name in enumerate(bank.names) if name in members]
+                if not rows:
+                    continue
+                output_columns, value_columns = [], []
+                for position, row in enumerate(rows):
+                    columns = self.layout.value_slices[bank.names[row]]
+                    output_columns += [position * bank.output_width + c for c in range(columns.stop - columns.start)]
+                    value_columns += list(range(columns.start, columns.stop))
+                level_plan.append((b, torch.tensor(rows), torch.tensor(output_columns), torch.tensor(value_columns)))
+            plans.append(level_plan)
+        return plans
 
     def _prediction_split(self, inputs: dict[str, Any], observed: dict[str, Any], shots: int | None
                           ) -> tuple[Split, bool]:
