@@ -72,10 +72,11 @@ class GraphMetaLearner(nn.Module):
             self.register_buffer("inner_lrs", torch.full((max(inner_steps, 1),), float(inner_lr)))
         self.message_passing = None
         if message_passing:
-            sizes = [sum(p[0].numel() for p, a in zip(bank.theta, flags) if a)
-                     for bank, flags in zip(self.banks, self.adaptable)]
             self.message_passing = ParameterMessagePassing(
-                graph, sizes, [bank.node_index for bank in self.banks],
+                graph,
+                head_sizes=[sum(p[0].numel() for p in bank.theta[-bank.head_size:]) for bank in self.banks],
+                tensor_counts=[sum(flags) for flags in self.adaptable],
+                bank_nodes=[bank.node_index for bank in self.banks],
                 channels=options["message_channels"], rounds=options["message_rounds"])
 
     # ------------------------------------------------------------------ verbs
@@ -160,41 +161,28 @@ class GraphMetaLearner(nn.Module):
             return plain, plain, support_before
         detach = detach_updates or not track_meta_gradient
         base = [tuple(w.detach() for w in weights) for weights in plain] if detach else plain
-        fast = self._pass_messages(theta, base, support, support_before, detach=detach,
-                                   attach_statistics=create_graph and not detach)
+        fast = self._pass_messages(theta, base, support, support_before, detach=detach)
         return fast, plain, support_before
 
     def _pass_messages(self, theta: list[Weights], fast: list[Weights], support: Split,
-                       support_before: torch.Tensor, detach: bool, attach_statistics: bool) -> list[Weights]:
-        """``fast + correction``. With ``detach`` the updates are constants; the support-loss
-        statistics carry gradients only with ``attach_statistics`` (second order)."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and attach_statistics):
-            support_after, _ = self.banks.losses(fast, support)
-        shots = self.banks.example_mask(support).sum(-1).to(support_after.dtype)
-        statistics = torch.stack([support_before, support_after, shots], dim=-1)
-        deltas = [self._flatten(b, [f - t for f, t in zip(fast_b, theta_b)])
-                  for b, (fast_b, theta_b) in enumerate(zip(fast, theta))]
+                       support_before: torch.Tensor, detach: bool) -> list[Weights]:
+        """``fast`` with the message-passing correction added to every head; with ``detach``,
+        the updates and statistics it reads are constants."""
+        shots = self.banks.example_mask(support).sum(-1).to(support_before.dtype)
+        statistics = torch.stack([support_before, shots], dim=-1)
+        deltas = [[f - t for f, t, a in zip(fast_b, theta_b, flags) if a]
+                  for fast_b, theta_b, flags in zip(fast, theta, self.adaptable)]
         if detach:
-            deltas = [d.detach() for d in deltas]
-        if not attach_statistics:
+            deltas = [[d.detach() for d in bank_deltas] for bank_deltas in deltas]
             statistics = statistics.detach()
         corrections = self.message_passing(deltas, statistics)
-        return [self._add_flat(b, fast_b, correction) for b, (fast_b, correction) in enumerate(zip(fast, corrections))]
-
-    def _flatten(self, bank: int, tensors: Weights | list[torch.Tensor]) -> torch.Tensor:
-        """``[T, N_b, P_b]``: the adaptable tensors of bank ``bank``, flattened per (task, node)."""
-        parts = [t.reshape(*t.shape[:2], -1) for t, a in zip(tensors, self.adaptable[bank]) if a]
-        return torch.cat(parts, dim=-1)
-
-    def _add_flat(self, bank: int, tensors: Weights, flat: torch.Tensor) -> Weights:
-        out, start = [], 0
-        for tensor, adaptable in zip(tensors, self.adaptable[bank]):
-            if adaptable:
-                size = tensor[0, 0].numel()
-                tensor = tensor + flat[..., start:start + size].reshape(tensor.shape)
-                start += size
-            out.append(tensor)
-        return tuple(out)
+        corrected = []
+        for bank, weights, correction in zip(self.banks, fast, corrections):
+            head = weights[-bank.head_size:]
+            sizes = [w[0, 0].numel() for w in head]
+            head = tuple(w + c.reshape(w.shape) for w, c in zip(head, correction.split(sizes, dim=-1)))
+            corrected.append(weights[:-bank.head_size] + head)
+        return corrected
 
     def _learning_rates(self, steps: int) -> list[list[Any]]:
         if self.algorithm.per_parameter_lr:

@@ -2,20 +2,26 @@
 
 After the inner loop, node ``i`` of task ``t`` has moved from ``theta_i`` to ``phi_i``. Its
 update ``delta_i = phi_i - theta_i`` is what it learned from its own support set. Related
-nodes learn related things, so each node's update is passed to the others:
+nodes learn related things, so each node's update is passed to the others. With
+``delta_i^h`` the update of the node's output layer (its head, ``P_h`` numbers) and
+``r_i^(m) = ||delta_i^(m)|| / sqrt(P_m)`` the size of the update of each adapted tensor m:
 
-    r_i   = ||delta_i|| / sqrt(P) + eps                      (update size)
-    h_i^0 = E_b [delta_i / r_i, log r_i, log(1 + L_i^before), log(1 + L_i^after), log(1 + K_i)] + e_i
-    h_i^{l+1} = h_i^l + act( S h_i^l + mean_{j in pa(i)} D h_j^l + mean_{j in ch(i)} U h_j^l
-                             + G mean_{j} h_j^l )                       (l = 0..L-1)
-    phi_i <- phi_i + g_b * (O_b h_i^L)
+    h_i^0 = E_b [delta_i^h / r_i^h, log r_i^(1..M), log(1 + L_i), log(1 + K_i)] + e_i
+    h_i^{l+1} = h_i^l + relu( S h_i^l + mean_{j in pa(i)} D h_j^l + mean_{j in ch(i)} U h_j^l
+                              + G mean_j h_j^l )                        (l = 0..L-1)
+    phi_i^h <- phi_i^h + g_b * (O_b h_i^L)
 
-``E_b`` and ``O_b`` are a linear encoder and decoder per bank (banks have different
-parameter counts ``P``), ``e_i`` a learned node embedding, ``S, D, U, G`` per round the
-self, parent -> child, child -> parent and graph-level (virtual node) weights, ``L^before``
-and ``L^after`` the node's support loss before and after the inner loop and ``K_i`` its
-number of support shots. The gate ``g_b`` (one entry per parameter) starts at zero, so an
-untrained graph meta-learner leaves the plain algorithm exactly as it is.
+``E_b`` and ``O_b`` are a linear encoder and decoder per bank (banks differ in parameter
+counts), ``e_i`` a learned node embedding, ``S, D, U, G`` per round the self, parent ->
+child, child -> parent and graph-level (virtual node) weights, ``L_i`` the node's support
+loss before adaptation (how surprising its data were) and ``K_i`` its number of support
+shots. The gate ``g_b`` (one entry per head parameter) starts at zero, so an untrained graph
+meta-learner leaves the plain algorithm exactly as it is.
+
+Why the head: it reads the whole update's size but corrects the output layer only, where a
+node's task-specific evidence lives (ANIL's finding, Raghu et al. 2020). The cost is then
+``O(T N (P_h + C) C)`` instead of ``O(T N P C)`` for a full-parameter decoder, which for an
+MLP 40-40 would cost more than the meta-step itself.
 
 The T task graphs are one PyG batch: ``T`` disjoint copies of the task graph.
 """
@@ -27,8 +33,9 @@ from torch import nn
 from torch_geometric.nn import MessagePassing
 
 from ..graph import TaskGraph
+from ..learners.bank import LearnerBank
 
-NUM_STATISTICS = 4
+NUM_STATISTICS = 2  # support loss before adaptation, support shots
 
 
 class DirectedMessageRound(MessagePassing):
@@ -58,10 +65,14 @@ class DirectedMessageRound(MessagePassing):
 
 
 class ParameterMessagePassing(nn.Module):
-    """Encode each node's parameter update, pass messages along the graph, decode a correction."""
+    """Encode each node's parameter update, pass messages along the graph, decode a head correction.
 
-    def __init__(self, graph: TaskGraph, bank_sizes: list[int], bank_nodes: list[torch.Tensor],
-                 channels: int = 32, rounds: int = 2) -> None:
+    ``head_sizes[b]``: parameters in bank b's head; ``tensor_counts[b]``: how many tensors of
+    bank b adapt; ``bank_nodes[b]``: bank b's node positions in ``graph.names``.
+    """
+
+    def __init__(self, graph: TaskGraph, head_sizes: list[int], tensor_counts: list[int],
+                 bank_nodes: list[torch.Tensor], channels: int = 32, rounds: int = 2) -> None:
         super().__init__()
         self.num_nodes = len(graph)
         self.channels = channels
@@ -69,11 +80,12 @@ class ParameterMessagePassing(nn.Module):
         self.register_buffer("edge_index", edge_index, persistent=False)
         for b, nodes in enumerate(bank_nodes):
             self.register_buffer(f"bank_nodes_{b}", nodes, persistent=False)
-        self.encoders = nn.ModuleList(nn.Linear(size + NUM_STATISTICS, channels) for size in bank_sizes)
-        self.decoders = nn.ModuleList(nn.Linear(channels, size) for size in bank_sizes)
+        self.encoders = nn.ModuleList(nn.Linear(size + count + NUM_STATISTICS, channels)
+                                      for size, count in zip(head_sizes, tensor_counts))
+        self.decoders = nn.ModuleList(nn.Linear(channels, size) for size in head_sizes)
         self.node_embedding = nn.Parameter(torch.zeros(self.num_nodes, channels))
         self.rounds = nn.ModuleList(DirectedMessageRound(channels) for _ in range(rounds))
-        self.gates = nn.ParameterList(nn.Parameter(torch.zeros(size)) for size in bank_sizes)
+        self.gates = nn.ParameterList(nn.Parameter(torch.zeros(size)) for size in head_sizes)
 
     def reset_parameters(self) -> None:
         for module in [*self.encoders, *self.decoders, *self.rounds]:
@@ -88,17 +100,21 @@ class ParameterMessagePassing(nn.Module):
         offsets = torch.arange(num_tasks, device=self.edge_index.device) * self.num_nodes
         return (self.edge_index.unsqueeze(1) + offsets[None, :, None]).reshape(2, -1)
 
-    def forward(self, deltas: list[torch.Tensor], statistics: torch.Tensor) -> list[torch.Tensor]:
-        """Corrections ``[T, N_b, P_b]`` for the flat updates ``deltas[b] [T, N_b, P_b]``.
+    def forward(self, deltas: list[list[torch.Tensor]], statistics: torch.Tensor) -> list[torch.Tensor]:
+        """Head corrections ``[T, N_b, P_h]`` from each bank's adapted-tensor updates.
 
-        ``statistics [T, N, 3]``: support loss before, after, and shot count, per node.
+        ``deltas[b]``: the updates ``[T, N_b, ...]`` of bank b's adapted tensors, head tensors
+        last; ``statistics [T, N, 2]``: support loss before adaptation and support shots.
         """
         num_tasks = statistics.shape[0]
         hidden = statistics.new_zeros(num_tasks, self.num_nodes, self.channels)
-        for b, (delta, encoder) in enumerate(zip(deltas, self.encoders)):
+        for b, (bank_deltas, encoder) in enumerate(zip(deltas, self.encoders)):
             nodes = getattr(self, f"bank_nodes_{b}")
-            size = delta.pow(2).mean(-1, keepdim=True).add(1e-12).sqrt()
-            features = torch.cat([delta / size, size.log(), statistics[:, nodes].log1p()], dim=-1)
+            flat = [d.reshape(*d.shape[:2], -1) for d in bank_deltas]
+            sizes = torch.stack([f.pow(2).mean(-1).add(1e-12).sqrt() for f in flat], dim=-1)
+            head = torch.cat(flat[-LearnerBank.head_size:], dim=-1)
+            head_size = head.pow(2).mean(-1, keepdim=True).add(1e-12).sqrt()
+            features = torch.cat([head / head_size, sizes.log(), statistics[:, nodes].log1p()], dim=-1)
             hidden = hidden.index_copy(1, nodes, encoder(features))
         hidden = (hidden + self.node_embedding).reshape(num_tasks * self.num_nodes, self.channels)
         edge_index = self.batched_edge_index(num_tasks)

@@ -82,11 +82,11 @@ class LearnerBank(nn.Module):
                              persistent=False)
         node_index = torch.tensor([self.layout.index[name] for name in self.names], dtype=torch.long)
         self.register_buffer("node_index", node_index, persistent=False)
-        parents = torch.zeros(len(self.names), len(graph), dtype=torch.bool)
-        for row, name in enumerate(self.names):
-            for parent in graph.parents(name):
-                parents[row, self.layout.index[parent]] = True
-        self.register_buffer("parent_mask", parents, persistent=False)
+        # each row: the node itself, then its parents, padded with N (a column that is always observed)
+        rows = [[self.layout.index[name]] + [self.layout.index[p] for p in graph.parents(name)] for name in self.names]
+        width = max(len(r) for r in rows)
+        self.register_buffer("requires_observed", torch.tensor([r + [len(graph)] * (width - len(r)) for r in rows]),
+                             persistent=False)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -97,12 +97,11 @@ class LearnerBank(nn.Module):
 
     def example_mask(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """``[T, N_b, K]``: the node's value and all its parents' values are observed."""
-        node_index, parent_mask = self.node_index, self.parent_mask
-        if nodes is not None:
-            node_index, parent_mask = node_index[nodes], parent_mask[nodes]
-        observed = split.observed  # [T, K, N]
-        missing_parent = (~observed).to(split.values.dtype) @ parent_mask.t().to(split.values.dtype) > 0
-        return (observed[..., node_index] & ~missing_parent).transpose(1, 2)
+        index = self.requires_observed if nodes is None else self.requires_observed[nodes]
+        observed = torch.cat([split.observed, split.observed.new_ones(*split.observed.shape[:2], 1)], dim=-1)
+        T, K, _ = observed.shape
+        gathered = observed.index_select(-1, index.reshape(-1)).reshape(T, K, *index.shape)
+        return gathered.all(-1).transpose(1, 2)
 
     def targets(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """``[T, N_b, K, D_out]``: regression targets, or one-hot labels, padded with 0."""

@@ -53,7 +53,7 @@ def reference_meta_loss(model: GraphMetaLearner, support: Data, query: Data,
     plain = dict(fast)
     if model.message_passing is not None and model.inner_steps > 0:
         fast = _message_passing(model, theta, fast, support, support_observed, support_before, T,
-                                detach=model.algorithm.reptile, attach=create_graph and not model.algorithm.reptile)
+                                detach=model.algorithm.reptile)
     total, count = 0.0, 0
     for t in range(T):
         for name in names:
@@ -203,43 +203,39 @@ def _activation(model: GraphMetaLearner, name: str):
     return ACTIVATION_FUNCTIONS[model.graph.subtask(name).learner.activation]
 
 
-def _message_passing(model, theta, fast, support, observed, support_before, T, detach, attach):
-    """Pad each node's update back into its bank's layout and run the model's message passing."""
+def _message_passing(model, theta, fast, support, observed, support_before, T, detach):
+    """Pad each node's update back into its bank's layout, run the model's message passing, and
+    add its correction to each node's output layer."""
     graph = model.graph
-    names = graph.names
     deltas, bases = [], []
     for b, bank in enumerate(model.banks):
-        rows_t = []
-        for t in range(T):
-            rows = []
-            for name in bank.names:
-                _, row, slices = unpadded_slices(model, name)
-                padded = []
-                for i, (p, s) in enumerate(zip(bank.theta, slices)):
+        stacked = []
+        for i, p in enumerate(bank.theta):
+            per_task = []
+            for t in range(T):
+                per_node = []
+                for name in bank.names:
+                    _, row, slices = unpadded_slices(model, name)
                     full = p[row].clone()
-                    full[s] = fast[t, name][i].detach() if detach else fast[t, name][i]
-                    padded.append(full)
-                rows.append(padded)
-            rows_t.append(rows)
-        stacked = [torch.stack([torch.stack([rows_t[t][r][i] for r in range(len(bank.names))]) for t in range(T)])
-                   for i in range(len(bank.theta))]
+                    full[slices[i]] = fast[t, name][i].detach() if detach else fast[t, name][i]
+                    per_node.append(full)
+                per_task.append(torch.stack(per_node))
+            stacked.append(torch.stack(per_task))
         bases.append(stacked)
-        theta_b = [p.unsqueeze(0).expand(T, *p.shape) for p in bank.theta]
-        delta = model._flatten(b, [f - th for f, th in zip(stacked, theta_b)])
-        deltas.append(delta.detach() if detach else delta)
-    rows = []
-    for t in range(T):
-        for name in names:
-            with torch.set_grad_enabled(attach):
-                after = _node_loss(model, name, fast[t, name], support, observed, t)
-            shots = _rows(graph, name, support, observed, t).sum().to(after.dtype)
-            rows.append(torch.stack([support_before[t, name], after, shots]))
-    statistics = torch.stack(rows).reshape(T, len(names), 3)
-    statistics = statistics if attach else statistics.detach()
-    corrections = model.message_passing(deltas, statistics)
+        bank_deltas = [f - p.unsqueeze(0) for f, p, a in zip(stacked, bank.theta, model.adaptable[b]) if a]
+        deltas.append([d.detach() for d in bank_deltas] if detach else bank_deltas)
+    statistics = torch.stack([
+        torch.stack([torch.stack([support_before[t, name], _rows(graph, name, support, observed, t).sum().to(
+            support_before[t, name].dtype)]) for name in graph.names])
+        for t in range(T)])
+    corrections = model.message_passing(deltas, statistics.detach() if detach else statistics)
     corrected = {}
     for b, bank in enumerate(model.banks):
-        weights = model._add_flat(b, tuple(bases[b]), corrections[b])
+        weight, bias = bases[b][-2], bases[b][-1]
+        head_weight_size = weight[0, 0].numel()
+        weight = weight + corrections[b][..., :head_weight_size].reshape(weight.shape)
+        bias = bias + corrections[b][..., head_weight_size:].reshape(bias.shape)
+        weights = [*bases[b][:-2], weight, bias]
         for name in bank.names:
             _, row, slices = unpadded_slices(model, name)
             for t in range(T):
