@@ -1,16 +1,34 @@
-"""graphmeta: graph-structured meta-learning on PyTorch."""
+"""graphmeta: graph-structured meta-learning on PyTorch.
+
+The names below import on first use, so ``graphmeta --help`` and ``import graphmeta`` stay
+quick; torch-geometric loads only with the model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from .errors import CheckpointError, ConfigError, DataError, GraphError, GraphMetaError, TrainingError
-from .adapted import AdaptedGraph
-from .data import TaskBatch
-from .graph import TaskGraph
-from .learners.spec import GNN, MLP
-from .model import GraphMetaLearner
-from .subtask import Subtask
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CheckpointError", "ConfigError", "DataError", "GNN", "GraphError", "GraphMetaError", "MLP",
-    "AdaptedGraph", "GraphMetaLearner", "Subtask", "TaskBatch", "TaskGraph", "TrainingError",
-]
+_LAZY = {
+    "AdaptedGraph": "adapted", "GNN": "learners.spec", "GraphMetaLearner": "model", "MLP": "learners.spec",
+    "Subtask": "subtask", "TaskBatch": "data", "TaskGraph": "graph", "Trainer": "train",
+    "load_family": "families.cards",
+}
+
+__all__ = ["CheckpointError", "ConfigError", "DataError", "GraphError", "GraphMetaError", "TrainingError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'graphmeta' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

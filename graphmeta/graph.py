@@ -41,6 +41,7 @@ class TaskGraph:
         self.name = name
         self._dag = nx.DiGraph()
         self._order: list[str] | None = None
+        self._position: dict[str, int] = {}
 
     # ------------------------------------------------------------------ building
     def add_subtask(
@@ -87,6 +88,7 @@ class TaskGraph:
             index = nx.get_node_attributes(self._dag, "index")
             try:
                 self._order = list(nx.lexicographical_topological_sort(self._dag, key=index.__getitem__))
+                self._position = {name: i for i, name in enumerate(self._order)}
             except nx.NetworkXUnfeasible:
                 self.validate()
                 raise
@@ -95,7 +97,8 @@ class TaskGraph:
     @property
     def edges(self) -> list[tuple[str, str]]:
         """Dependencies ``(parent, child)``, ordered by the children's then parents' position in ``names``."""
-        position = {name: i for i, name in enumerate(self.names)}
+        self.names  # noqa: B018 -- refreshes the cached order and positions
+        position = self._position
         return sorted(self._dag.edges, key=lambda e: (position[e[1]], position[e[0]]))
 
     def subtask(self, name: str) -> Subtask:
@@ -153,7 +156,7 @@ class TaskGraph:
         rows = [header]
         for name in self.names:
             s = self.subtask(name)
-            output = f"{s.num_classes} classes" if s.kind == "classification" else f"{s.out_dim} values"
+            output = f"{s.num_classes} classes" if s.kind == "classification" else f"{s.out_dim} value{'s' if s.out_dim > 1 else ''}"
             rows.append((name, s.kind, str(s.in_dim), output, s.learner.type, str(self.input_width(name)),
                          ", ".join(self.parents(name)) or "-"))
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -197,11 +200,17 @@ class TaskGraph:
             raise GraphError(f"a task graph file must hold a mapping, got {type(data).__name__}")
         check_keys(data, FILE_KEYS, "task graph", GraphError)
         graph = cls(name=data.get("name") or "")
-        for name, spec in (data.get("subtasks") or {}).items():
+        subtasks = data.get("subtasks") or {}
+        if not isinstance(subtasks, Mapping):
+            raise GraphError(f"'subtasks' must map each subtask name to its spec, got {type(subtasks).__name__}")
+        for name, spec in subtasks.items():
+            if spec is not None and not isinstance(spec, Mapping):
+                raise GraphError(f"subtask {name!r}: the spec must be a mapping with keys among "
+                                 f"{', '.join(SUBTASK_KEYS)}, got {spec!r}")
             spec = dict(spec or {})
             check_keys(spec, SUBTASK_KEYS, f"subtask {name!r}", GraphError)
             attrs = spec.pop("attrs", None) or {}
-            graph.add_subtask(name, **spec, **attrs)
+            graph.add_subtask(name, **spec, **_free_attrs(name, attrs))
         for edge in data.get("dependencies") or []:
             if not isinstance(edge, (list, tuple)) or len(edge) != 2:
                 raise GraphError(f"a dependency must be a [parent, child] pair, got {edge!r}")
@@ -241,7 +250,7 @@ class TaskGraph:
         for name, data in dag.nodes(data=True):
             spec = {key: value for key, value in data.items() if key in SUBTASK_KEYS and key != "attrs"}
             attrs = {**(data.get("attrs") or {}), **{k: v for k, v in data.items() if k not in SUBTASK_KEYS}}
-            graph.add_subtask(name, **spec, **attrs)
+            graph.add_subtask(name, **spec, **_free_attrs(name, attrs))
         graph._dag.add_edges_from(dag.edges)  # checked as a whole, so the cycle is reported in full
         return graph.validate()
 
@@ -295,8 +304,18 @@ class TaskGraph:
         return name
 
     def _ordered(self, nodes: Iterator[str]) -> list[str]:
-        position = {name: i for i, name in enumerate(self.names)}
-        return sorted(nodes, key=position.__getitem__)
+        self.names  # noqa: B018 -- refreshes the cached order and positions
+        return sorted(nodes, key=self._position.__getitem__)
+
+
+def _free_attrs(name: str, attrs: Any) -> dict[str, Any]:
+    """``attrs`` checked to be a mapping whose keys do not clash with a :class:`Subtask` field."""
+    if not isinstance(attrs, Mapping):
+        raise GraphError(f"subtask {name!r}: attrs must be a mapping, got {attrs!r}")
+    for key in attrs:
+        if key == "name" or key in SUBTASK_KEYS:
+            raise GraphError(f"subtask {name!r}: attribute {key!r} clashes with a subtask field; rename or drop it")
+    return dict(attrs)
 
 
 def _dump(data: dict[str, Any], suffix: str) -> str:

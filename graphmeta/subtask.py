@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,9 +12,10 @@ from .learners.spec import LearnerSpec, learner_from, learner_to_dict
 KINDS = ("regression", "classification")
 
 
-def _check_dim(name: str, key: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+def _check_dim(name: str, key: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise GraphError(f"subtask {name!r}: {key} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -41,20 +43,20 @@ class Subtask:
         if not isinstance(self.name, str) or not self.name:
             raise GraphError(f"subtask names must be non-empty strings, got {self.name!r}")
         object.__setattr__(self, "learner", learner_from(self.learner))
-        _check_dim(self.name, "in_dim", self.in_dim, 0)
+        object.__setattr__(self, "in_dim", _check_dim(self.name, "in_dim", self.in_dim, 0))
         if self.kind not in KINDS:
             raise GraphError(f"subtask {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind == "classification":
             if self.num_classes is None:
                 raise GraphError(f"subtask {self.name!r}: a classification subtask needs num_classes")
-            _check_dim(self.name, "num_classes", self.num_classes, 2)
+            object.__setattr__(self, "num_classes", _check_dim(self.name, "num_classes", self.num_classes, 2))
         else:
             if self.num_classes is not None:
                 raise GraphError(
                     f"subtask {self.name!r}: a regression subtask takes out_dim, not num_classes "
                     f"(use kind='classification' for a {self.num_classes}-class subtask)"
                 )
-            _check_dim(self.name, "out_dim", self.out_dim, 1)
+            object.__setattr__(self, "out_dim", _check_dim(self.name, "out_dim", self.out_dim, 1))
         if self.learner.type == "gnn" and self.in_dim < 1:
             raise GraphError(f"subtask {self.name!r}: a GNN learner needs in_dim >= 1 (node-feature width)")
 

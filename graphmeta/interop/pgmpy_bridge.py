@@ -63,9 +63,13 @@ def _state_names(model: Any, variable: str) -> list[str]:
     if len(states) < 2:
         raise GraphError(
             f"variable {variable!r} of the pgmpy network has no state names (or fewer than 2): "
-            "add CPDs with state_names, or set model.states"
+            "add TabularCPDs with state_names to the model"
         )
-    return [str(s) for s in states]
+    wrong = [s for s in states if not isinstance(s, str)]
+    if wrong:
+        raise GraphError(f"variable {variable!r} has non-string state names such as {wrong[0]!r}: pgmpy reads "
+                         "table values as strings, so fit the network on df.astype(str)")
+    return states
 
 
 def learn_structure(cls: type, data: Any, method: str = "hill_climb", **kwargs: Any) -> Any:
@@ -83,17 +87,23 @@ def learn_structure(cls: type, data: Any, method: str = "hill_climb", **kwargs: 
 
     if not isinstance(data, pd.DataFrame) or data.empty:
         raise GraphError("from_data needs a non-empty pandas DataFrame (one column per variable)")
-    discrete = [c for c in data.columns if not pd.api.types.is_numeric_dtype(data[c])]
+    discrete = [c for c in data.columns
+                if not pd.api.types.is_numeric_dtype(data[c]) or pd.api.types.is_bool_dtype(data[c])]
+    if 0 < len(discrete) < len(data.columns):
+        raise GraphError(f"from_data needs all columns discrete or all numeric; {discrete[0]!r} is discrete but "
+                         f"{next(c for c in data.columns if c not in discrete)!r} is numeric")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         from pgmpy.estimators import PC, HillClimbSearch
 
         if method == "hill_climb":
-            kwargs.setdefault("scoring_method", "bic-d" if len(discrete) == len(data.columns) else "bic-g")
+            kwargs.setdefault("scoring_method", "bic-d" if discrete else "bic-g")
             kwargs.setdefault("show_progress", False)
             dag = HillClimbSearch(data).estimate(**kwargs)
         elif method == "pc":
             kwargs.setdefault("show_progress", False)
+            kwargs.setdefault("return_type", "dag")  # PC's own result is partly undirected
+            kwargs.setdefault("n_jobs", 1)  # a process pool costs seconds on small tables
             dag = PC(data).estimate(**kwargs)
         else:
             raise GraphError(f"unknown structure-learning method {method!r}; choose 'hill_climb' or 'pc'")

@@ -1,0 +1,483 @@
+"""Pictures of task graphs: a layered drawing, optionally coloured by a per-node metric.
+
+Layout (a small Sugiyama scheme). Node ``v`` sits on layer ``d(v)``, its topological
+generation (:meth:`TaskGraph.levels`), so the picture shows the levels that run as batched
+calls. An edge spanning ``d(v) - d(u) > 1`` layers gets a dummy point on every layer in
+between, so long edges are routed around nodes. Within a layer, items are ordered by
+barycenter sweeps, alternately down and up, each item keyed by the mean rank of its
+neighbours on the layer just swept,
+
+    key(v) = mean { rank(w) : w neighbour of v on the previous layer },
+
+keeping the ordering with the fewest crossings seen. Positions along a layer then solve, per
+layer and sweep,
+
+    min_p  sum_i (p_i - t_i)^2   subject to   p_i - p_{i-1} >= g_i,
+
+where ``t_i`` is the mean position of item ``i``'s neighbours and ``g_i`` the room the two
+items need (a node reserves room after its marker for its label; a dummy is thin). With
+``c_i = g_1 + ... + g_i`` this is isotonic regression of ``t_i - c_i``, solved exactly by
+pooling adjacent violators. Edges are quadratic B-splines through their dummy points.
+
+Everything is drawn on a plain :class:`matplotlib.figure.Figure` with the Agg canvas, so no
+display and no pyplot state are involved; pass ``ax`` to draw into a figure of your own.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from collections.abc import Mapping
+from dataclasses import dataclass
+from math import ceil
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.transforms import offset_copy
+
+from .errors import ConfigError, DataError, GraphError, closest
+from .graph import TaskGraph
+
+FORMATS = (".png", ".svg", ".pdf")
+DIRECTIONS = ("LR", "TB")
+KIND_COLOURS = {"regression": "#4C72B0", "classification": "#DD8452"}
+LEARNER_MARKERS = {"mlp": "o", "gnn": "h"}
+MISSING_COLOUR = "#BBBBBB"
+EDGE_COLOUR = "#505050"
+DUMMY_ROOM = 0.35  # of a node's room along its layer
+NODE_ROOM = (0.25, 0.75)  # before and after a node's marker: its label lies after it
+ORDER_SWEEPS, PLACE_ROUNDS = 8, 6
+# Inches between layers and per node slot: labels lie below markers (LR) or right of them (TB).
+LAYER_INCHES = {"LR": 1.25, "TB": 0.8}
+SLOT_INCHES = {"LR": 0.55, "TB": 1.15}
+MIN_INCHES, MAX_INCHES = 5.0, 30.0
+COLORBAR_INCHES = 1.1
+MAX_PIXELS = 4000
+CHAR_WIDTH = 0.7  # glyph width of DejaVu Sans capitals, in font sizes
+
+
+def draw_task_graph(
+    graph: TaskGraph,
+    ax: Axes | None = None,
+    path: str | Path | None = None,
+    metrics: Mapping[str, float] | None = None,
+    metric_name: str | None = None,
+    cmap: str = "viridis",
+    title: str | None = None,
+    direction: str = "LR",
+    dpi: float | None = None,
+) -> Figure:
+    """Draw ``graph`` layered by topological generation; return the figure.
+
+    Args:
+        graph: the task graph to draw.
+        ax: axes to draw into; by default a new figure sized to the graph.
+        path: also save the figure there, as PNG, SVG or PDF by the suffix.
+        metrics: ``{subtask: value}``; nodes are then coloured by value, with a colorbar;
+            nodes without a finite value are grey.
+        metric_name: the colorbar's title.
+        cmap: matplotlib colormap name for ``metrics``.
+        title: the title; ``None`` for the graph's name and size, ``""`` for none.
+        direction: ``"LR"`` (layers left to right) or ``"TB"`` (top to bottom).
+        dpi: resolution of a saved PNG; by default 150, lowered to keep big graphs within
+            ``MAX_PIXELS`` pixels a side.
+
+    Node colour shows the kind (with ``metrics``: the value, the kind then colouring the
+    outline), the marker the learner. Labels give the name and dimensions: ``"HR\\n3 cls"``,
+    ``"x\\n2→1"`` (2 own features to 1 value). On big graphs labels are shortened, then
+    thinned to those that fit, best connected first, and markers shrink.
+    """
+    if direction not in DIRECTIONS:
+        raise ConfigError(f"unknown direction {direction!r}; choose one of {DIRECTIONS}")
+    if cmap not in matplotlib.colormaps:
+        raise ConfigError(f"unknown colormap {cmap!r}{closest(cmap, list(matplotlib.colormaps))}")
+    suffix = Path(path).suffix.lower() if path is not None else None
+    if suffix is not None and suffix not in FORMATS:
+        raise GraphError(f"cannot save a picture to {str(path)!r}: unknown suffix {suffix!r}, "
+                         f"use one of {', '.join(FORMATS)}")
+    graph.validate()
+    values = _check_metrics(graph, metrics)
+    layout = _layout(graph)
+
+    colorbar_axes = None
+    if ax is None:
+        width, height = _figure_size(layout, direction, colorbar=values is not None)
+        figure = Figure(figsize=(width, height))
+        FigureCanvasAgg(figure)
+        right = 0.2 + (COLORBAR_INCHES if values is not None else 0.0)
+        ax = figure.add_axes((0.2 / width, 0.45 / height, 1 - (0.2 + right) / width, 1 - 0.9 / height))
+        if values is not None:
+            colorbar_axes = figure.add_axes((1 - (right - 0.1) / width, 0.25, 0.15 / width, 0.5))
+    figure = ax.figure
+    _draw(graph, layout, ax, values, metric_name, cmap, direction, colorbar_axes)
+    if title is None:
+        title = f"{graph.name or 'task graph'}: {len(graph)} subtasks, {len(graph.edges)} dependencies"
+    if title:
+        ax.set_title(title)
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if dpi is None:
+            dpi = min(150.0, MAX_PIXELS / max(figure.get_size_inches()))
+        figure.savefig(path, format=suffix[1:], dpi=dpi)
+    return figure
+
+
+def _check_metrics(graph: TaskGraph, metrics: Mapping[str, float] | None) -> dict[str, float] | None:
+    if metrics is None:
+        return None
+    if not isinstance(metrics, Mapping):
+        raise DataError(f"metrics must be a mapping {{subtask: value}}, got {type(metrics).__name__}")
+    values = {}
+    for name, value in metrics.items():
+        if name not in graph:
+            raise GraphError(f"metrics name an unknown subtask {name!r}{closest(str(name), graph.names)}")
+        try:
+            values[name] = float(value)
+        except (TypeError, ValueError):
+            raise DataError(f"the metric of subtask {name!r} must be a number, got {value!r}") from None
+    return values
+
+
+# ---------------------------------------------------------------------- layout
+@dataclass(frozen=True)
+class _Layout:
+    """Layer and position along the layer of every node, and the points every edge passes."""
+
+    layer: dict[str, int]
+    position: dict[str, float]
+    routes: dict[tuple[str, str], list[tuple[int, float]]]
+    num_layers: int
+    extent: float  # span of all positions with their room, in node slots
+
+
+def _layout(graph: TaskGraph) -> _Layout:
+    levels = graph.levels()
+    layer = {name: depth for depth, names in enumerate(levels) for name in names}
+    layers: list[list[object]] = [list(names) for names in levels]
+    down: dict[object, list[object]] = {name: [] for name in graph.names}
+    up: dict[object, list[object]] = {name: [] for name in graph.names}
+    chains: dict[tuple[str, str], list[object]] = {}
+    for parent, child in graph.edges:
+        chain: list[object] = [parent]
+        for depth in range(layer[parent] + 1, layer[child]):
+            dummy = (parent, child, depth)
+            layers[depth].append(dummy)
+            down[dummy], up[dummy] = [], []
+            chain.append(dummy)
+        chain.append(child)
+        for a, b in zip(chain, chain[1:]):
+            down[a].append(b)
+            up[b].append(a)
+        chains[(parent, child)] = chain
+
+    layers = _order(layers, down, up)
+    position = _place(layers, down, up)
+    low = min(p - _room(item)[0] for item, p in position.items())
+    high = max(p + _room(item)[1] for item, p in position.items())
+    position = {item: p - (low + high) / 2 for item, p in position.items()}
+    routes = {edge: [(layer[edge[0]] + i, position[item]) for i, item in enumerate(chain)]
+              for edge, chain in chains.items()}
+    return _Layout(layer, {name: position[name] for name in graph.names}, routes, len(layers), high - low)
+
+
+def _order(layers: list[list[object]], down: dict, up: dict) -> list[list[object]]:
+    """Barycenter sweeps; the ordering with the fewest crossings seen."""
+    best, fewest = [list(items) for items in layers], _crossings(layers, down)
+    for sweep in range(ORDER_SWEEPS):
+        going_down = sweep % 2 == 0
+        neighbours = up if going_down else down
+        for depth in range(1, len(layers)) if going_down else range(len(layers) - 2, -1, -1):
+            reference = layers[depth - 1] if going_down else layers[depth + 1]
+            rank = {item: i for i, item in enumerate(reference)}
+            stretch = len(layers[depth]) / len(reference)
+            keys = []
+            for i, item in enumerate(layers[depth]):
+                near = [rank[n] for n in neighbours[item]]
+                keys.append((sum(near) / len(near) * stretch if near else float(i), i, item))
+            layers[depth] = [item for _, _, item in sorted(keys, key=lambda key: key[:2])]
+        crossings = _crossings(layers, down)
+        if crossings < fewest:
+            best, fewest = [list(items) for items in layers], crossings
+    return best
+
+
+def _crossings(layers: list[list[object]], down: dict) -> int:
+    """Crossings between adjacent layers: inversions of the lower ends, edges sorted by upper end."""
+    total = 0
+    for upper, lower in zip(layers, layers[1:]):
+        rank = {item: i for i, item in enumerate(lower)}
+        seen: list[int] = []
+        for end in (b for a in upper for b in sorted(rank[n] for n in down[a])):
+            total += len(seen) - bisect_right(seen, end)
+            insort(seen, end)
+    return total
+
+
+def _room(item: object) -> tuple[float, float]:
+    """Room an item needs before and after its position, in node slots."""
+    return (DUMMY_ROOM / 2, DUMMY_ROOM / 2) if isinstance(item, tuple) else NODE_ROOM
+
+
+def _offsets(items: list[object]) -> np.ndarray:
+    """Positions of ``items`` packed as tightly as their room allows, the first at 0."""
+    return np.cumsum([0.0] + [_room(a)[1] + _room(b)[0] for a, b in zip(items, items[1:])])
+
+
+def _place(layers: list[list[object]], down: dict, up: dict) -> dict[object, float]:
+    """Positions along the layers: each item pulled to its neighbours' mean, order and room kept."""
+    position: dict[object, float] = {}
+    for items in layers:
+        offsets = _offsets(items)
+        position.update(zip(items, (offsets - offsets[-1] / 2).tolist()))
+    sweep = list(range(len(layers))) + list(range(len(layers) - 2, 0, -1))
+    for _ in range(PLACE_ROUNDS):
+        for depth in sweep:
+            items = layers[depth]
+            target = [float(np.mean([position[n] for n in up[item] + down[item]])) if up[item] or down[item]
+                      else position[item] for item in items]
+            offsets = _offsets(items)
+            position.update(zip(items, (_isotonic(np.asarray(target) - offsets) + offsets).tolist()))
+    return position
+
+
+def _isotonic(values: np.ndarray) -> np.ndarray:
+    """The non-decreasing sequence closest to ``values`` in squared error (pool adjacent violators)."""
+    means: list[float] = []
+    sizes: list[int] = []
+    for value in values.tolist():
+        means.append(value)
+        sizes.append(1)
+        while len(means) > 1 and means[-2] > means[-1]:
+            mean, size = means.pop(), sizes.pop()
+            means[-1] = (means[-1] * sizes[-1] + mean * size) / (sizes[-1] + size)
+            sizes[-1] += size
+    return np.repeat(means, sizes)
+
+
+def _figure_size(layout: _Layout, direction: str, colorbar: bool) -> tuple[float, float]:
+    along = float(np.clip(LAYER_INCHES[direction] * layout.num_layers + 0.5, MIN_INCHES, MAX_INCHES))
+    across = float(np.clip(SLOT_INCHES[direction] * layout.extent + 1.5, 0.8 * MIN_INCHES, MAX_INCHES))
+    width, height = (along, across) if direction == "LR" else (across, along)
+    return width + (COLORBAR_INCHES if colorbar else 0.0), height
+
+
+# --------------------------------------------------------------------- drawing
+@dataclass(frozen=True)
+class _Frame:
+    """How the layout maps onto the axes."""
+
+    direction: str
+    layer_pt: float  # distance between adjacent layers, in points
+    slot_pt: float  # one node slot along a layer, in points
+    scale: np.ndarray  # points per data unit along x and y
+
+    def xy(self, layer: float, position: float) -> tuple[float, float]:
+        return (layer, -position) if self.direction == "LR" else (position, -layer)
+
+
+@dataclass(frozen=True)
+class _LabelStyle:
+    fontsize: float
+    lines: int  # 1: name; 2: and dimensions; 3: and the metric
+    max_chars: int  # longer names are cut
+    keep: frozenset[str]  # the nodes labelled
+
+
+def _draw(graph: TaskGraph, layout: _Layout, ax: Axes, values: dict[str, float] | None,
+          metric_name: str | None, cmap: str, direction: str, colorbar_axes: Axes | None) -> None:
+    ax.set_axis_off()
+    norm = None
+    if values is not None:
+        finite = [v for v in values.values() if np.isfinite(v)]
+        if finite:
+            norm = Normalize(min(finite), max(finite))
+            colorbar = ax.figure.colorbar(ScalarMappable(norm, cmap), cax=colorbar_axes,
+                                          ax=None if colorbar_axes else ax, fraction=0.03, pad=0.01)
+            colorbar.set_label(metric_name or "metric")
+        elif colorbar_axes is not None:
+            colorbar_axes.set_axis_off()
+    frame = _frame(ax, layout, direction)
+    diameter = float(np.clip(min(0.42 * frame.slot_pt, 0.25 * frame.layer_pt), 1.5, 13.0))
+    _draw_edges(layout, ax, frame, diameter)
+    _draw_nodes(graph, layout, ax, frame, diameter, values, norm, cmap)
+    _draw_labels(graph, layout, ax, frame, diameter, values)
+    _draw_legend(graph, ax, values)
+
+
+def _frame(ax: Axes, layout: _Layout, direction: str) -> _Frame:
+    along = (-0.6, layout.num_layers - 0.4)
+    across = (-layout.extent / 2 - 0.2, layout.extent / 2 + 0.2)
+    if direction == "LR":
+        ax.set_xlim(*along)
+        ax.set_ylim(-across[1], -across[0])
+    else:
+        ax.set_xlim(*across)
+        ax.set_ylim(-along[1], -along[0])
+    box = ax.get_position()
+    width_pt = box.width * ax.figure.get_figwidth() * 72
+    height_pt = box.height * ax.figure.get_figheight() * 72
+    scale = np.array([width_pt / np.ptp(ax.get_xlim()), height_pt / np.ptp(ax.get_ylim())])
+    layer_pt, slot_pt = (scale[0], scale[1]) if direction == "LR" else (scale[1], scale[0])
+    return _Frame(direction, float(layer_pt), float(slot_pt), scale)
+
+
+def _draw_edges(layout: _Layout, ax: Axes, frame: _Frame, diameter: float) -> None:
+    """Edges as curves through their dummy points, ending in an arrowhead at the child's marker."""
+    if not layout.routes:
+        return
+    head = float(np.clip(0.5 * diameter, 1.5, 6.0))
+    curves, heads = [], []
+    for route in layout.routes.values():
+        points = np.array([frame.xy(*point) for point in route]) * frame.scale  # in points
+        curve = _trim(_spline(points), diameter / 2 + 0.5)
+        tip = curve[-1]
+        along = tip - curve[-2]
+        along = along / (np.linalg.norm(along) or 1.0)
+        across = np.array([-along[1], along[0]])
+        base = tip - head * along
+        heads.append(np.array([tip, base + 0.38 * head * across, base - 0.38 * head * across]) / frame.scale)
+        curves.append(_trim(curve, 0.7 * head) / frame.scale)
+    alpha = 0.8 if len(curves) <= 200 else 0.45
+    width = float(np.clip(diameter / 12, 0.3, 1.0))
+    ax.add_collection(LineCollection(curves, colors=EDGE_COLOUR, linewidths=width, alpha=alpha, zorder=1))
+    ax.add_collection(PolyCollection(heads, facecolors=EDGE_COLOUR, edgecolors="none", alpha=alpha, zorder=1))
+
+
+def _spline(points: np.ndarray, samples: int = 10) -> np.ndarray:
+    """The quadratic B-spline from ``points[0]`` to ``points[-1]`` with the inner points as controls."""
+    if len(points) == 2:
+        return points
+    knots = [points[0], *((points[1:-2] + points[2:-1]) / 2), points[-1]]
+    t = np.linspace(0, 1, samples)[:, None]
+    pieces = [(1 - t) ** 2 * start + 2 * t * (1 - t) * control + t**2 * end
+              for start, control, end in zip(knots, points[1:-1], knots[1:])]
+    return np.concatenate([pieces[0], *(piece[1:] for piece in pieces[1:])])
+
+
+def _trim(curve: np.ndarray, length: float) -> np.ndarray:
+    """``curve`` shortened by ``length`` at its end, keeping at least a tenth of it."""
+    steps = np.linalg.norm(np.diff(curve, axis=0), axis=1)
+    remaining = min(length, 0.9 * steps.sum())
+    end = len(curve) - 1
+    while end > 1 and steps[end - 1] < remaining:
+        remaining -= steps[end - 1]
+        end -= 1
+    fraction = remaining / steps[end - 1] if steps[end - 1] > 0 else 0.0
+    return np.vstack([curve[:end], curve[end] + (curve[end - 1] - curve[end]) * fraction])
+
+
+def _draw_nodes(graph: TaskGraph, layout: _Layout, ax: Axes, frame: _Frame, diameter: float,
+                values: dict[str, float] | None, norm: Normalize | None, cmap: str) -> None:
+    colormap = matplotlib.colormaps[cmap]
+    by_learner: dict[str, list[str]] = {}
+    for name in graph.names:
+        by_learner.setdefault(graph.subtask(name).learner.type, []).append(name)
+    for learner, names in by_learner.items():  # matplotlib draws one marker shape per call
+        xy = np.array([frame.xy(layout.layer[name], layout.position[name]) for name in names])
+        kinds = [KIND_COLOURS[graph.subtask(name).kind] for name in names]
+        if values is None:
+            faces, edges, width = kinds, "#2b2b2b", 0.6
+        else:
+            faces = [colormap(norm(values[name])) if norm is not None and _known(values, name)
+                     else MISSING_COLOUR for name in names]
+            edges, width = kinds, float(np.clip(diameter / 6, 0.5, 2.0))
+        ax.scatter(xy[:, 0], xy[:, 1], s=diameter**2, marker=LEARNER_MARKERS[learner], c=faces,
+                   edgecolors=edges, linewidths=width, zorder=3)
+
+
+def _known(values: dict[str, float], name: str) -> bool:
+    return bool(np.isfinite(values.get(name, np.nan)))
+
+
+def _draw_labels(graph: TaskGraph, layout: _Layout, ax: Axes, frame: _Frame, diameter: float,
+                 values: dict[str, float] | None) -> None:
+    style = _label_style(graph, layout, frame, diameter, 3 if values is not None else 2)
+    offset = diameter / 2 + 1.5
+    if frame.direction == "LR":
+        shift, align = {"y": -offset}, {"ha": "center", "va": "top"}
+    else:
+        shift, align = {"x": offset}, {"ha": "left", "va": "center"}
+    transform = offset_copy(ax.transData, fig=ax.figure, units="points", **shift)
+    # A white backing keeps labels legible over edges; small print on big graphs goes without (it is slow).
+    box = {"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.7}
+    backing = {"bbox": box} if style.lines > 1 else {}
+    for name in graph.names:
+        if name in style.keep:
+            x, y = frame.xy(layout.layer[name], layout.position[name])
+            ax.text(x, y, _label(graph, name, style, values), transform=transform, fontsize=style.fontsize,
+                    linespacing=1.0, zorder=4, clip_on=False, **align, **backing)
+
+
+def _label_style(graph: TaskGraph, layout: _Layout, frame: _Frame, diameter: float, most_lines: int) -> _LabelStyle:
+    """The largest style whose labels all fit; else the smallest, thinned, best connected nodes first."""
+    longest = max(len(name) for name in graph.names)
+    tiers = [(size, lines) for lines in range(most_lines, 1, -1) for size in (9, 8, 7)]
+    tiers += [(size, 1) for size in (7, 6, 5, 4.5)]
+    fitting = None
+    for size, lines in tiers:
+        height = lines * 1.2 * size
+        if frame.direction == "LR":
+            max_chars = int(0.9 * frame.layer_pt / (CHAR_WIDTH * size))
+            need = height + diameter + 2
+        else:
+            if max(height, diameter) + 4 > frame.layer_pt:
+                continue
+            max_chars = 16
+            need = diameter + 4 + CHAR_WIDTH * size * max(min(longest, max_chars), 7 if lines > 1 else 0)
+        if max_chars < (min(longest, 8) if lines > 1 else 3):
+            continue
+        fitting = (size, lines, max_chars, need)
+        if need <= frame.slot_pt:
+            return _LabelStyle(size, lines, max_chars, frozenset(graph.names))
+    if fitting is None:
+        return _LabelStyle(tiers[-1][0], 1, 3, frozenset())
+    size, lines, max_chars, need = fitting
+    degree = {name: len(graph.parents(name)) + len(graph.children(name)) for name in graph.names}
+    keep: set[str] = set()
+    for names in graph.levels():
+        taken: list[float] = []
+        for name in sorted(names, key=lambda n: -degree[n]):
+            if all(abs(layout.position[name] - p) * frame.slot_pt >= need for p in taken):
+                taken.append(layout.position[name])
+                keep.add(name)
+    return _LabelStyle(size, lines, max_chars, frozenset(keep))
+
+
+def _label(graph: TaskGraph, name: str, style: _LabelStyle, values: dict[str, float] | None) -> str:
+    lines = [name if len(name) <= style.max_chars else name[: style.max_chars - 1] + "…"]
+    if style.lines >= 2:
+        s = graph.subtask(name)
+        if s.kind == "classification":
+            lines.append(f"{s.in_dim}→{s.num_classes} cls" if s.in_dim else f"{s.num_classes} cls")
+        else:
+            lines.append(f"{s.in_dim}→{s.out_dim}")
+    if style.lines >= 3 and values is not None and _known(values, name):
+        lines.append(f"{values[name]:.3g}")
+    return "\n".join(lines)
+
+
+def _draw_legend(graph: TaskGraph, ax: Axes, values: dict[str, float] | None) -> None:
+    kinds = {graph.subtask(name).kind for name in graph.names}
+    learners = {graph.subtask(name).learner.type for name in graph.names}
+    marker = {"linestyle": "", "markersize": 8, "markeredgewidth": 1.5}
+    handles = [Line2D([], [], marker="s", markerfacecolor="white" if values is not None else colour,
+                      markeredgecolor=colour, label=kind, **marker)
+               for kind, colour in KIND_COLOURS.items() if kind in kinds]
+    handles += [Line2D([], [], marker=shape, markerfacecolor="white", markeredgecolor="#2b2b2b",
+                       label=f"{learner.upper()} learner", **marker)
+                for learner, shape in LEARNER_MARKERS.items() if learner in learners]
+    if values is not None and not all(_known(values, name) for name in graph.names):
+        handles.append(Line2D([], [], marker="o", markerfacecolor=MISSING_COLOUR, markeredgecolor="#2b2b2b",
+                              label="no value", **marker))
+    inches = sum(len(handle.get_label()) * CHAR_WIDTH * 8 + 30 for handle in handles) / 72
+    rows = 1 if inches < 0.9 * ax.get_position().width * ax.figure.get_figwidth() else 2
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ceil(len(handles) / rows),
+              frameon=False, fontsize=8, handletextpad=0.3, columnspacing=1.2)

@@ -1,0 +1,70 @@
+"""Learner specs: MLP, GNN, and the conversions from strings and mappings."""
+
+from __future__ import annotations
+
+import pytest
+
+from graphmeta import GNN, MLP, GraphError
+from graphmeta.learners.spec import learner_from, learner_to_dict
+
+
+def test_mlp():
+    assert MLP() == MLP(hidden=(40, 40), activation="relu")
+    assert MLP(hidden=[8, 4]).hidden == (8, 4)
+    assert MLP(hidden=()).hidden == ()
+    assert MLP().type == "mlp"
+
+
+def test_gnn():
+    assert GNN() == GNN(hidden=32, layers=2, activation="relu")
+    assert GNN(activation="tanh").type == "gnn"
+
+
+@pytest.mark.parametrize("hidden", [(0,), (-3,), (2.5,), (True,), ("8",)])
+def test_mlp_rejects_bad_widths(hidden):
+    with pytest.raises(GraphError, match="MLP hidden widths must be positive integers"):
+        MLP(hidden=hidden)
+
+
+@pytest.mark.parametrize(("key", "value"), [("hidden", 0), ("layers", -1), ("hidden", 1.5), ("layers", False)])
+def test_gnn_rejects_bad_sizes(key, value):
+    with pytest.raises(GraphError, match=f"GNN {key} must be a positive integer"):
+        GNN(**{key: value})
+
+
+@pytest.mark.parametrize("spec", [MLP, GNN])
+def test_unknown_activation(spec):
+    with pytest.raises(GraphError, match="unknown .* activation 'sigmoidal'"):
+        spec(activation="sigmoidal")
+
+
+def test_learner_from_strings_specs_and_mappings():
+    assert learner_from("mlp") == MLP() and learner_from("gnn") == GNN()
+    spec = MLP(hidden=(3,))
+    assert learner_from(spec) is spec
+    assert learner_from({"type": "gnn", "layers": 4}) == GNN(layers=4)
+    assert learner_from({"hidden": [5]}) == MLP(hidden=(5,))  # type defaults to mlp
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("rnn", "unknown learner 'rnn'; choose one of \\['gnn', 'mlp'\\]"),
+        ({"type": "rnn"}, "unknown learner 'rnn'"),
+        ({"type": "mlp", "hiden": [4]}, r"unknown key 'hiden' in mlp learner spec \(did you mean 'hidden'\?\)"),
+        ({"type": "gnn", "layer": 2}, r"unknown key 'layer' in gnn learner spec \(did you mean 'layers'\?\)"),
+        (42, "unknown learner 42"),
+    ],
+)
+def test_learner_from_errors(value, message):
+    with pytest.raises(GraphError, match=message):
+        learner_from(value)
+
+
+@pytest.mark.parametrize("spec", [MLP(), MLP(hidden=(), activation="gelu"), GNN(hidden=8, layers=1)])
+def test_learner_to_dict_round_trip(spec):
+    data = learner_to_dict(spec)
+    assert data["type"] == spec.type
+    if isinstance(spec, MLP):
+        assert isinstance(data["hidden"], list)
+    assert learner_from(data) == spec
