@@ -1,0 +1,20 @@
+"""Task families: distributions over tasks of one task graph, sampled as `TaskBatch` episodes.
+
+Every family has ``graph`` and ``sample(num_tasks, shots, query, split, seed)``; dataset
+cards (``datasets/*.yaml``) name ready-made ones, loaded with :func:`load_family`.
+"""
+
+from .base import SPLITS, TaskFamily
+from .bayesnet import BayesNetFamily, batch_from_dataframes
+from .cards import FAMILIES, Card, available_cards, load_card, load_family
+from .compositional import CompositionalFamily
+from .cpd_table import CPDTable
+from .gaussian import GaussianNetFamily
+from .graph_subtasks import GraphSubtasksFamily
+from .sinusoid import SinusoidFamily
+
+__all__ = [
+    "BayesNetFamily", "CPDTable", "Card", "CompositionalFamily", "FAMILIES", "GaussianNetFamily",
+    "GraphSubtasksFamily", "SPLITS", "SinusoidFamily", "TaskFamily", "available_cards", "batch_from_dataframes",
+    "load_card", "load_family",
+]
