@@ -1,0 +1,136 @@
+"""Checkpoints that never lose work: atomic writes, safe loading, and the state of every RNG.
+
+A write goes to a temporary file in the target's directory, is flushed and fsynced, read back
+with ``torch.load(weights_only=True)``, and only then moved over the target with
+``os.replace`` (atomic on POSIX and Windows); the directory is fsynced so the rename survives
+a power cut. A process killed at any instant leaves either the old file or the new one,
+never a torn one, and a state that cannot be loaded never replaces a good file.
+
+Checkpoints hold only tensors and primitive containers, so they load with
+``weights_only=True``, which cannot run code from a file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError
+
+FORMAT_VERSION = 1
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` atomically: ``write(file)`` fills a temporary file in the same directory,
+    which replaces ``path`` after flush and fsync."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """:func:`atomic_write` of a UTF-8 text."""
+    return atomic_write(path, lambda file: file.write(text.encode("utf-8")))
+
+
+def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``state`` (tensors and primitive containers only) to ``path`` atomically.
+
+    The bytes are loaded back with ``weights_only=True`` before they replace ``path``, so a
+    state that could not be loaded later fails now, naming the file, and leaves ``path`` as it was.
+    """
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT_VERSION, **state}, buffer)
+    data = buffer.getvalue()
+    try:
+        torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(f"cannot write checkpoint {path}: its state holds something other than tensors "
+                              f"and primitive containers ({error})") from None
+    return atomic_write(path, lambda file: file.write(data))
+
+
+def load_checkpoint(path: str | Path, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` onto the CPU.
+
+    Raises :class:`CheckpointError` naming ``path`` when it is missing, truncated, corrupt, of
+    another format, or lacks one of the ``required`` keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt and cannot be loaded ({error}); "
+                              "delete it to start over, or use the other checkpoint of the run") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path} is not a graphmeta checkpoint of format {FORMAT_VERSION} (found {found!r})")
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(map(repr, missing))}")
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    """The states of Python's, NumPy's and torch's (CPU and CUDA) global generators, as tensors and lists."""
+    version, words, gauss = random.getstate()
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "python": {"version": version, "words": list(words), "gauss": gauss},
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+    }
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore the generators from :func:`rng_state`."""
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["words"]), python["gauss"]))
+    numpy = state["numpy"]
+    np.random.set_state((numpy["name"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
+                         numpy["has_gauss"], numpy["cached"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _fsync_directory(directory: Path) -> None:
+    if os.name == "nt":  # directories cannot be opened for fsync on Windows; os.replace is durable there
+        return
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

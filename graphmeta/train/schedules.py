@@ -1,0 +1,53 @@
+"""Learning-rate schedules of the outer optimizer, as multipliers of ``outer_lr``.
+
+With ``W`` warmup steps, ``S`` steps in all, ``r`` the final ratio and
+``u = (s - W) / max(S - W - 1, 1)`` the progress after warmup, the rate of step ``s`` (0-based) is
+``outer_lr * m(s)`` with
+
+    warmup (s < W):  m(s) = (s + 1) / W
+    constant:        m(s) = 1
+    exponential:     m(s) = r ** u
+    cosine:          m(s) = r + (1 - r) * (1 + cos(pi * u)) / 2
+
+so exponential and cosine fall from ``outer_lr`` to ``r * outer_lr`` at the last step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+SCHEDULES = ("constant", "exponential", "cosine")
+
+
+@dataclass
+class LearningRateSchedule:
+    """The multiplier ``m(step)`` (see the module docstring).
+
+    A plain dataclass, so ``LambdaLR.state_dict()`` stores its fields (primitives) and a
+    checkpoint restores it exactly.
+    """
+
+    kind: str
+    steps: int
+    warmup_steps: int = 0
+    final_lr_ratio: float = 0.01
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = min((step - self.warmup_steps) / max(self.steps - self.warmup_steps - 1, 1), 1.0)
+        if self.kind == "exponential":
+            return self.final_lr_ratio ** progress
+        if self.kind == "cosine":
+            return self.final_lr_ratio + (1 - self.final_lr_ratio) * (1 + math.cos(math.pi * progress)) / 2
+        return 1.0
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, kind: str, steps: int, warmup_steps: int = 0,
+                    final_lr_ratio: float = 0.01) -> LambdaLR:
+    """A ``LambdaLR`` following :class:`LearningRateSchedule`; step it once per outer step."""
+    return LambdaLR(optimizer, LearningRateSchedule(kind, steps, warmup_steps, final_lr_ratio))

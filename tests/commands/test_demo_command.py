@@ -1,0 +1,15 @@
+"""`graphmeta demo --steps 20`: trains, prints the table against the baselines, writes the figures."""
+
+from graphmeta.cli import main
+
+
+def test_demo_short_mode(tmp_path, capsys):
+    assert main(["demo", "--steps", "20", "--run-dir", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    for row in ("no adaptation", "after adaptation", "trained from scratch", "ablation: no message passing"):
+        assert row in out
+    (run,) = [path for path in tmp_path.iterdir() if path.name.startswith("demo-")]
+    assert f"run directory: {run}" in out
+    for name in ("curves.png", "graph-test-loss.png", "graph-test-improvement.png"):
+        assert (run / "figures" / name).is_file()
+    assert (run / "evaluation-test.json").is_file() and (run / "ablation" / "checkpoints" / "best.pt").is_file()

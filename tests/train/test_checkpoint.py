@@ -1,0 +1,80 @@
+"""Checkpoints: atomic writes, weights-only loading, corrupt and truncated files, RNG state."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import graphmeta as gm
+from graphmeta.train.checkpoint import atomic_write_text, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+
+
+def test_save_and_load(tmp_path):
+    path = save_checkpoint({"step": 3, "weights": torch.arange(4.0), "nested": {"a": [1, (2, 3)], "b": None}},
+                           tmp_path / "c.pt")
+    state = load_checkpoint(path, required=("step",))
+    assert state["step"] == 3 and torch.equal(state["weights"], torch.arange(4.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
+
+
+def test_unloadable_state_is_refused_and_keeps_the_old_file(tmp_path):
+    path = save_checkpoint({"step": 1}, tmp_path / "c.pt")
+    with pytest.raises(gm.CheckpointError, match="c.pt"):
+        save_checkpoint({"step": 2, "bad": object()}, path)
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupt_checkpoint_names_the_file(tmp_path, damage):
+    path = save_checkpoint({"step": 1, "weights": torch.randn(100)}, tmp_path / "last.pt")
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"not a checkpoint" * 10, "empty": b""}[damage])
+    with pytest.raises(gm.CheckpointError, match=r"last\.pt is truncated or corrupt"):
+        load_checkpoint(path)
+
+
+def test_missing_and_foreign_checkpoints(tmp_path):
+    with pytest.raises(gm.CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nothing.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
+    with pytest.raises(gm.CheckpointError, match="foreign.pt is not a graphmeta checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    save_checkpoint({"step": 1}, tmp_path / "c.pt")
+    with pytest.raises(gm.CheckpointError, match="lacks 'model'"):
+        load_checkpoint(tmp_path / "c.pt", required=("step", "model"))
+
+
+def test_atomic_text_write_replaces(tmp_path):
+    path = atomic_write_text(tmp_path / "a" / "x.txt", "one")
+    atomic_write_text(path, "two")
+    assert path.read_text() == "two" and [p.name for p in path.parent.iterdir()] == ["x.txt"]
+
+
+def test_rng_state_round_trip(tmp_path):
+    random.random(), np.random.normal(), torch.randn(1)  # numpy now caches a gaussian
+    save_checkpoint({"rng": rng_state()}, tmp_path / "rng.pt")
+    expected = (random.random(), np.random.normal(), np.random.normal(), torch.randn(3))
+    set_rng_state(load_checkpoint(tmp_path / "rng.pt")["rng"])
+    again = (random.random(), np.random.normal(), np.random.normal(), torch.randn(3))
+    assert expected[:3] == again[:3] and torch.equal(expected[3], again[3])
+
+
+def test_resume_from_corrupt_last_fails_and_keeps_best(make_trainer):
+    trainer = make_trainer()
+    trainer.fit()
+    best = trainer.run.best.read_bytes()
+    trainer.run.last.write_bytes(trainer.run.last.read_bytes()[:100])
+    resumed = make_trainer(steps=20)
+    with pytest.raises(gm.CheckpointError, match=r"last\.pt"):
+        resumed.fit(resume=True)
+    assert trainer.run.best.read_bytes() == best
+
+
+def test_checkpoint_of_another_model_is_refused(make_trainer):
+    trainer = make_trainer()
+    trainer.save()
+    other = make_trainer(message_passing=True)
+    with pytest.raises(gm.CheckpointError, match=r"last\.pt was written by a model with other settings.*message_pass"):
+        other.load()

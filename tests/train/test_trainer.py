@@ -1,0 +1,177 @@
+"""Trainer: run directory, reproducibility, exact resume, non-finite losses, early stopping, evaluation."""
+
+import json
+import math
+
+import pytest
+import torch
+import yaml
+
+import graphmeta as gm
+from graphmeta.train.checkpoint import load_checkpoint
+
+
+def test_fit_writes_the_run_directory(make_trainer):
+    trainer = make_trainer()
+    summary = trainer.fit()
+    run = trainer.run
+    for path in (run.config, run.graph, run.metrics, run.last, run.best, run.summary, run.figures / "curves.png"):
+        assert path.is_file(), path
+    config = yaml.safe_load(run.config.read_text())
+    assert config["family"] == {"name": "compositional-chain", "num_nodes": 3, "max_parents": 3, "branching": 2}
+    assert config["train"]["steps"] == 12 and config["model"]["inner_lr"] == 0.1
+    assert gm.TaskGraph.load(run.graph) == trainer.model.graph
+    records = [json.loads(line) for line in run.metrics.read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "train"] == [2, 4, 6, 8, 10, 12]
+    validations = [r for r in records if r["split"] == "val"]
+    assert [r["step"] for r in validations] == [4, 8, 12]
+    assert set(validations[0]["per_node"]) == set(trainer.model.graph.names)
+    best = min(validations, key=lambda r: r["loss"])
+    assert summary["best_step"] == best["step"] == load_checkpoint(run.best)["step"]
+    assert summary["status"] == "completed" and summary["steps"] == 12
+    assert json.loads(run.summary.read_text())["training"]["best_step"] == best["step"]
+    assert load_checkpoint(run.last)["step"] == 12
+
+
+def test_model_ends_with_the_best_weights(make_trainer, assert_same_state):
+    trainer = make_trainer(outer_lr=0.05)
+    trainer.fit()
+    assert_same_state(trainer.model.state_dict(), load_checkpoint(trainer.run.best)["model"])
+
+
+def test_same_seed_same_run(make_trainer, assert_same_state, tmp_path):
+    first = make_trainer(name="a")
+    first.fit()
+    second = make_trainer(name="b")
+    second.fit()
+    assert_same_state(load_checkpoint(first.run.last)["model"], load_checkpoint(second.run.last)["model"])
+    third = make_trainer(name="c", seed=1)
+    third.fit()
+    assert not torch.equal(load_checkpoint(first.run.last)["model"]["banks.banks.0.theta.0"],
+                           load_checkpoint(third.run.last)["model"]["banks.banks.0.theta.0"])
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_exactly(make_trainer, assert_same_state, monkeypatch):
+    options = {"schedule": "cosine", "warmup_steps": 3, "grad_clip": 0.5, "message_passing": True}
+    reference = make_trainer(name="reference", **options)
+    reference.fit()
+
+    interrupted = make_trainer(name="interrupted", **options)
+    original = type(interrupted)._train_step
+
+    def crash_at_step_7(self):
+        if self.step == 6:
+            raise Interrupt
+        original(self)
+
+    monkeypatch.setattr(type(interrupted), "_train_step", crash_at_step_7)
+    with pytest.raises(Interrupt):
+        interrupted.fit()
+    monkeypatch.undo()
+    assert load_checkpoint(interrupted.run.last)["step"] == 4
+
+    with pytest.raises(gm.ConfigError, match="already holds a run"):
+        make_trainer(name="interrupted", **options).fit()
+    resumed = make_trainer(name="interrupted", **options)
+    resumed.fit(resume=True)
+    for checkpoint in ("last", "best"):
+        assert_same_state(load_checkpoint(getattr(reference.run, checkpoint))["model"],
+                          load_checkpoint(getattr(resumed.run, checkpoint))["model"])
+    steps = [(r["split"], r["step"]) for r in resumed.run.read_metrics()]
+    assert steps == [(r["split"], r["step"]) for r in reference.run.read_metrics()]
+
+
+def nan_at(model, steps):
+    """Make ``model.meta_loss`` non-finite on the given (1-based) calls."""
+    original, calls = model.meta_loss, []
+
+    def meta_loss(batch):
+        calls.append(1)
+        loss, metrics = original(batch)
+        return (loss * math.nan if len(calls) in steps else loss), metrics
+
+    model.meta_loss = meta_loss
+
+
+def test_nonfinite_loss_stops_with_a_clear_error(make_trainer):
+    trainer = make_trainer(checkpoint_every=1)
+    nan_at(trainer.model, {3})
+    with pytest.raises(gm.TrainingError, match=r"non-finite meta-loss \(nan\) at step 3.*on_nonfinite"):
+        trainer.fit()
+    state = load_checkpoint(trainer.run.last)
+    assert state["step"] == 2
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+    assert json.loads(trainer.run.summary.read_text())["training"]["status"] == "failed"
+
+
+def test_nonfinite_loss_skips_the_step(make_trainer):
+    trainer = make_trainer(on_nonfinite="skip")
+    nan_at(trainer.model, {3, 4, 9})
+    summary = trainer.fit()
+    assert summary["skipped_steps"] == 3 and summary["steps"] == 12
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    skipped = [r.get("skipped", 0) for r in trainer.run.read_metrics() if r["split"] == "train"]
+    assert sum(skipped) == 3
+
+
+def test_nonfinite_parameters_are_never_checkpointed(make_trainer):
+    trainer = make_trainer()
+    with torch.no_grad():
+        next(trainer.model.parameters())[0].fill_(math.nan)
+    with pytest.raises(gm.TrainingError, match="is not finite"):
+        trainer.save()
+    assert not trainer.run.last.exists()
+
+
+def test_early_stopping(make_trainer):
+    trainer = make_trainer(outer_lr=0.0, steps=40, val_every=2, early_stopping_patience=3)
+    summary = trainer.fit()
+    assert summary["status"] == "early stopped"
+    assert summary["best_step"] == 2 and summary["steps"] == 8
+    assert load_checkpoint(trainer.run.last)["step"] == 8
+
+
+def test_learning_rate_follows_the_schedule(make_trainer):
+    trainer = make_trainer(schedule="exponential", final_lr_ratio=0.1, outer_lr=1e-2, log_every=1)
+    trainer.fit()
+    rates = [r["lr"] for r in trainer.run.read_metrics() if r["split"] == "train"]
+    assert rates[0] == pytest.approx(1e-2 * 0.1 ** (1 / 11)) and rates[-1] == pytest.approx(1e-3)
+
+
+def test_evaluate_with_ablation(make_trainer):
+    trainer = make_trainer(message_passing=True)
+    trainer.fit()
+    report = trainer.evaluate(num_tasks=10, scratch_steps=5, tasks_per_batch=4)
+    assert list(report.methods) == ["no_adaptation", "adapted", "from_scratch", "no_message_passing"]
+    assert report.num_tasks == 10 and not report.has_accuracy
+    ablation = trainer.run.path / "ablation"
+    assert (ablation / "checkpoints" / "best.pt").is_file()
+    assert yaml.safe_load((ablation / "config.yaml").read_text())["model"]["message_passing"] is False
+
+    written = json.loads(trainer.run.evaluation("test").read_text())
+    adapted = written["methods"]["adapted"]
+    per_task = report.methods["adapted"].loss.nanmean(1)
+    assert adapted["loss"]["mean"] == pytest.approx(float(per_task.mean()))
+    assert adapted["loss"]["ci95"] == pytest.approx(2.2621571628 * float(per_task.std()) / math.sqrt(10))
+    assert set(adapted["per_node"]) == set(trainer.model.graph.names)
+    assert json.loads(trainer.run.summary.read_text())["evaluation"]["num_tasks"] == 10
+    for name in ("graph-test-loss.png", "graph-test-improvement.png"):
+        assert (trainer.run.figures / name).is_file()
+    table = report.table(per_node=True)
+    assert "ablation: no message passing" in table and "± " in table and "n2" in table
+
+    again = trainer.evaluate(num_tasks=10, scratch_steps=5, tasks_per_batch=4)
+    assert torch.equal(again.methods["no_message_passing"].loss, report.methods["no_message_passing"].loss)
+
+
+def test_evaluate_without_message_passing_has_no_ablation(make_trainer):
+    trainer = make_trainer(steps=2, val_every=2)
+    trainer.fit()
+    report = trainer.evaluate(num_tasks=4, scratch_steps=2, split="val")
+    assert "no_message_passing" not in report.methods
+    assert trainer.run.evaluation("val").is_file()
+    assert not (trainer.run.path / "ablation").exists()
