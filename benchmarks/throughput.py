@@ -90,8 +90,10 @@ class MatmulFlops(TorchDispatchMode):
 def run_one(num_nodes: int, message_passing: bool, device: str, reference_max: int) -> dict:
     """Time one configuration; called in its own subprocess."""
     import graphmeta as gm
+    from graphmeta.allocator import reuse_large_allocations
     from graphmeta.testing.reference import reference_meta_loss
 
+    reuse_large_allocations()
     torch.manual_seed(0)
     graph = random_dag(num_nodes)
     support, query = random_data(graph, T, 1, device), random_data(graph, T, 2, device)
@@ -167,7 +169,8 @@ def main() -> None:
     by_key = {(r["nodes"], r["message_passing"]): r for r in rows}
     device = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     print(f"\nMeta-step (forward + backward of meta_loss), T={T}, K={K}+{K}, in_dim={IN_DIM}, MLP 40-40, "
-          f"second-order MAML, 1 inner step; {device}, {args.threads} thread(s); "
+          f"second-order MAML, 1 inner step; {device}, {args.threads} thread(s), "
+          "graphmeta.allocator.reuse_large_allocations() on; "
           f"2048x2048 matmul: {peak:.1f} GFLOP/s\n")
     print("| N | step, MP off | step, MP on | MP overhead | per node, MP off | reference loop | speed-up "
           "| peak mem MP off / on | GFLOP/s MP off |")

@@ -27,6 +27,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .allocator import reuse_large_allocations
 from .errors import GraphMetaError
 
 COMMANDS = ("demo", "train", "evaluate", "draw", "datasets")
@@ -53,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    reuse_large_allocations()  # this process is ours: keep big tensor buffers for reuse
     try:
         return args.run(args)
     except GraphMetaError as error:
