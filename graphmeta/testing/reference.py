@@ -12,6 +12,7 @@ masks ``{node: [T, K] bool}``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -89,24 +90,26 @@ def reference_adapted_weights(model: GraphMetaLearner, support: Data, support_ob
 def unpadded_slices(model: GraphMetaLearner, name: str) -> tuple[int, int, list[tuple[slice, ...]]]:
     """``(bank index, row, slices)``: which part of each bank tensor is node ``name``'s own."""
     graph = model.graph
-    for b, bank in enumerate(model.banks):
-        if name not in bank.names:
-            continue
-        row = bank.names.index(name)
-        spec = graph.subtask(name)
-        parent_width = graph.input_width(name) - spec.in_dim
-        full = slice(None)
-        if spec.learner.type == "gnn":
-            slices = [(slice(0, spec.in_dim), full) if i == 0 else (full,) * (p.dim() - 1)
-                      for i, p in enumerate(bank.theta[:-2])]
-            slices += [(slice(0, spec.learner.hidden + parent_width), slice(0, spec.width)), (slice(0, spec.width),)]
-        else:
-            slices = [(full,) * (p.dim() - 1) for p in bank.theta]
-            slices[0] = (slice(0, graph.input_width(name)), full)
-            slices[-2] = (full, slice(0, spec.width))
-            slices[-1] = (slice(0, spec.width),)
-        return b, row, slices
-    raise KeyError(name)
+    b, row = _bank_rows(model)[name]
+    bank = model.banks[b]
+    spec = graph.subtask(name)
+    parent_width = graph.input_width(name) - spec.in_dim
+    full = slice(None)
+    if spec.learner.type == "gnn":
+        slices = [(slice(0, spec.in_dim), full) if i == 0 else (full,) * (p.dim() - 1)
+                  for i, p in enumerate(bank.theta[:-2])]
+        slices += [(slice(0, spec.learner.hidden + parent_width), slice(0, spec.width)), (slice(0, spec.width),)]
+    else:
+        slices = [(full,) * (p.dim() - 1) for p in bank.theta]
+        slices[0] = (slice(0, graph.input_width(name)), full)
+        slices[-2] = (full, slice(0, spec.width))
+        slices[-1] = (slice(0, spec.width),)
+    return b, row, slices
+
+
+@functools.lru_cache(maxsize=4)
+def _bank_rows(model: GraphMetaLearner) -> dict[str, tuple[int, int]]:
+    return {name: (b, row) for b, bank in enumerate(model.banks) for row, name in enumerate(bank.names)}
 
 
 def _node_theta(model: GraphMetaLearner, name: str) -> list[torch.Tensor]:
