@@ -47,7 +47,7 @@ class AdaptedGraph:
         split = self._on_device(split)
         self._check_tasks(split.num_tasks)
         with torch.no_grad():
-            loss, accuracy = self.banks.losses(self.fast, split)
+            loss, accuracy = self.banks.losses(self.fast, split, accuracy=True)
         return {"loss": loss, "accuracy": accuracy}
 
     def predict(self, inputs: Mapping[str, Any] | None = None, observed: Mapping[str, Any] | None = None,

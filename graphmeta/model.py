@@ -80,31 +80,33 @@ class GraphMetaLearner(nn.Module):
                 channels=options["message_channels"], rounds=options["message_rounds"])
 
     # ------------------------------------------------------------------ verbs
-    def meta_loss(self, batch: TaskBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The meta-training loss of ``batch`` and per-node metrics (means over tasks, ``[N]``):
-        ``loss_before`` / ``loss_after`` (query loss without / with adaptation) and
-        ``accuracy_after`` (NaN for regression nodes)."""
+    def meta_loss(self, batch: TaskBatch, metrics: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The meta-training loss of ``batch`` and, with ``metrics``, per-node metrics (means over
+        tasks, ``[N]``): ``loss_before`` / ``loss_after`` (query loss without / with adaptation)
+        and ``accuracy_after`` (NaN for regression nodes). ``metrics=False`` skips the extra
+        forward pass they cost and returns ``{}``."""
         batch = self._on_device(batch)
         second_order = self.algorithm.second_order and self.training
         fast, plain, _ = self._adapt(batch.support, self.inner_steps, create_graph=second_order,
                                      track_meta_gradient=True, detach_updates=self.algorithm.reptile)
-        query_after, accuracy_after = self.banks.losses(fast, batch.query)
+        query_after, accuracy_after = self.banks.losses(fast, batch.query, accuracy=metrics)
         weight = self.banks.example_mask(batch.query).any(-1).to(query_after.dtype)
         loss = (query_after * weight).sum() / weight.sum().clamp(min=1)
         if self.algorithm.reptile:
             loss = self._reptile_loss(plain, batch.num_tasks) + (loss if self.message_passing is not None else 0)
+        if not metrics:
+            return loss, {}
         with torch.no_grad():
             query_before, _ = self.banks.losses(self.banks.expand(batch.num_tasks), batch.query)
-        metrics = {
+        return loss, {
             "loss_before": _task_mean(query_before, weight),
             "loss_after": _task_mean(query_after.detach(), weight),
-            "accuracy_after": _task_mean(accuracy_after.detach(), weight),
+            "accuracy_after": _task_mean(accuracy_after, weight),
         }
-        return loss, metrics
 
-    def forward(self, batch: TaskBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, batch: TaskBatch, metrics: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Calling the module is :meth:`meta_loss` (so ``torch.func.functional_call`` works)."""
-        return self.meta_loss(batch)
+        return self.meta_loss(batch, metrics)
 
     def adapt(self, support: TaskBatch | Split | Mapping[str, Any], steps: int | None = None) -> AdaptedGraph:
         """Adapt every node to ``support`` (a TaskBatch, a Split, or one task's ``{node: (x, y)}``).

@@ -226,3 +226,13 @@ def test_cuda_equals_cpu(message_passing):
     for g_cpu, g_gpu in zip(grads_cpu, grads_gpu):
         if g_cpu is not None:
             torch.testing.assert_close(g_gpu.cpu(), g_cpu, rtol=1e-6, atol=1e-9)
+
+
+def test_meta_loss_without_metrics_is_the_same_loss():
+    graph = mixed_graph()
+    model = build(graph, "maml", message_passing=True)
+    batch = gm.TaskBatch.from_tensors(graph, task_data(graph, 2, 3, 1), task_data(graph, 2, 3, 2))
+    with_metrics, metrics = model.meta_loss(batch)
+    without, none = model.meta_loss(batch, metrics=False)
+    assert none == {} and set(metrics) == {"loss_before", "loss_after", "accuracy_after"}
+    torch.testing.assert_close(with_metrics, without, rtol=0, atol=0)

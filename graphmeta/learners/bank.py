@@ -80,6 +80,7 @@ class LearnerBank(nn.Module):
         self.register_buffer("output_mask", torch.arange(self.output_width) < widths[:, None], persistent=False)
         self.register_buffer("is_classification", torch.tensor([s.kind == "classification" for s in specs]),
                              persistent=False)
+        self.kinds = (any(s.kind == "regression" for s in specs), any(s.kind == "classification" for s in specs))
         node_index = torch.tensor([self.layout.index[name] for name in self.names], dtype=torch.long)
         self.register_buffer("node_index", node_index, persistent=False)
         # each row: the node itself, then its parents, padded with N (a column that is always observed)
@@ -108,36 +109,48 @@ class LearnerBank(nn.Module):
         index = self.target_index if nodes is None else self.target_index[nodes]
         return gather_columns(packed_source(split), index)
 
-    def losses(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per (task, node) mean loss over observed shots, and accuracy; both ``[T, N_b]``.
+    def losses(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None, accuracy: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per (task, node) mean loss over observed shots ``[T, N_b]``, and with ``accuracy`` the
+        fraction of observed shots classified right (NaN for regression nodes; no gradient).
 
         Regression: mean squared error over the node's ``out_dim`` columns. Classification:
-        cross-entropy ``logsumexp(z) - z_y`` with padded logits masked out. Accuracy is NaN
-        for regression nodes; a (task, node) with no observed shot has loss 0.
+        cross-entropy ``logsumexp(z) - z_y`` with padded logits masked out. A (task, node) with
+        no observed shot has loss 0.
         """
         outputs = self(weights, split, nodes)
         targets = self.targets(split, nodes)
-        mask = self.example_mask(split, nodes)
+        mask = self.example_mask(split, nodes).to(outputs.dtype)
+        weight = mask / mask.sum(-1, keepdim=True).clamp(min=1)
         output_mask = self.output_mask if nodes is None else self.output_mask[nodes]
         is_classification = self.is_classification if nodes is None else self.is_classification[nodes]
-        return node_losses(outputs, targets, mask, output_mask, is_classification)
+        kinds = self.kinds if nodes is None else (not bool(is_classification.all()), bool(is_classification.any()))
+        loss = node_losses(outputs, targets, weight, output_mask, is_classification, kinds)
+        if not accuracy:
+            return loss, None
+        with torch.no_grad():
+            hits = (outputs.masked_fill(~output_mask[:, None, :], float("-inf")).argmax(-1) == targets.argmax(-1))
+            correct = (hits.to(weight.dtype) * weight).sum(-1)
+            return loss, torch.where(is_classification, correct, torch.full_like(correct, float("nan")))
 
 
-def node_losses(outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, output_mask: torch.Tensor,
-                is_classification: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """See :meth:`LearnerBank.losses`. Shapes: outputs/targets ``[T, N, K, D]``, mask ``[T, N, K]``,
-    output_mask ``[N, D]``, is_classification ``[N]``."""
+def node_losses(outputs: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, output_mask: torch.Tensor,
+                is_classification: torch.Tensor, kinds: tuple[bool, bool]) -> torch.Tensor:
+    """See :meth:`LearnerBank.losses`. Shapes: outputs/targets ``[T, N, K, D]``, weight ``[T, N, K]``
+    (each shot's share of its node's mean), output_mask ``[N, D]``, is_classification ``[N]``;
+    ``kinds``: whether any node is (regression, classification).
+
+    A bank of one kind computes that kind's loss only, so the other's ops stay out of the
+    (double-)backward graph.
+    """
     output_mask = output_mask[:, None, :]
-    widths = output_mask.sum(-1)
-    squared = ((outputs - targets) ** 2 * output_mask).sum(-1) / widths
-    logits = outputs.masked_fill(~output_mask, torch.finfo(outputs.dtype).min / 4)
-    cross_entropy = torch.logsumexp(logits, dim=-1) - (logits * targets).sum(-1)
-    classification = is_classification[:, None]
-    per_example = torch.where(classification, cross_entropy, squared)
-    weight = mask.to(outputs.dtype)
-    loss = (per_example * weight).sum(-1) / weight.sum(-1).clamp(min=1)
-    hits = (logits.argmax(-1) == targets.argmax(-1)).to(outputs.dtype)
-    accuracy = (hits * weight).sum(-1) / weight.sum(-1).clamp(min=1)
-    accuracy = torch.where(is_classification, accuracy, torch.full_like(accuracy, float("nan")))
-    return loss, accuracy
+    per_example = None
+    has_regression, has_classification = kinds
+    if has_regression:
+        per_example = ((outputs - targets) ** 2 * output_mask).sum(-1) / output_mask.sum(-1)
+    if has_classification:
+        logits = outputs.masked_fill(~output_mask, torch.finfo(outputs.dtype).min / 4)
+        cross_entropy = torch.logsumexp(logits, dim=-1) - (logits * targets).sum(-1)
+        per_example = cross_entropy if per_example is None else torch.where(
+            is_classification[:, None], cross_entropy, per_example)
+    return (per_example * weight).sum(-1)

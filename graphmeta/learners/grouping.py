@@ -31,6 +31,7 @@ class BankSet(nn.Module):
                                    for spec, names in groups.items())
         bank_order = torch.cat([bank.node_index for bank in self])
         self.register_buffer("to_graph_order", torch.argsort(bank_order), persistent=False)
+        self.in_graph_order = bool((bank_order == torch.arange(len(bank_order))).all())
 
     def __iter__(self) -> Iterator[LearnerBank]:
         return iter(self.banks)
@@ -45,13 +46,18 @@ class BankSet(nn.Module):
         """The meta-initialisation of every bank as fast weights ``[T, N_b, ...]``."""
         return [bank.expand(num_tasks) for bank in self]
 
-    def losses(self, fast: list[Weights], split: Split) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per (task, node) loss and accuracy, ``[T, N]`` in ``graph.names`` order."""
-        results = [bank.losses(weights, split) for bank, weights in zip(self, fast)]
-        loss = torch.cat([r[0] for r in results], dim=1)[:, self.to_graph_order]
-        accuracy = torch.cat([r[1] for r in results], dim=1)[:, self.to_graph_order]
-        return loss, accuracy
+    def losses(self, fast: list[Weights], split: Split, accuracy: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per (task, node) loss and, with ``accuracy``, accuracy: ``[T, N]`` in ``graph.names`` order."""
+        results = [bank.losses(weights, split, accuracy=accuracy) for bank, weights in zip(self, fast)]
+        loss = self._graph_order([r[0] for r in results])
+        return loss, (self._graph_order([r[1] for r in results]) if accuracy else None)
 
     def example_mask(self, split: Split) -> torch.Tensor:
         """``[T, N, K]``: which shots count for each node (value and parents observed)."""
-        return torch.cat([bank.example_mask(split) for bank in self], dim=1)[:, self.to_graph_order]
+        return self._graph_order([bank.example_mask(split) for bank in self])
+
+    def _graph_order(self, per_bank: list[torch.Tensor]) -> torch.Tensor:
+        if len(per_bank) == 1 and self.in_graph_order:
+            return per_bank[0]
+        return torch.cat(per_bank, dim=1)[:, self.to_graph_order]
