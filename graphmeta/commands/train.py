@@ -12,7 +12,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "train",
         help="meta-train from a YAML config (and evaluate against the baselines)",
         description="Meta-train a graph meta-learner as a YAML run config says (sections family, model, "
-                    "train, evaluate; see examples/configs/), writing runs/<name>/ (name: train.name, "
+                    "train, evaluate, online; see examples/configs/): in batches, or online on a stream of "
+                    "tasks with train.mode: online; writing runs/<name>/ (name: train.name, "
                     "default the config file's name): config, metrics.jsonl, checkpoints, figures, "
                     "summary. Then evaluate on held-out tasks against the baselines and print the table.",
     )
@@ -29,16 +30,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import Trainer, load_config
+    from ..train import OnlineMetaLearner, Trainer, load_config
 
     config = load_config(args.config, args.overrides)
     if config.train.name is None:
         config = config.with_overrides([f"train.name={args.config.stem}"])
-    trainer = Trainer.from_config(config)
+    online = config.train.mode == "online"
+    trainer = (OnlineMetaLearner if online else Trainer).from_config(config)
     if args.resume and trainer.run.last.is_file():
         print(f"resuming {trainer.run.path}")
-    trainer.fit(resume=args.resume)
-    print(f"trained {trainer.run.path}: best validation loss {trainer.best_loss:.4g} at step {trainer.best_step}")
+    summary = trainer.fit(resume=args.resume)
+    if online:
+        print(f"trained {trainer.run.path} online on {summary['tasks']} tasks: query loss of arriving tasks "
+              f"{summary['loss_first_window']:.4g} (first {summary['window']}) -> {summary['loss_last_window']:.4g} "
+              f"(last {summary['window']})")
+    else:
+        print(f"trained {trainer.run.path}: best validation loss {trainer.best_loss:.4g} at step {trainer.best_step}")
     if args.evaluate:
         report = trainer.evaluate()
         print()

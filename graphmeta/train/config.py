@@ -1,11 +1,12 @@
 """Run configuration: the YAML layout of a run, its validation, and ``--set`` overrides.
 
-A run config has four sections, each optional but ``family``::
+A run config has five sections, each optional but ``family``::
 
     family:   compositional-dag          # a card name or path, or {name: ..., <card overrides>}
     model:    {algorithm: maml, ...}     # GraphMetaLearner arguments
     train:    {steps: 2000, ...}         # Trainer arguments, see TrainConfig
     evaluate: {num_tasks: 200, ...}      # Trainer.evaluate arguments, see EvaluateConfig
+    online:   {tasks: 300, ...}          # with train.mode: online, see OnlineConfig
 
 Files are read with ``yaml.safe_load``. An unknown key is a :class:`ConfigError` naming it and
 the closest valid key; a wrong type names the key and the type it needs.
@@ -27,9 +28,11 @@ import yaml
 from ..errors import ConfigError, check_keys, closest
 from ..model import OPTIONS as MODEL_OPTIONS
 from ..model import GraphMetaLearner
+from .buffer import BUFFER_POLICIES
 from .schedules import SCHEDULES
 
-SECTIONS = ("family", "model", "train", "evaluate")
+SECTIONS = ("family", "model", "train", "evaluate", "online")
+MODES = ("batch", "online")
 SPLITS = ("train", "val", "test")
 NONFINITE_POLICIES = ("stop", "skip")
 
@@ -71,6 +74,10 @@ class TrainConfig(_Checked):
     """The ``train:`` section: the arguments of :class:`~graphmeta.train.Trainer`.
 
     Args:
+        mode: ``batch`` (episodic, :class:`~graphmeta.train.Trainer`) or ``online``
+            (:class:`~graphmeta.train.OnlineMetaLearner`, on a stream of ``online.tasks`` tasks;
+            ``steps``, ``val_every``, ``val_tasks``, ``early_stopping_patience`` and ``log_every``
+            do not apply there, and ``checkpoint_every`` counts tasks).
         steps: outer (meta-)optimizer steps.
         meta_batch_size: tasks per meta-batch.
         shots, query_shots: support and query examples per task.
@@ -88,6 +95,7 @@ class TrainConfig(_Checked):
         on_nonfinite: on a non-finite loss or gradient, ``stop`` with a TrainingError or ``skip`` the step.
     """
 
+    mode: str = option("batch", choices=MODES)
     steps: int = option(1000, minimum=0)
     meta_batch_size: int = option(16, minimum=1)
     shots: int = option(5, minimum=1)
@@ -134,14 +142,39 @@ class EvaluateConfig(_Checked):
 
 
 @dataclass(frozen=True)
+class OnlineConfig(_Checked):
+    """The ``online:`` section, read when ``train.mode`` is ``online``: the arguments of
+    :class:`~graphmeta.train.OnlineMetaLearner` beyond the ``train:`` keys.
+
+    Args:
+        tasks: length of the task stream.
+        updates_per_task: meta-updates ``M`` after each arriving task, each on a meta-batch of
+            ``train.meta_batch_size`` tasks drawn from the buffer (more learn faster early in the
+            stream but fit the buffer's tasks more closely later; 1 did best in benchmarks/online.py).
+        buffer_size: the most tasks the buffer holds.
+        buffer_policy: which tasks it keeps: ``reservoir`` (a uniform sample of every task so
+            far) or ``fifo`` (the latest); see :mod:`graphmeta.train.buffer`.
+        loss_threshold: the query loss an arriving task must reach for ``shots_to_threshold``,
+            the fewest support examples that reach it (``null``: not measured).
+    """
+
+    tasks: int = option(300, minimum=1)
+    updates_per_task: int = option(1, minimum=0)
+    buffer_size: int = option(100, minimum=1)
+    buffer_policy: str = option("reservoir", choices=BUFFER_POLICIES)
+    loss_threshold: float | None = option(None, minimum=0)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A whole run: ``family`` (``{"name": card, **overrides}``), ``model`` (GraphMetaLearner
-    arguments), ``train`` and ``evaluate``."""
+    arguments), ``train``, ``evaluate`` and ``online``."""
 
     family: dict[str, Any]
     model: dict[str, Any]
     train: TrainConfig
     evaluate: EvaluateConfig
+    online: OnlineConfig = field(default_factory=OnlineConfig)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "") -> RunConfig:
@@ -158,11 +191,12 @@ class RunConfig:
                    model=_model_section(data.get("model"), sections["model"]),
                    train=TrainConfig.from_dict(_mapping(data.get("train"), sections["train"]), sections["train"]),
                    evaluate=EvaluateConfig.from_dict(_mapping(data.get("evaluate"), sections["evaluate"]),
-                                                     sections["evaluate"]))
+                                                     sections["evaluate"]),
+                   online=OnlineConfig.from_dict(_mapping(data.get("online"), sections["online"]), sections["online"]))
 
     def to_dict(self) -> dict[str, Any]:
         return {"family": dict(self.family), "model": dict(self.model), "train": self.train.to_dict(),
-                "evaluate": self.evaluate.to_dict()}
+                "evaluate": self.evaluate.to_dict(), "online": self.online.to_dict()}
 
     def with_overrides(self, overrides: Iterable[str]) -> RunConfig:
         """Apply ``--set`` overrides ``section.key=value`` (or ``key=value`` where the key is in
@@ -199,7 +233,8 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         section, key = path.split(".", 1)
         check_keys([section], SECTIONS, f"--set {text}")
         return section, key, value
-    keys = {"model": model_defaults(), "train": _field_names(TrainConfig), "evaluate": _field_names(EvaluateConfig)}
+    keys = {"model": model_defaults(), "train": _field_names(TrainConfig), "evaluate": _field_names(EvaluateConfig),
+            "online": _field_names(OnlineConfig)}
     owners = [section for section, valid in keys.items() if path in valid]
     if len(owners) > 1:
         raise ConfigError(f"--set {text} is ambiguous: write {' or '.join(f'{s}.{path}' for s in owners)}")

@@ -57,6 +57,9 @@ class Trainer:
 
     def __init__(self, model: GraphMetaLearner, family: Family, **config: Any) -> None:
         self.config = TrainConfig.from_dict(config, "Trainer")
+        if self.config.mode != "batch":
+            raise ConfigError(f"Trainer runs train.mode 'batch', got {self.config.mode!r}: use "
+                              "graphmeta.OnlineMetaLearner for online meta-learning")
         if self.config.device is not None:
             model.to(self.config.device)
         self.model = model

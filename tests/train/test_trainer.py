@@ -175,3 +175,9 @@ def test_evaluate_without_message_passing_has_no_ablation(make_trainer):
     assert "no_message_passing" not in report.methods
     assert trainer.run.evaluation("val").is_file()
     assert not (trainer.run.path / "ablation").exists()
+
+
+def test_trainer_refuses_online_mode(family):
+    model = gm.GraphMetaLearner(family.graph, message_passing=False)
+    with pytest.raises(gm.ConfigError, match="OnlineMetaLearner"):
+        gm.Trainer(model, family, mode="online")
