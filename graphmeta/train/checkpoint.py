@@ -134,3 +134,29 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def restore_model_and_optimizer(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                                state: Mapping[str, Any], source: str) -> None:
+    """Load ``state["model"]`` and ``state["optimizer"]``; a checkpoint of a differently configured
+    model, or one that does not fit, is a :class:`CheckpointError` naming ``source`` and the settings."""
+    saved, current = dict(state["model_config"]), model.config
+    if saved != current:
+        differing = sorted(k for k in {*saved, *current} if saved.get(k) != current.get(k))
+        raise CheckpointError(f"{source} was written by a model with other settings ({', '.join(differing)}): "
+                              f"{ {k: saved.get(k) for k in differing} }")
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{source} does not fit this model: {error}") from None
+
+
+def require_finite_parameters(model: torch.nn.Module, when: str) -> None:
+    """A :class:`~graphmeta.errors.TrainingError` naming the first non-finite parameter: such a model
+    is never checkpointed."""
+    from ..errors import TrainingError
+
+    for name, parameter in model.named_parameters():
+        if not torch.isfinite(parameter).all():
+            raise TrainingError(f"parameter {name!r} is not finite {when}: refusing to checkpoint it")

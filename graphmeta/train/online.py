@@ -41,10 +41,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import TaskBatch
-from ..errors import CheckpointError, ConfigError, DataError, TrainingError, check_keys
+from ..errors import ConfigError, DataError, TrainingError, check_keys
 from ..model import GraphMetaLearner
 from .buffer import TaskBuffer
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from .checkpoint import (load_checkpoint, require_finite_parameters, restore_model_and_optimizer, rng_state,
+                         save_checkpoint, seed_everything, set_rng_state)
 from .config import EvaluateConfig, OnlineConfig, RunConfig, TrainConfig
 from .evaluation import EvaluationReport, evaluate_methods, nanmean, query_results
 from .run_dir import RunDirectory
@@ -290,16 +291,7 @@ class OnlineMetaLearner:
 
     def load_state_dict(self, state: Mapping[str, Any], source: str = "the state") -> None:
         """Restore a :meth:`state_dict`; a state that does not fit is a CheckpointError naming ``source``."""
-        if dict(state["model_config"]) != self.model.config:
-            differing = sorted(k for k in {*state["model_config"], *self.model.config}
-                               if state["model_config"].get(k) != self.model.config.get(k))
-            raise CheckpointError(f"{source} was written by a model with other settings ({', '.join(differing)}): "
-                                  f"{ {k: state['model_config'].get(k) for k in differing} }")
-        try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as error:
-            raise CheckpointError(f"{source} does not fit this model: {error}") from None
+        restore_model_and_optimizer(self.model, self.optimizer, state, source)
         self.scheduler.load_state_dict(state["scheduler"])
         self.stream.load_state_dict(state["stream"])
         self.buffer.load_state_dict(state["buffer"])
@@ -311,10 +303,7 @@ class OnlineMetaLearner:
     def save(self, path: str | Path | None = None) -> Path:
         """Write the full state to ``path`` (default ``checkpoints/last.pt``) atomically; a
         non-finite parameter is a TrainingError naming it, and nothing is written."""
-        for name, parameter in self.model.named_parameters():
-            if not torch.isfinite(parameter).all():
-                raise TrainingError(f"parameter {name!r} is not finite after task {self.stream.drawn}: "
-                                    "refusing to checkpoint it")
+        require_finite_parameters(self.model, f"after task {self.stream.drawn}")
         return save_checkpoint(self.state_dict(), self.run.last if path is None else path)
 
     def load(self, path: str | Path | None = None) -> OnlineMetaLearner:

@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..model import GraphMetaLearner
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from .checkpoint import (load_checkpoint, require_finite_parameters, restore_model_and_optimizer, rng_state,
+                         save_checkpoint, seed_everything, set_rng_state)
 from .config import EvaluateConfig, RunConfig, TrainConfig
 from .evaluation import EvaluationReport, evaluate_methods, nanmean, query_results
 from .run_dir import RunDirectory
@@ -299,16 +300,7 @@ class Trainer:
 
     def load_state_dict(self, state: Mapping[str, Any], source: str = "the state") -> None:
         """Restore a :meth:`state_dict`; a state that does not fit the model is a CheckpointError naming ``source``."""
-        if dict(state["model_config"]) != self.model.config:
-            differing = sorted(k for k in {*state["model_config"], *self.model.config}
-                               if state["model_config"].get(k) != self.model.config.get(k))
-            raise CheckpointError(f"{source} was written by a model with other settings ({', '.join(differing)}): "
-                                  f"{ {k: state['model_config'].get(k) for k in differing} }")
-        try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as error:
-            raise CheckpointError(f"{source} does not fit this model: {error}") from None
+        restore_model_and_optimizer(self.model, self.optimizer, state, source)
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])
@@ -325,9 +317,7 @@ class Trainer:
 
         A non-finite parameter is a TrainingError naming it, and nothing is written.
         """
-        for name, parameter in self.model.named_parameters():
-            if not torch.isfinite(parameter).all():
-                raise TrainingError(f"parameter {name!r} is not finite at step {self.step}: refusing to checkpoint it")
+        require_finite_parameters(self.model, f"at step {self.step}")
         return save_checkpoint(self.state_dict(), self.run.last if path is None else path)
 
     def load(self, path: str | Path | None = None) -> Trainer:
