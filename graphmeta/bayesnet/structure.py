@@ -1,0 +1,225 @@
+"""`NetworkStructure`: the DAG and states of a discrete Bayesian network, and its data as arrays.
+
+Everything here is numpy over the padded CPD layout of :class:`~graphmeta.families.CPDTable`:
+variable ``n`` owns the columns ``offsets[n] ... offsets[n] + configs[n] - 1``, one per
+configuration ``u`` of its parents (pgmpy's order, first evidence variable slowest), each of
+width ``max cardinality``. A table of ``T`` tasks is ``[T, columns, width]``.
+
+A data table (pandas, pgmpy's form: one column per variable, state names as values, NaN where
+missing) becomes state indices ``[R, N]`` with ``-1`` for a missing value. Then
+
+    config(r, n)  = sum_j s_{r, pa_j(n)} * stride_j(n)           (-1 if a parent is missing)
+    n(u, v)       = #{rows r : config(r, n) = u, s_{r, n} = v}    (counts)
+    log p(row r)  = sum_n log theta_n(s_{r, n} | config(r, n))   (complete rows)
+
+each one gather or one ``bincount`` over all rows and variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, GraphError, closest
+from ..families.cpd_table import CPDTable
+from ..graph import TaskGraph
+from ..interop.pgmpy_bridge import load_bundled
+
+
+@dataclass(frozen=True)
+class NetworkStructure:
+    """Variables (``names``, topological), their string ``states`` and ordered parents (``evidence``).
+
+    Built with :meth:`from_pgmpy`; ``graph`` is the plain task graph (one classification
+    subtask per variable) and ``table`` the CPD layout.
+    """
+
+    graph: TaskGraph
+    states: dict[str, list[str]]
+    evidence: dict[str, list[str]]
+
+    @classmethod
+    def from_pgmpy(cls, structure: Any, state_names: Mapping[str, Sequence[Any]] | None = None) -> NetworkStructure:
+        """From a pgmpy ``DiscreteBayesianNetwork`` (or a bundled network's name).
+
+        Only the DAG, the variables and their state names are used; CPD values are ignored.
+        The states (and each variable's parent order) come from the CPDs when the model has
+        them, else from ``state_names`` ``{variable: [state, ...]}``; states are compared and
+        exported as strings.
+        """
+        from pgmpy.models import DiscreteBayesianNetwork
+
+        model = load_bundled(structure) if isinstance(structure, str) else structure
+        if not isinstance(model, DiscreteBayesianNetwork):
+            raise GraphError(f"the structure must be a pgmpy DiscreteBayesianNetwork or a bundled network name, "
+                             f"got {type(model).__name__}")
+        if len(model.nodes()) == 0:
+            raise GraphError("the structure has no variables")
+        given = dict(state_names or {})
+        for variable in given:
+            if variable not in model.nodes():
+                raise GraphError(f"state_names names {variable!r}, which is no variable of the structure"
+                                 f"{closest(str(variable), map(str, model.nodes()))}")
+        states, evidence = {}, {}
+        for variable in model.nodes():
+            cpd = model.get_cpds(variable) if model.cpds else None
+            if variable in given:
+                states[variable] = [str(s) for s in given[variable]]
+            elif cpd is not None:
+                states[variable] = [str(s) for s in cpd.state_names[variable]]
+            else:
+                raise GraphError(f"variable {variable!r} of the structure has no state names: give its CPD, or "
+                                 f"state_names={{{variable!r}: [...]}}")
+            if len(states[variable]) < 2 or len(set(states[variable])) != len(states[variable]):
+                raise GraphError(f"variable {variable!r} needs at least 2 distinct state names, got {states[variable]}")
+            parents = list(cpd.variables[1:]) if cpd is not None else []
+            if sorted(parents, key=str) != sorted(model.get_parents(variable), key=str):
+                parents = list(model.get_parents(variable))
+            evidence[variable] = parents
+        graph = TaskGraph(name=structure if isinstance(structure, str) else "")
+        for variable in model.nodes():
+            graph.add_subtask(variable, kind="classification", num_classes=len(states[variable]),
+                              state_names=states[variable])
+        for parent, child in model.edges():
+            graph.add_dependency(parent, child)
+        return cls(graph.validate(), states, evidence)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data that :meth:`from_dict` turns back into the structure."""
+        return {"name": self.graph.name, "states": {v: list(s) for v, s in self.states.items()},
+                "evidence": {v: list(p) for v, p in self.evidence.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NetworkStructure:
+        graph = TaskGraph(name=data.get("name") or "")
+        for variable, states in data["states"].items():
+            graph.add_subtask(variable, kind="classification", num_classes=len(states), state_names=list(states))
+        for variable, parents in data["evidence"].items():
+            for parent in parents:
+                graph.add_dependency(parent, variable)
+        return cls(graph.validate(), {v: list(s) for v, s in data["states"].items()},
+                   {v: list(p) for v, p in data["evidence"].items()})
+
+    # ---------------------------------------------------------------- layout
+    @property
+    def names(self) -> list[str]:
+        return self.graph.names
+
+    @cached_property
+    def table(self) -> CPDTable:
+        return CPDTable.build(self.graph, self.evidence)
+
+    # ------------------------------------------------------------------ data
+    def encode(self, frames: pd.DataFrame | Sequence[pd.DataFrame], what: str = "table") -> np.ndarray:
+        """State indices ``[T, R, N]`` (``graph.names`` order, ``-1`` missing) of ``T`` tables,
+        shorter tables padded with missing rows; one DataFrame gives ``[R, N]``.
+
+        A column that is no variable, a variable without a column, or a value that is not one
+        of its variable's states is a :class:`DataError` naming it.
+        """
+        single = isinstance(frames, pd.DataFrame)
+        frames = [frames] if single else list(frames)
+        rows = max((len(frame) for frame in frames if isinstance(frame, pd.DataFrame)), default=0)
+        codes = np.full((len(frames), rows, len(self.names)), -1, dtype=np.int64)
+        for t, frame in enumerate(frames):
+            where = what if single else f"{what} {t}"
+            if not isinstance(frame, pd.DataFrame):
+                raise DataError(f"{where} is a {type(frame).__name__}, expected a pandas DataFrame")
+            for column in frame.columns:
+                if column not in self.states:
+                    raise DataError(f"{where} has the column {column!r}, which is no variable of the network"
+                                    f"{closest(str(column), self.names)}")
+            for n, name in enumerate(self.names):
+                if name not in frame.columns:
+                    raise DataError(f"{where} has no column for variable {name!r} (use NaN where it is unknown)")
+                codes[t, : len(frame), n] = self._codes(frame[name], name, where)
+        return codes[0] if single else codes
+
+    def _codes(self, column: pd.Series, name: str, where: str) -> np.ndarray:
+        present = column.notna().to_numpy()
+        lookup = {state: float(i) for i, state in enumerate(self.states[name])}
+        codes = column.astype(str).map(lookup).to_numpy(dtype=np.float64, na_value=np.nan)
+        unknown = present & np.isnan(codes)
+        if unknown.any():
+            value = column.iloc[int(np.argmax(unknown))]
+            raise DataError(f"{where}, column {name!r}: value {value!r} is not one of its states "
+                            f"{self.states[name]}{closest(str(value), self.states[name])}")
+        return np.where(present, np.nan_to_num(codes, nan=-1), -1).astype(np.int64)
+
+    def configurations(self, codes: np.ndarray) -> np.ndarray:
+        """``[..., N]`` parent-configuration index of every variable in every row, ``-1`` where a parent is missing."""
+        table = self.table
+        parents = codes[..., table.parents]  # [..., N, P]
+        present = table.strides > 0
+        index = (np.maximum(parents, 0) * table.strides).sum(-1)
+        missing = ((parents < 0) & present).any(-1)
+        return np.where(missing, -1, index)
+
+    def counts(self, codes: np.ndarray) -> np.ndarray:
+        """``[T, columns, width]`` counts ``n(u, v)`` of ``codes [T, R, N]``; a row counts for a
+        variable when its value and all its parents' values are present."""
+        table = self.table
+        num_tasks = codes.shape[0]
+        config = self.configurations(codes)
+        usable = (config >= 0) & (codes >= 0)
+        cell = ((np.arange(num_tasks)[:, None, None] * table.columns + table.offsets + config) * table.width + codes)
+        flat = np.bincount(cell[usable], minlength=num_tasks * table.columns * table.width)
+        return flat.reshape(num_tasks, table.columns, table.width).astype(np.float64)
+
+    def log_likelihood(self, tables: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """``[T, R]`` log-likelihood of the complete rows ``codes [T, R, N]`` under ``tables [T, columns, width]``."""
+        if (codes < 0).any():
+            raise DataError("log_likelihood needs complete rows; these have missing values")
+        table = self.table
+        column = table.offsets + self.configurations(codes)  # [T, R, N]
+        task = np.arange(codes.shape[0])[:, None, None]
+        with np.errstate(divide="ignore"):
+            return np.log(tables[task, column, codes]).sum(-1)
+
+    # --------------------------------------------------------------- pgmpy CPDs
+    def pack_network(self, model: Any) -> np.ndarray:
+        """``[columns, width]``: the CPDs of a pgmpy network over these variables, in this layout
+        (whatever the network's parent and state order)."""
+        tables = {}
+        for name in self.names:
+            cpd = model.get_cpds(name)
+            if cpd is None:
+                raise GraphError(f"the network has no CPD for {name!r}")
+            variables = list(cpd.variables)
+            if sorted(variables[1:], key=str) != sorted(self.evidence[name], key=str):
+                raise GraphError(f"the CPD of {name!r} is conditioned on {variables[1:]}, but its parents are "
+                                 f"{self.evidence[name]}")
+            values = np.asarray(cpd.get_values(), dtype=np.float64).reshape(cpd.cardinality)
+            order = [name, *self.evidence[name]]
+            values = np.transpose(values, [variables.index(v) for v in order])
+            for axis, variable in enumerate(order):
+                given = [str(s) for s in cpd.state_names[variable]]
+                if sorted(given) != sorted(self.states[variable]):
+                    raise GraphError(f"the CPD of {name!r} names the states of {variable!r} {given}, "
+                                     f"expected {self.states[variable]}")
+                values = np.take(values, [given.index(s) for s in self.states[variable]], axis=axis)
+            tables[name] = values.reshape(values.shape[0], -1)
+        return self.table.pack(tables)
+
+    def to_network(self, tables: Mapping[str, np.ndarray]) -> Any:
+        """A pgmpy ``DiscreteBayesianNetwork`` with one ``TabularCPD`` per variable from
+        ``{variable: [card, configs]}`` (evidence and states in this structure's order)."""
+        from pgmpy.factors.discrete import TabularCPD
+        from pgmpy.models import DiscreteBayesianNetwork
+
+        model = DiscreteBayesianNetwork()
+        model.add_nodes_from(self.names)
+        model.add_edges_from(self.graph.edges)
+        for name in self.names:
+            evidence = self.evidence[name]
+            model.add_cpds(TabularCPD(
+                name, len(self.states[name]), np.asarray(tables[name], dtype=np.float64), evidence=evidence or None,
+                evidence_card=[len(self.states[p]) for p in evidence] or None,
+                state_names={v: list(self.states[v]) for v in [name, *evidence]},
+            ))
+        return model

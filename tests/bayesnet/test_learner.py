@@ -1,0 +1,169 @@
+"""BayesNetMetaLearner: CPD export, pgmpy inference on the result, meta-fitting, persistence, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import graphmeta
+from graphmeta import DataError, GraphError
+from graphmeta.bayesnet import BayesNetMetaLearner, NetworkStructure
+from graphmeta.bayesnet.tabular import probe_codes
+
+
+def exact_learner(model, **config) -> BayesNetMetaLearner:
+    """A learner whose adapted CPDs are ``model``'s: meta-init set to its tables, no inner steps."""
+    learner = BayesNetMetaLearner(model, inner_steps=0, message_passing=False, **config)
+    learner._initialise_tables(learner.structure.pack_network(model))
+    return learner
+
+
+def test_probe_rows_enumerate_configurations_in_pgmpy_order(tiny_structure):
+    probe = probe_codes(tiny_structure)
+    table = tiny_structure.table
+    block = probe[table.offsets[2]: table.offsets[2] + 6]
+    # C's parents in evidence order (B, A): B slowest
+    assert block[:, [1, 0]].tolist() == [[b, a] for b in range(2) for a in range(3)]
+    assert (tiny_structure.configurations(block)[:, 2] == np.arange(6)).all()
+
+
+def test_exported_cpds_equal_the_network_they_encode(tiny):
+    exported = exact_learner(tiny).adapt(pd.DataFrame({"A": ["lo"], "B": ["no"], "C": ["x"]}))
+    assert exported.check_model()
+    for name in ("A", "B", "C"):
+        cpd = exported.get_cpds(name)
+        assert cpd == tiny.get_cpds(name)
+        assert cpd.state_names[name] == tiny.get_cpds(name).state_names[name]
+    assert exported.get_cpds("C").variables == ["C", "B", "A"]
+
+
+def test_exported_columns_sum_to_one_and_inference_runs(asia):
+    from pgmpy.inference import VariableElimination
+
+    family = graphmeta.load_family("asia-dirichlet")
+    learner = BayesNetMetaLearner("asia", inner_steps=2, message_passing=True)
+    support = family.sample_dataframes(1, 7, "test", seed=3)[0]
+    model = learner.adapt(support)
+    assert model.check_model()
+    for cpd in model.get_cpds():
+        np.testing.assert_allclose(cpd.get_values().sum(0), 1.0, atol=1e-9)
+        assert cpd.state_names[cpd.variable] == list(asia.get_cpds(cpd.variable).state_names[cpd.variable])
+    posterior = VariableElimination(model).query(["lung"], evidence={"smoke": "yes", "xray": "yes"},
+                                                 show_progress=False)
+    assert posterior.values.sum() == pytest.approx(1.0)
+
+
+def test_cpd_tables_of_several_sites_match_one_at_a_time():
+    family = graphmeta.load_family("asia-dirichlet")
+    learner = BayesNetMetaLearner("asia", inner_steps=2)
+    sites = family.sample_dataframes(3, 6, "test", seed=1)
+    together = learner.cpd_tables(sites)
+    alone = np.stack([learner.cpd_tables([site])[0] for site in sites])
+    np.testing.assert_allclose(together, alone, atol=1e-6)
+
+
+def test_meta_fitted_learner_beats_bdeu_on_held_out_sites():
+    from pgmpy.models import DiscreteBayesianNetwork
+    from pgmpy.parameter_estimator import DiscreteBayesianEstimator
+
+    family = graphmeta.load_family("asia-dirichlet")
+    structure = NetworkStructure.from_pgmpy("asia")
+    torch.manual_seed(0)
+    learner = BayesNetMetaLearner("asia", message_passing=False)
+    summary = learner.meta_fit(family.sample_dataframes(40, 200, "train", seed=0), steps=60, shots=5,
+                               query_shots=100, val_every=20, progress=False)
+    assert summary["steps"] == 60
+    sites = family.sample_dataframes(10, 305, "test", seed=0)
+    supports = [site.iloc[:5] for site in sites]
+    query = structure.encode([site.iloc[5:] for site in sites])
+    ours = structure.log_likelihood(learner.cpd_tables(supports), query).mean()
+    bdeu = []
+    for support in supports:
+        model = DiscreteBayesianNetwork(structure.graph.edges)
+        model.add_nodes_from(structure.names)
+        fitted = model.fit(support, estimator=DiscreteBayesianEstimator(state_names=structure.states))
+        bdeu.append(structure.pack_network(fitted))
+    theirs = structure.log_likelihood(np.stack(bdeu), query).mean()
+    assert ours > theirs + 0.3
+
+
+def test_rows_with_missing_values_are_used():
+    family = graphmeta.load_family("asia-dirichlet")
+    learner = BayesNetMetaLearner("asia", inner_steps=1, message_passing=False)
+    site = family.sample_dataframes(1, 6, "test", seed=2)[0]
+    site.loc[0, "xray"] = "yes" if site.loc[0, "xray"] == "no" else "no"  # a row unlike the others
+    holed = site.copy()
+    holed.loc[0, "xray"] = np.nan
+    complete, partial = learner.cpd_tables([site, holed])
+    table = learner.structure.table
+    n = learner.structure.names.index
+    assert not np.allclose(complete, partial)
+    # xray's CPD changes (one row fewer); a variable that needs none of the holed values does not
+    xray = slice(table.offsets[n("xray")], table.offsets[n("xray")] + table.configs[n("xray")])
+    assert not np.allclose(complete[xray], partial[xray])
+    asia = table.offsets[n("asia")]
+    np.testing.assert_allclose(complete[asia], partial[asia], atol=1e-6)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    family = graphmeta.load_family("asia-dirichlet")
+    learner = BayesNetMetaLearner("asia", inner_steps=1, message_channels=8)
+    learner.meta_fit(family.sample_dataframes(6, 40, "train", seed=0), steps=3, shots=5, query_shots=10,
+                     val_every=3, progress=False)
+    path = learner.save(tmp_path / "asia.pt")
+    assert torch.load(path, weights_only=True)["config"]["message_channels"] == 8
+    again = BayesNetMetaLearner.load(path)
+    site = family.sample_dataframes(1, 5, "test", seed=0)
+    np.testing.assert_allclose(again.cpd_tables(site), learner.cpd_tables(site), atol=1e-7)
+    assert again.shots == 5
+    with pytest.warns(UserWarning, match="meta-fitted for 5 support rows but adapts to 30"):
+        again.cpd_tables(family.sample_dataframes(1, 30, "test", seed=0))
+
+
+def test_structure_cpds_are_ignored(tiny):
+    """Only the DAG and the states count: two networks differing in CPD values give the same learner."""
+    other = tiny.copy()
+    cpd = other.get_cpds("A")
+    other.remove_cpds(cpd)
+    other.add_cpds(type(cpd)("A", 3, [[0.9], [0.05], [0.05]], state_names={"A": ["lo", "mid", "hi"]}))
+    support = pd.DataFrame({"A": ["mid"], "B": ["yes"], "C": ["y"]})
+    torch.manual_seed(0)
+    first = BayesNetMetaLearner(tiny).cpd_tables([support])
+    torch.manual_seed(0)
+    second = BayesNetMetaLearner(other).cpd_tables([support])
+    np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("support, error, message", [
+    (pd.DataFrame({"A": ["lo"], "B": ["no"], "C": ["x"], "D": [1]}), DataError, "column 'D'"),
+    (pd.DataFrame({"A": ["lo"], "B": ["maybe"], "C": ["x"]}), DataError, "column 'B': value 'maybe'"),
+    (pd.DataFrame({"A": [], "B": [], "C": []}), DataError, "no observed value"),
+    (pd.DataFrame({"A": [None], "B": [None], "C": [None]}), DataError, "no observed value"),
+    ({"A": ["lo"]}, DataError, "pandas DataFrame"),
+])
+def test_bad_support_names_the_offender(tiny, support, error, message):
+    with pytest.raises(error, match=message):
+        BayesNetMetaLearner(tiny).adapt(support)
+
+
+def test_bad_task_tables_name_the_offender(tiny):
+    learner = BayesNetMetaLearner(tiny)
+    good = pd.DataFrame({"A": ["lo", "hi"], "B": ["no", "yes"], "C": ["x", "z"]})
+    with pytest.raises(DataError, match="task table 1, column 'C': value 'q'"):
+        learner.meta_fit([good, good.assign(C=["x", "q"])], progress=False)
+    with pytest.raises(DataError, match="at least 2 task tables"):
+        learner.meta_fit([good], progress=False)
+    with pytest.raises(graphmeta.ConfigError, match="'shot'"):
+        learner.meta_fit([good, good], shot=3)
+
+
+def test_structure_without_state_names_is_a_graph_error(tiny):
+    from pgmpy.models import DiscreteBayesianNetwork
+
+    with pytest.raises(GraphError, match="no state names"):
+        BayesNetMetaLearner(DiscreteBayesianNetwork(tiny.edges()))
+    learner = BayesNetMetaLearner(DiscreteBayesianNetwork(tiny.edges()),
+                                  state_names={"A": ["lo", "hi"], "B": ["no", "yes"], "C": ["x", "y"]})
+    assert learner.adapt(pd.DataFrame({"A": ["hi"], "B": ["no"], "C": ["y"]})).check_model()
