@@ -241,8 +241,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: asia unless --networks, meta-training capped at 150 steps")
     parser.add_argument("--test-tasks", type=int, default=50)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bayesnet_fewshot.md")
-    parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "bayesnet_fewshot.png")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the table here (default: benchmarks/results/bayesnet_fewshot.md, full runs only)")
+    parser.add_argument("--figure", type=Path, default=None,
+                        help="write the plot here (default: docs/bayesnet_fewshot.png, full runs only)")
     args = parser.parse_args()
     networks = args.networks or (["asia"] if args.quick else list(NETWORKS))
     fit_options = {"steps": 150} if args.quick else {}
@@ -257,18 +259,24 @@ def main() -> None:
     checks = targets(results)
     command = "python benchmarks/bayesnet_fewshot.py" + (" --quick" if args.quick else "") + (
         f" --networks {' '.join(networks)}" if args.networks else "")
+    threads = torch.get_num_threads()
     header = (f"## Few-shot Bayesian-network fitting\n\n`{command}`: {elapsed / 60:.1f} min on "
-              f"{torch.get_num_threads()} CPU threads (graphmeta meta-training {timings.get('graphmeta', 0) / 60:.1f} "
-              f"min, pgmpy fits {timings.get('pgmpy', 0) / 60:.1f} min). {TRAIN_TASKS} meta-training sites of "
+              f"{threads} CPU thread{'s' if threads > 1 else ''} (graphmeta meta-training "
+              f"{timings.get('graphmeta', 0) / 60:.1f} min, pgmpy fits {timings.get('pgmpy', 0) / 60:.1f} min). {TRAIN_TASKS} meta-training sites of "
               f"{TRAIN_ROWS} rows, {args.test_tasks} test sites, {QUERY_ROWS} query rows each. Cells: query "
               "log-likelihood per row in nats, mean ± 95% CI over test sites (mean per-node KL(true || estimate)).")
     text = markdown(results, SHOTS, checks, header)
     print(text)
-    if not args.quick or args.networks:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-        plot(results, SHOTS, args.figure)
-        print(f"wrote {args.out} and {args.figure}")
+    full = not args.quick and set(networks) == set(NETWORKS) and args.test_tasks == 50
+    out = args.out or (ROOT / "benchmarks" / "results" / "bayesnet_fewshot.md" if full else None)
+    figure = args.figure or (ROOT / "docs" / "bayesnet_fewshot.png" if full else None)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        print(f"wrote {out}")
+    if figure is not None:
+        plot(results, SHOTS, figure)
+        print(f"wrote {figure}")
 
 
 if __name__ == "__main__":

@@ -30,20 +30,20 @@ class TableTasks:
         self.graph = graph
         self.layout = GraphLayout(graph)
         self.tables = dict(tables)
-        self.rows = {split: (codes >= 0).any(-1).sum(-1) for split, codes in self.tables.items()}
+        self.empty_rows = {split: ~(codes >= 0).any(-1) for split, codes in self.tables.items()}
         self.config = {"network": structure.graph.name, **{f"{s}_tables": len(c) for s, c in self.tables.items()}}
 
-    def sample(self, num_tasks: int, shots: int, query: int, split: str = "train", seed: int | None = None) -> TaskBatch:
+    def sample(self, num_tasks: int, shots: int, query: int, split: str = "train",
+               seed: int | None = None) -> TaskBatch:
         """``num_tasks`` episodes of ``split`` (tables drawn without replacement while they last)."""
         if split not in self.tables:
             raise ConfigError(f"no {split!r} tables: this family has {', '.join(map(repr, self.tables))}")
-        codes, rows = self.tables[split], self.rows[split]
+        codes, empty = self.tables[split], self.empty_rows[split]
         rng = np.random.default_rng(seed)
         count = len(codes)
         tasks = np.concatenate([rng.permutation(count) for _ in range(-(-num_tasks // count))])[:num_tasks]
-        # a random order of each table's own rows (padding rows sort last), then support | query
-        order = np.argsort(rng.random((num_tasks, codes.shape[1])) + (np.arange(codes.shape[1]) >= rows[tasks, None]),
-                           axis=1)
+        # a random order of each table's rows, rows without any value (padding) last; then support | query
+        order = np.argsort(rng.random((num_tasks, codes.shape[1])) + empty[tasks], axis=1)
         picked = np.take_along_axis(codes[tasks], order[..., None], axis=1)
         episode = np.full((num_tasks, shots + query, codes.shape[2]), -1, dtype=np.int64)
         width = min(shots + query, picked.shape[1])
