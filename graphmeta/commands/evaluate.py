@@ -1,4 +1,4 @@
-"""``graphmeta evaluate RUN_DIR``: evaluate a trained run against the baselines."""
+"""``graphmeta evaluate RUN_DIR``: evaluate a trained run (batch or online) against the baselines."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory, e.g. runs/sinusoid")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
-                        help="which checkpoint to evaluate (default: best)")
+                        help="which checkpoint to evaluate (default: best; an online run has only last)")
     parser.add_argument("--split", choices=("train", "val", "test"), help="tasks to evaluate on (default: test)")
     parser.add_argument("--num-tasks", type=int, help="number of tasks (default: the run config's)")
     parser.add_argument("--no-ablation", dest="ablation", action="store_false", default=None,
@@ -32,8 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..train import Trainer
-    from ..train.config import parse_override
+    from ..train import OnlineMetaLearner, Trainer
+    from ..train.config import load_run_config, parse_override
 
     options: dict[str, Any] = {}
     for text in args.overrides:
@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         options[key] = value
     flags = {"split": args.split, "num_tasks": args.num_tasks, "ablation": args.ablation}
     options.update({key: value for key, value in flags.items() if value is not None})
-    trainer = Trainer.from_run(args.run_dir, checkpoint=args.checkpoint)
+    online = load_run_config(args.run_dir).train.mode == "online"
+    trainer = (OnlineMetaLearner if online else Trainer).from_run(args.run_dir, checkpoint=args.checkpoint)
     report = trainer.evaluate(**options)
     print(report.table(per_node=args.per_node))
     print(f"\nwrote {trainer.run.evaluation(report.split)} and {trainer.run.figures}/graph-{report.split}-*.png")

@@ -3,6 +3,7 @@
 :class:`Trainer` is episodic (batch) meta-training; :class:`OnlineMetaLearner` learns from a
 stream of tasks (FTML). The pieces both are built from stand alone, for other training loops:
 
+- :mod:`.loop`: the outer step and the start (or resume) of a run, shared by both;
 - :mod:`.config`: the YAML run config and its validation (``TrainConfig``, ``EvaluateConfig``);
 - :mod:`.checkpoint`: atomic, verified, weights-only checkpoints and RNG states;
 - :mod:`.run_dir`: the files of a run (``RunDirectory``: config, metrics.jsonl, summary);

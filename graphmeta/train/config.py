@@ -23,12 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
 import yaml
 
-from ..errors import ConfigError, check_keys, closest
+from ..errors import CheckpointError, ConfigError, check_keys, closest
 from ..model import OPTIONS as MODEL_OPTIONS
 from ..model import GraphMetaLearner
 from .buffer import BUFFER_POLICIES
+from .run_dir import RunDirectory
+from .sampler import Family
 from .schedules import SCHEDULES
 
 SECTIONS = ("family", "model", "train", "evaluate", "online")
@@ -218,6 +221,38 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfig:
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
     return RunConfig.from_dict(data or {}, where=str(path)).with_overrides(overrides)
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """The config of the run directory ``path`` (its ``config.yaml``), with ``train.run_dir``
+    and ``train.name`` pointing at ``path``, so a run that was moved or renamed still loads."""
+    run = RunDirectory(path)
+    if not run.config.is_file():
+        raise CheckpointError(f"{run.path} is not a run directory: it has no config.yaml")
+    config = RunConfig.from_dict(yaml.safe_load(run.config.read_text()), where=str(run.config))
+    train = config.train.replace(run_dir=str(run.path.parent), name=run.path.name)
+    return dataclasses.replace(config, train=train)
+
+
+def load_family_and_model(config: RunConfig) -> tuple[Family, GraphMetaLearner]:
+    """The task family of ``config.family`` and a new model for its graph from ``config.model``,
+    initialised from ``train.seed``."""
+    from ..families import load_family
+
+    options = dict(config.family)
+    family = load_family(options.pop("name"), **options)
+    torch.manual_seed(config.train.seed)
+    return family, GraphMetaLearner(family.graph, **config.model)
+
+
+def family_spec(family: Family) -> dict[str, Any]:
+    """The ``family:`` section that rebuilds ``family``: its card and the options that differ from
+    the card's (or, for a family built by hand, its class name and options, for the record)."""
+    config = dict(getattr(family, "config", None) or {})
+    card = getattr(family, "card", None)
+    if card is None:
+        return {"name": type(family).__name__, **config}
+    return {"name": card.name, **{key: value for key, value in config.items() if card.parameters.get(key) != value}}
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

@@ -30,6 +30,8 @@ import torch
 from ..adapted import AdaptedGraph
 from ..data import TaskBatch
 from ..model import GraphMetaLearner
+from .config import EvaluateConfig
+from .run_dir import RunDirectory
 
 METHODS = {
     "no_adaptation": "no adaptation",
@@ -181,6 +183,25 @@ def evaluate_methods(model: GraphMetaLearner, tasks: TaskBatch, adapt_steps: int
         methods["no_message_passing"] = query_results(ablation, tasks, tasks_per_batch,
                                                       lambda chunk: ablation.adapt(chunk, steps=adapt_steps))
     return EvaluationReport(name, split, tasks.shots, adapt_steps, list(model.graph.names), methods)
+
+
+def evaluate_run(model: GraphMetaLearner, tasks: TaskBatch, options: EvaluateConfig, seed: int, run: RunDirectory,
+                 ablation: Callable[[], GraphMetaLearner]) -> EvaluationReport:
+    """Evaluate the trained ``model`` of ``run`` on ``tasks`` as ``options`` say, with
+    :func:`evaluate_methods`, and write ``evaluation-<split>.json``, the ``evaluation`` section of
+    ``summary.json`` and the per-node figures. ``ablation()`` gives the model trained with message
+    passing off; it is called only when ``options.ablation`` is set and ``model`` passes messages."""
+    from .figures import plot_node_metrics  # matplotlib: imported when a figure is drawn
+
+    ablation_model = ablation() if options.ablation and model.message_passing is not None else None
+    model.eval()
+    steps = model.inner_steps if options.adapt_steps is None else options.adapt_steps
+    report = evaluate_methods(model, tasks, steps, options.scratch_steps, options.scratch_lr, options.tasks_per_batch,
+                              seed, run.path.name, options.split, ablation_model)
+    run.write_json(run.evaluation(options.split), report.to_dict())
+    run.update_summary("evaluation", report.to_dict())
+    plot_node_metrics(model.graph, report, run.figures)
+    return report
 
 
 def query_results(model: GraphMetaLearner, tasks: TaskBatch, tasks_per_batch: int,

@@ -24,14 +24,14 @@ so its slope falls as the learner improves), ``loss_by_shots`` (``l_i(K')``),
 The stream is task ``i`` = ``family.sample(1, shots, query_shots, "train", seed=s_i)`` of an
 :class:`~graphmeta.train.sampler.EpisodeSampler` of meta-batch size 1, so it is a function of
 ``seed`` alone. Checkpoints (``checkpoints/last.pt`` every ``checkpoint_every`` tasks) hold the
-model, Adam, the schedule, the stream position, the buffer's tensors and every RNG, and a run
-resumed from one ends bit for bit where the uninterrupted run would have.
+model, Adam, the schedule's position, the stream position, the buffer's tensors and every RNG,
+and a run resumed from one ends bit for bit where the uninterrupted run would have; resumed with
+a longer stream, the schedule stretches to the new number of meta-updates.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,13 +45,14 @@ from ..errors import ConfigError, DataError, TrainingError, check_keys
 from ..model import GraphMetaLearner
 from .buffer import TaskBuffer
 from .checkpoint import (load_checkpoint, require_finite_parameters, restore_model_and_optimizer, rng_state,
-                         save_checkpoint, seed_everything, set_rng_state)
-from .config import EvaluateConfig, OnlineConfig, RunConfig, TrainConfig
-from .evaluation import EvaluationReport, evaluate_methods, nanmean, query_results
+                         save_checkpoint, set_rng_state)
+from .config import (EvaluateConfig, OnlineConfig, RunConfig, TrainConfig, family_spec, load_family_and_model,
+                     load_run_config)
+from .evaluation import EvaluationReport, evaluate_run, nanmean, query_results
 from .run_dir import RunDirectory
 from .sampler import EpisodeSampler, Family
-from .schedules import build_scheduler
-from .trainer import _family_spec
+from .loop import meta_update, start_run
+from .schedules import build_scheduler, restore_scheduler
 
 CHECKPOINT_KEYS = ("step", "model", "model_config", "optimizer", "scheduler", "stream", "buffer", "rng", "online")
 
@@ -84,7 +85,7 @@ class OnlineMetaLearner:
             model.to(self.config.device)
         self.model = model
         self.family = family
-        self.family_spec = _family_spec(family)
+        self.family_spec = family_spec(family)
         self.evaluate_config = EvaluateConfig()
         name = self.config.name or f"{family.graph.name or 'run'}-online-{time.strftime('%Y%m%d-%H%M%S')}"
         self.run = RunDirectory(Path(self.config.run_dir) / name)
@@ -105,18 +106,24 @@ class OnlineMetaLearner:
     @classmethod
     def from_config(cls, config: RunConfig | Mapping[str, Any]) -> OnlineMetaLearner:
         """Load the family of ``config``, build the model (seeded with ``train.seed``) and its learner."""
-        from ..families import load_family
-
         if not isinstance(config, RunConfig):
             config = RunConfig.from_dict(config)
-        options = dict(config.family)
-        family = load_family(options.pop("name"), **options)
-        torch.manual_seed(config.train.seed)
-        model = GraphMetaLearner(family.graph, **config.model)
+        family, model = load_family_and_model(config)
         learner = cls(model, family, **config.train.to_dict(), **config.online.to_dict())
         learner.family_spec = dict(config.family)
         learner.evaluate_config = config.evaluate
         return learner
+
+    @classmethod
+    def from_run(cls, path: str | Path, checkpoint: str = "last") -> OnlineMetaLearner:
+        """The learner of the online run in ``path``, loaded from its checkpoint, like
+        :meth:`Trainer.from_run <graphmeta.train.Trainer.from_run>`. An online run keeps only
+        ``last`` (the meta-parameters at the end of the stream); ``best`` names it too, so
+        ``graphmeta evaluate`` loads either kind of run alike."""
+        if checkpoint not in ("best", "last"):
+            raise ConfigError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+        learner = cls.from_config(load_run_config(path))
+        return learner.load(learner.run.last)
 
     # ------------------------------------------------------------------ the stream
     def fit(self, resume: bool = False) -> dict[str, Any]:
@@ -125,17 +132,9 @@ class OnlineMetaLearner:
         With ``resume``, continue from ``checkpoints/last.pt`` when it exists. Without it, a
         run directory that already holds a checkpoint is an error, so no run is overwritten.
         """
-        if self.run.last.exists():
-            if not resume:
-                raise ConfigError(f"{self.run.path} already holds a run: resume it (resume=True, graphmeta train "
-                                  "--resume) or choose another name (train.name)")
-            self.load(self.run.last)
-            self.run.truncate_metrics(self.stream.drawn)
-        else:
-            seed_everything(self.config.seed)
-        self.run.write_config({"family": self.family_spec, "model": self.model.config, "train": self.config.to_dict(),
-                               "evaluate": self.evaluate_config.to_dict(), "online": self.online.to_dict()})
-        self.model.graph.save(self.run.graph)
+        start_run(self.run, resume, lambda path: self.load(path).stream.drawn, self.config.seed,
+                  {"family": self.family_spec, "model": self.model.config, "train": self.config.to_dict(),
+                   "evaluate": self.evaluate_config.to_dict(), "online": self.online.to_dict()}, self.model.graph)
         start = time.perf_counter()
         bar = tqdm(total=self.online.tasks, initial=self.stream.drawn, desc=self.run.path.name, unit="task",
                    disable=not self.config.progress, dynamic_ncols=True)
@@ -190,32 +189,19 @@ class OnlineMetaLearner:
 
     def _update(self) -> float | None:
         """One meta-update on a meta-batch from the buffer; its meta-loss, or ``None`` when skipped."""
-        batch = self.buffer.sample(self.config.meta_batch_size)
-        self.model.train()
-        loss, _ = self.model.meta_loss(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        value = None
-        if not torch.isfinite(loss):
-            self._nonfinite("meta-loss", loss)
-        else:
-            loss.backward()
-            clip = math.inf if self.config.grad_clip is None else self.config.grad_clip
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            if not torch.isfinite(grad_norm):
-                self._nonfinite("gradient norm", grad_norm)
-            else:
-                self.optimizer.step()
-                value = float(loss.detach())
+        update = meta_update(self.model, self.optimizer, self.buffer.sample(self.config.meta_batch_size),
+                             self.config.grad_clip)
+        if update.nonfinite is not None:
+            self._nonfinite(update.nonfinite)
         self.scheduler.step()
         self.updates += 1
-        return value
+        return float(update.loss.detach()) if update.nonfinite is None else None
 
-    def _nonfinite(self, what: str, value: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+    def _nonfinite(self, what: str) -> None:
         if self.config.on_nonfinite == "skip":
             self.skipped_updates += 1
             return
-        message = (f"non-finite {what} ({float(value.detach())}) in meta-update {self.updates + 1} (task "
+        message = (f"non-finite {what} in meta-update {self.updates + 1} (task "
                    f"{self.stream.drawn}) of run {self.run.path}; no checkpoint was written from it. Lower "
                    "train.outer_lr, set train.grad_clip, or set train.on_nonfinite: skip to skip such updates")
         self.run.update_summary("training", {"status": "failed", "error": message, "step": self.stream.drawn})
@@ -245,20 +231,9 @@ class OnlineMetaLearner:
         """Evaluate the meta-parameters at the end of the stream on held-out tasks, like
         :meth:`Trainer.evaluate <graphmeta.train.Trainer.evaluate>`; the ablation (message
         passing off) is learned online on the same stream, into ``RUN/ablation``."""
-        from .figures import plot_node_metrics  # matplotlib: imported when a figure is drawn
-
         options = EvaluateConfig.from_dict({**self.evaluate_config.to_dict(), **config}, "evaluate")
         tasks = self.stream.fixed(options.split, options.num_tasks)
-        ablation = self.ablation_model() if options.ablation and self.model.message_passing is not None else None
-        self.model.eval()
-        steps = self.model.inner_steps if options.adapt_steps is None else options.adapt_steps
-        report = evaluate_methods(self.model, tasks, steps, options.scratch_steps, options.scratch_lr,
-                                  options.tasks_per_batch, self.config.seed, self.run.path.name, options.split,
-                                  ablation)
-        self.run.write_json(self.run.evaluation(options.split), report.to_dict())
-        self.run.update_summary("evaluation", report.to_dict())
-        plot_node_metrics(self.model.graph, report, self.run.figures)
-        return report
+        return evaluate_run(self.model, tasks, options, self.config.seed, self.run, self.ablation_model)
 
     def ablation_model(self) -> GraphMetaLearner:
         """The same configuration with message passing off, seeded alike, learned online on the
@@ -292,7 +267,7 @@ class OnlineMetaLearner:
     def load_state_dict(self, state: Mapping[str, Any], source: str = "the state") -> None:
         """Restore a :meth:`state_dict`; a state that does not fit is a CheckpointError naming ``source``."""
         restore_model_and_optimizer(self.model, self.optimizer, state, source)
-        self.scheduler.load_state_dict(state["scheduler"])
+        restore_scheduler(self.scheduler, state["scheduler"])
         self.stream.load_state_dict(state["stream"])
         self.buffer.load_state_dict(state["buffer"])
         set_rng_state(state["rng"])

@@ -15,7 +15,9 @@ so exponential and cosine fall from ``outer_lr`` to ``r * outer_lr`` at the last
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -27,8 +29,8 @@ SCHEDULES = ("constant", "exponential", "cosine")
 class LearningRateSchedule:
     """The multiplier ``m(step)`` (see the module docstring).
 
-    A plain dataclass, so ``LambdaLR.state_dict()`` stores its fields (primitives) and a
-    checkpoint restores it exactly.
+    A plain dataclass, so ``LambdaLR.state_dict()`` stores its fields as primitives and a
+    checkpoint holds no code; :func:`restore_scheduler` keeps a resumed run's own fields.
     """
 
     kind: str
@@ -51,3 +53,19 @@ def build_scheduler(optimizer: torch.optim.Optimizer, kind: str, steps: int, war
                     final_lr_ratio: float = 0.01) -> LambdaLR:
     """A ``LambdaLR`` following :class:`LearningRateSchedule`; step it once per outer step."""
     return LambdaLR(optimizer, LearningRateSchedule(kind, steps, warmup_steps, final_lr_ratio))
+
+
+def restore_scheduler(scheduler: LambdaLR, state: Mapping[str, Any]) -> None:
+    """Move ``scheduler`` to the position saved in ``state`` (its ``state_dict()``), keeping the
+    schedule it was built with, and set the optimizer's rate to that schedule's rate there; call
+    it after restoring the optimizer.
+
+    ``LambdaLR.load_state_dict`` alone would also restore the saved schedule (its ``steps``,
+    warmup and final ratio), and the optimizer's state the saved rate, so a run resumed with more
+    steps would keep the old schedule. Under an unchanged schedule the rate comes out as the
+    same float, so an exact resume stays bit for bit.
+    """
+    rates = [base * schedule(state["last_epoch"]) for schedule, base in zip(scheduler.lr_lambdas, state["base_lrs"])]
+    scheduler.load_state_dict({**state, "lr_lambdas": [None] * len(rates), "_last_lr": rates})
+    for group, rate in zip(scheduler.optimizer.param_groups, rates):
+        group["lr"] = rate

@@ -10,7 +10,8 @@ run. When ``fit`` returns, the model holds the best weights.
 
 A run is a function of its config: ``seed`` fixes the model (when built from a config), the
 task stream and every generator, and a run resumed from ``last.pt`` ends bit for bit where the
-uninterrupted run would have.
+uninterrupted run would have. A run resumed with other ``steps`` or schedule settings
+goes on from where it stopped on the schedule of its new config.
 """
 
 from __future__ import annotations
@@ -22,18 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from tqdm.auto import tqdm
 
-from ..errors import CheckpointError, ConfigError, TrainingError
+from ..errors import ConfigError, TrainingError
 from ..model import GraphMetaLearner
 from .checkpoint import (load_checkpoint, require_finite_parameters, restore_model_and_optimizer, rng_state,
-                         save_checkpoint, seed_everything, set_rng_state)
-from .config import EvaluateConfig, RunConfig, TrainConfig
-from .evaluation import EvaluationReport, evaluate_methods, nanmean, query_results
+                         save_checkpoint, set_rng_state)
+from .config import EvaluateConfig, RunConfig, TrainConfig, family_spec, load_family_and_model, load_run_config
+from .evaluation import EvaluationReport, evaluate_run, nanmean, query_results
+from .loop import meta_update, start_run
 from .run_dir import RunDirectory
 from .sampler import EpisodeSampler, Family
-from .schedules import build_scheduler
+from .schedules import build_scheduler, restore_scheduler
 
 CHECKPOINT_KEYS = ("step", "model", "model_config", "optimizer", "scheduler", "sampler", "rng", "trainer")
 WINDOW_KEYS = ("loss", "loss_before", "loss_after", "accuracy_after", "grad_norm")
@@ -53,7 +54,8 @@ class Trainer:
 
     ``family_spec`` is the ``family:`` section written to ``config.yaml`` (so ``graphmeta
     evaluate`` can rebuild the run); :meth:`from_config` sets it, otherwise it comes from the
-    family's ``card`` and ``config``. ``evaluate_config`` holds the defaults of :meth:`evaluate`.
+    family's ``card`` and ``config`` (:func:`~graphmeta.train.config.family_spec`).
+    ``evaluate_config`` holds the defaults of :meth:`evaluate`.
     """
 
     def __init__(self, model: GraphMetaLearner, family: Family, **config: Any) -> None:
@@ -65,7 +67,7 @@ class Trainer:
             model.to(self.config.device)
         self.model = model
         self.family = family
-        self.family_spec = _family_spec(family)
+        self.family_spec = family_spec(family)
         self.evaluate_config = EvaluateConfig()
         name = self.config.name or f"{family.graph.name or 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.run = RunDirectory(Path(self.config.run_dir) / name)
@@ -91,14 +93,9 @@ class Trainer:
     @classmethod
     def from_config(cls, config: RunConfig | Mapping[str, Any]) -> Trainer:
         """Load the family of ``config``, build the model (seeded with ``train.seed``) and its trainer."""
-        from ..families import load_family
-
         if not isinstance(config, RunConfig):
             config = RunConfig.from_dict(config)
-        options = dict(config.family)
-        family = load_family(options.pop("name"), **options)
-        torch.manual_seed(config.train.seed)
-        model = GraphMetaLearner(family.graph, **config.model)
+        family, model = load_family_and_model(config)
         trainer = cls(model, family, **config.train.to_dict())
         trainer.family_spec = dict(config.family)
         trainer.evaluate_config = config.evaluate
@@ -109,16 +106,9 @@ class Trainer:
         """The trainer of the run in ``path``, loaded from its ``best`` (or ``last``) checkpoint."""
         if checkpoint not in ("best", "last"):
             raise ConfigError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-        run = RunDirectory(path)
-        if not run.config.is_file():
-            raise CheckpointError(f"{run.path} is not a run directory: it has no config.yaml")
-        config = RunConfig.from_dict(yaml.safe_load(run.config.read_text()), where=str(run.config))
-        config = RunConfig(config.family, config.model,
-                           config.train.replace(run_dir=str(run.path.parent), name=run.path.name), config.evaluate)
-        trainer = cls.from_config(config)
-        path = run.best if checkpoint == "best" and run.best.is_file() else run.last
-        trainer.load(path)
-        return trainer
+        trainer = cls.from_config(load_run_config(path))
+        run = trainer.run
+        return trainer.load(run.best if checkpoint == "best" and run.best.is_file() else run.last)
 
     # ------------------------------------------------------------------ training
     def fit(self, resume: bool = False) -> dict[str, Any]:
@@ -127,17 +117,9 @@ class Trainer:
         With ``resume``, continue from ``checkpoints/last.pt`` when it exists. Without it, a
         run directory that already holds a checkpoint is an error, so no run is overwritten.
         """
-        if self.run.last.exists():
-            if not resume:
-                raise ConfigError(f"{self.run.path} already holds a run: resume it (resume=True, graphmeta train "
-                                  "--resume) or choose another name (train.name)")
-            self.load(self.run.last)
-            self.run.truncate_metrics(self.step)
-        else:
-            seed_everything(self.config.seed)
-        self.run.write_config({"family": self.family_spec, "model": self.model.config,
-                               "train": self.config.to_dict(), "evaluate": self.evaluate_config.to_dict()})
-        self.model.graph.save(self.run.graph)
+        start_run(self.run, resume, lambda path: self.load(path).step, self.config.seed,
+                  {"family": self.family_spec, "model": self.model.config, "train": self.config.to_dict(),
+                   "evaluate": self.evaluate_config.to_dict()}, self.model.graph)
         start = time.perf_counter()
         bar = tqdm(total=self.config.steps, initial=self.step, desc=self.run.path.name, unit="step",
                    disable=not self.config.progress, dynamic_ncols=True)
@@ -159,36 +141,25 @@ class Trainer:
         return self._finish(time.perf_counter() - start)
 
     def _train_step(self) -> None:
-        batch = self.sampler.next()
-        self.model.train()
-        loss, metrics = self.model.meta_loss(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            self._nonfinite("meta-loss", loss)
+        update = meta_update(self.model, self.optimizer, self.sampler.next(), self.config.grad_clip)
+        if update.nonfinite is not None:
+            self._nonfinite(update.nonfinite)
         else:
-            loss.backward()
-            clip = math.inf if self.config.grad_clip is None else self.config.grad_clip
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            if not torch.isfinite(grad_norm):
-                self._nonfinite("gradient norm", grad_norm)
-            else:
-                self.optimizer.step()
-                values = {"loss": loss, "grad_norm": grad_norm,
-                          **{key: nanmean(value) for key, value in metrics.items()}}
-                for key in WINDOW_KEYS:
-                    value = float(values[key].detach())
-                    if not math.isnan(value):
-                        self._window[key] = self._window.get(key, 0.0) + value
-                self._window["steps"] = self._window.get("steps", 0.0) + 1
+            values = {"loss": update.loss, "grad_norm": update.grad_norm,
+                      **{key: nanmean(value) for key, value in update.metrics.items()}}
+            for key in WINDOW_KEYS:
+                value = float(values[key].detach())
+                if not math.isnan(value):
+                    self._window[key] = self._window.get(key, 0.0) + value
+            self._window["steps"] = self._window.get("steps", 0.0) + 1
         self.scheduler.step()
 
-    def _nonfinite(self, what: str, value: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+    def _nonfinite(self, what: str) -> None:
         if self.config.on_nonfinite == "skip":
             self.skipped_steps += 1
             self._window["skipped"] = self._window.get("skipped", 0.0) + 1
             return
-        message = (f"non-finite {what} ({float(value.detach())}) at step {self.step + 1} of run {self.run.path}; "
+        message = (f"non-finite {what} at step {self.step + 1} of run {self.run.path}; "
                    "no checkpoint was written from it. Lower train.outer_lr, set train.grad_clip, or set "
                    "train.on_nonfinite: skip to skip such steps")
         self.run.update_summary("training", {"status": "failed", "error": message, "step": self.step})
@@ -255,20 +226,9 @@ class Trainer:
         Keyword arguments are the ``evaluate:`` keys (see
         :class:`~graphmeta.train.config.EvaluateConfig`), over ``evaluate_config``.
         """
-        from .figures import plot_node_metrics  # matplotlib: imported when a figure is drawn
-
         options = EvaluateConfig.from_dict({**self.evaluate_config.to_dict(), **config}, "evaluate")
         tasks = self.sampler.fixed(options.split, options.num_tasks)
-        ablation = self.ablation_model() if options.ablation and self.model.message_passing is not None else None
-        self.model.eval()
-        steps = self.model.inner_steps if options.adapt_steps is None else options.adapt_steps
-        report = evaluate_methods(self.model, tasks, steps, options.scratch_steps, options.scratch_lr,
-                                  options.tasks_per_batch, self.config.seed, self.run.path.name, options.split,
-                                  ablation)
-        self.run.write_json(self.run.evaluation(options.split), report.to_dict())
-        self.run.update_summary("evaluation", report.to_dict())
-        plot_node_metrics(self.model.graph, report, self.run.figures)
-        return report
+        return evaluate_run(self.model, tasks, options, self.config.seed, self.run, self.ablation_model)
 
     def ablation_model(self) -> GraphMetaLearner:
         """The same configuration meta-trained with message passing off, seeded alike: trained
@@ -301,7 +261,7 @@ class Trainer:
     def load_state_dict(self, state: Mapping[str, Any], source: str = "the state") -> None:
         """Restore a :meth:`state_dict`; a state that does not fit the model is a CheckpointError naming ``source``."""
         restore_model_and_optimizer(self.model, self.optimizer, state, source)
-        self.scheduler.load_state_dict(state["scheduler"])
+        restore_scheduler(self.scheduler, state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])
         trainer = state["trainer"]
@@ -325,13 +285,3 @@ class Trainer:
         path = self.run.last if path is None else Path(path)
         self.load_state_dict(load_checkpoint(path, required=CHECKPOINT_KEYS), source=f"checkpoint {path}")
         return self
-
-
-def _family_spec(family: Family) -> dict[str, Any]:
-    """The ``family:`` section that rebuilds ``family``: its card and the options that differ from
-    the card's (or, for a family built by hand, its class name and options, for the record)."""
-    config = dict(getattr(family, "config", None) or {})
-    card = getattr(family, "card", None)
-    if card is None:
-        return {"name": type(family).__name__, **config}
-    return {"name": card.name, **{key: value for key, value in config.items() if card.parameters.get(key) != value}}

@@ -1,4 +1,5 @@
-"""`graphmeta train` with `train.mode: online`: the stream runs, resumes, and is evaluated."""
+"""`graphmeta train` with `train.mode: online`: the stream runs, resumes, and is evaluated (also by
+`graphmeta evaluate`)."""
 
 import json
 from pathlib import Path
@@ -40,3 +41,20 @@ def test_online_run_resumes_with_a_longer_stream(online_config, tmp_path, capsys
     assert main(["train", online_config, "--no-evaluate", "--resume", "--set", "online.tasks=9"]) == 0
     assert "resuming" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "runs" / "tiny" / "checkpoints" / "last.pt")["step"] == 9
+
+
+def test_evaluate_an_online_run(online_config, tmp_path, capsys):
+    assert main(["train", online_config, "--no-evaluate"]) == 0
+    run = tmp_path / "runs" / "tiny"
+    assert not (run / "evaluation-test.json").exists()
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--num-tasks", "4", "--set", "scratch_steps=2", "--per-node"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny: 4 test tasks" in out and "after adaptation" in out and "per-node query loss" in out
+    assert "ablation: no message passing" in out and (run / "ablation" / "figures" / "online.png").is_file()
+    result = json.loads((run / "evaluation-test.json").read_text())
+    assert result["num_tasks"] == 4 and "no_message_passing" in result["methods"]
+    assert json.loads((run / "summary.json").read_text())["training"]["mode"] == "online"
+    assert main(["evaluate", str(run), "--checkpoint", "last", "--split", "val", "--num-tasks", "3",
+                 "--no-ablation"]) == 0
+    assert "tiny: 3 val tasks" in capsys.readouterr().out

@@ -39,3 +39,16 @@ def assert_same_state():
             assert torch.equal(a[name], b[name]), f"{name} differs"
 
     return check
+
+
+@pytest.fixture
+def rates_used():
+    """``rates_used(learner)``: a list that gets the rate of every optimizer step ``learner`` takes from now on."""
+
+    def record(learner) -> list[float]:
+        rates: list[float] = []
+        learner.optimizer.register_step_pre_hook(lambda optimizer, args, kwargs: rates.append(
+            optimizer.param_groups[0]["lr"]))
+        return rates
+
+    return record

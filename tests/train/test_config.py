@@ -3,9 +3,11 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 import graphmeta as gm
 from graphmeta.train import RunConfig, TrainConfig, load_config
+from graphmeta.train.config import family_spec, load_family_and_model, load_run_config
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples" / "configs").glob("*.yaml"))
 
@@ -97,11 +99,29 @@ def test_trainer_keywords_are_checked(family):
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_configs_load_and_build(path):
-    config = load_config(path)
-    options = dict(config.family)
-    family = gm.load_family(options.pop("name"), **options)
-    gm.GraphMetaLearner(family.graph, **config.model)
+    family, model = load_family_and_model(load_config(path))
+    assert model.graph == family.graph
 
 
 def test_examples_cover_the_main_cards():
     assert {"sinusoid", "compositional-dag", "alarm-dirichlet"} <= {p.stem for p in EXAMPLES}
+
+
+
+def test_family_spec_is_the_card_and_the_options_that_differ(family):
+    assert family_spec(family) == {"name": "compositional-chain", "num_nodes": 3, "max_parents": 3, "branching": 2}
+    by_hand = type(family)(**family.config)
+    assert family_spec(by_hand) == {"name": type(family).__name__, **family.config}
+
+
+def test_load_run_config_points_at_the_run_directory(tmp_path):
+    with pytest.raises(gm.CheckpointError, match="is not a run directory: it has no config.yaml"):
+        load_run_config(tmp_path)
+    run = tmp_path / "elsewhere" / "renamed"
+    run.mkdir(parents=True)
+    written = RunConfig.from_dict({"family": "sinusoid", "train": {"mode": "online", "run_dir": "runs", "name": "a"},
+                                   "online": {"tasks": 7}})
+    (run / "config.yaml").write_text(yaml.safe_dump(written.to_dict()))
+    config = load_run_config(run)
+    assert config.train.run_dir == str(tmp_path / "elsewhere") and config.train.name == "renamed"
+    assert config.online.tasks == 7 and config.train.mode == "online" and config.family == {"name": "sinusoid"}

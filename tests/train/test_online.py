@@ -11,6 +11,7 @@ from graphmeta.data import Split, TaskBatch
 from graphmeta.train import OnlineMetaLearner, RunConfig
 from graphmeta.train.checkpoint import load_checkpoint
 from graphmeta.train.online import support_sizes
+from graphmeta.train.schedules import LearningRateSchedule
 
 TINY = {"tasks": 8, "updates_per_task": 2, "buffer_size": 3, "meta_batch_size": 2, "shots": 4, "query_shots": 5,
         "outer_lr": 1e-2, "checkpoint_every": 2, "progress": False, "name": "run"}
@@ -174,3 +175,33 @@ def test_learner_arguments_are_checked(make_learner):
         make_learner(buffer_sise=3)
     with pytest.raises(gm.ConfigError, match="use Trainer for batch meta-training"):
         make_learner(mode="batch")
+
+
+def test_resume_with_a_longer_stream_follows_the_new_schedule(make_learner, rates_used):
+    """8 updates of a 4-task stream, resumed as an 8-task stream: updates 8-15 follow the 16-update schedule."""
+    make_learner(tasks=4, schedule="cosine", final_lr_ratio=0.1).fit()
+    resumed = make_learner(tasks=8, schedule="cosine", final_lr_ratio=0.1)
+    rates = rates_used(resumed)
+    resumed.fit(resume=True)
+    schedule = LearningRateSchedule("cosine", steps=16, final_lr_ratio=0.1)
+    assert resumed.scheduler.lr_lambdas[0] == schedule
+    assert rates == pytest.approx([1e-2 * schedule(update) for update in range(8, 16)])
+    assert rates[-1] == pytest.approx(1e-3)
+    assert [r["lr"] for r in online_records(resumed)[4:]] == pytest.approx(
+        [1e-2 * schedule(update) for update in range(10, 17, 2)])
+
+
+def test_from_run_loads_the_end_of_the_stream(make_learner, make_trainer, assert_same_state, tmp_path):
+    learner = make_learner(message_passing=True, tasks=4)
+    learner.fit()
+    moved = learner.run.path.rename(tmp_path / "moved")
+    loaded = OnlineMetaLearner.from_run(moved, checkpoint="best")
+    assert loaded.run.path == moved and loaded.stream.drawn == 4 and loaded.updates == 8
+    assert loaded.online == learner.online and loaded.config == learner.config.replace(name="moved")
+    assert_same_state(loaded.model.state_dict(), load_checkpoint(moved / "checkpoints" / "last.pt")["model"])
+    with pytest.raises(gm.ConfigError, match="checkpoint must be 'best' or 'last'"):
+        OnlineMetaLearner.from_run(moved, checkpoint="first")
+    batch = make_trainer(name="batch", steps=2, val_every=2)
+    batch.fit()
+    with pytest.raises(gm.ConfigError, match="use Trainer for batch meta-training"):
+        OnlineMetaLearner.from_run(batch.run.path)

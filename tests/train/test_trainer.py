@@ -9,6 +9,7 @@ import yaml
 
 import graphmeta as gm
 from graphmeta.train.checkpoint import load_checkpoint
+from graphmeta.train.schedules import LearningRateSchedule
 
 
 def test_fit_writes_the_run_directory(make_trainer):
@@ -181,3 +182,17 @@ def test_trainer_refuses_online_mode(family):
     model = gm.GraphMetaLearner(family.graph, message_passing=False)
     with pytest.raises(gm.ConfigError, match="OnlineMetaLearner"):
         gm.Trainer(model, family, mode="online")
+
+
+def test_resume_with_more_steps_follows_the_new_schedule(make_trainer, rates_used):
+    """The resumed run's schedule is its own config's (steps, warmup, final ratio), from the step it stopped at."""
+    make_trainer(steps=6, schedule="cosine", warmup_steps=2, final_lr_ratio=0.1).fit()
+    resumed = make_trainer(steps=12, schedule="cosine", warmup_steps=3, final_lr_ratio=0.5, log_every=1)
+    rates = rates_used(resumed)
+    resumed.fit(resume=True)
+    schedule = LearningRateSchedule("cosine", steps=12, warmup_steps=3, final_lr_ratio=0.5)
+    assert resumed.scheduler.lr_lambdas[0] == schedule
+    assert rates == pytest.approx([1e-2 * schedule(step) for step in range(6, 12)])
+    logged = [r["lr"] for r in resumed.run.read_metrics() if r["split"] == "train" and r["step"] > 6]
+    assert logged == pytest.approx([1e-2 * schedule(step) for step in range(7, 13)])
+    assert rates[-1] == pytest.approx(5e-3)
