@@ -30,13 +30,13 @@ import datetime
 import math
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _results import destination, graphmeta_commit, write_results
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -176,14 +176,6 @@ def _shots(records: list[dict]) -> str:
 
 
 def report(args: argparse.Namespace, argv: list[str], result: dict, elapsed: float) -> str:
-    def git(*command: str) -> str:
-        try:
-            return subprocess.run(["git", "-C", str(ROOT), *command], capture_output=True, text=True,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return "?"
-
-    dirty = " + uncommitted changes" if git("status", "--porcelain", "--", "graphmeta") else ""
     w, n, batch = args.window, args.tasks, result["batch"]
     reference = mean(batch["best_last"])
     online_time = sum(r["seconds"] for r in result["online"])
@@ -195,7 +187,7 @@ def report(args: argparse.Namespace, argv: list[str], result: dict, elapsed: flo
         f"{elapsed / 60:.1f} min (online runs {online_time / 60:.1f} min, batch meta-learner "
         f"{batch['seconds'] / 60:.1f} min, the rest loading the family and scoring)",
         f"- torch {torch.__version__}, {args.threads} thread(s), Python {platform.python_version()}, "
-        f"graphmeta at {git('rev-parse', '--short', 'HEAD')}{dirty}; 2 CPU cores shared with other jobs",
+        f"graphmeta at {graphmeta_commit()}; 2 CPU cores shared with other jobs",
         f"- model: MAML, 1 inner step at rate 0.5, message passing on; {args.shots} support / {args.query} query "
         f"examples per task; Adam {args.outer_lr:g}, gradient norm clipped at 10; meta-batches of {args.meta_batch}",
         f"- online: each arriving task is scored (adapt on its support set, query loss) before it is stored in a "
@@ -260,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run(args)
     text = report(args, argv, result, time.perf_counter() - started)
     print(text)
-    figure = args.figure if args.figure is not None else (None if args.quick else FIGURE)
+    figure = destination(args.figure, FIGURE, args.quick)
     if figure is not None:
         from graphmeta.train.online import plot_online_curves
 
@@ -273,11 +265,7 @@ def main(argv: list[str] | None = None) -> None:
                                        f"batch meta-learner ({args.batch_steps} steps), last {args.window} tasks":
                                        mean(batch["last_last"])})
         print(f"figure written to {figure}", file=sys.stderr)
-    output = args.output if args.output is not None else (None if args.quick else RESULTS)
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text)
-        print(f"written to {output}", file=sys.stderr)
+    write_results(text, destination(args.output, RESULTS, args.quick))
 
 
 if __name__ == "__main__":

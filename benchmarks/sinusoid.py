@@ -31,11 +31,12 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from _results import destination, graphmeta_commit, write_results
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -356,13 +357,6 @@ def timing(row: Row, warmup: int, upto: int | None = None) -> tuple[float, float
 def environment(args: argparse.Namespace, argv: list[str], checks: dict) -> dict:
     import torch
 
-    def git(*cmd):
-        try:
-            return subprocess.run(["git", "-C", str(ROOT), *cmd], capture_output=True, text=True, check=True).stdout.strip()
-        except Exception:  # noqa: BLE001
-            return "?"
-
-    dirty = git("status", "--porcelain", "--", "graphmeta")
     interpreter = os.environ.get("GRAPHMETA_BENCH_REEXEC", sys.executable)
     try:
         rel = os.path.relpath(interpreter, os.getcwd())
@@ -390,7 +384,7 @@ def environment(args: argparse.Namespace, argv: list[str], checks: dict) -> dict
         "threads": torch.get_num_threads(),
         "cpu": f"{cpu}, {os.cpu_count()} cores visible, Python {platform.python_version()}",
         "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
-        "commit": git("rev-parse", "--short", "HEAD") + (" + uncommitted changes in graphmeta/" if dirty else ""),
+        "commit": graphmeta_commit(),
         **checks,
     }
 
@@ -517,11 +511,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.profile:
         text += profile(args)
     print(text)
-    output = args.output if args.output is not None else (None if args.quick else RESULTS)
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text)
-        print(f"written to {output}", file=sys.stderr)
+    write_results(text, destination(args.output, RESULTS, args.quick))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..errors import DataError, GraphError, closest
 from ..families.cpd_table import CPDTable
+from ..families.networks import cpd_values, discrete_network
 from ..graph import TaskGraph
 from ..interop.pgmpy_bridge import load_bundled
 
@@ -185,41 +186,9 @@ class NetworkStructure:
     def pack_network(self, model: Any) -> np.ndarray:
         """``[columns, width]``: the CPDs of a pgmpy network over these variables, in this layout
         (whatever the network's parent and state order)."""
-        tables = {}
-        for name in self.names:
-            cpd = model.get_cpds(name)
-            if cpd is None:
-                raise GraphError(f"the network has no CPD for {name!r}")
-            variables = list(cpd.variables)
-            if sorted(variables[1:], key=str) != sorted(self.evidence[name], key=str):
-                raise GraphError(f"the CPD of {name!r} is conditioned on {variables[1:]}, but its parents are "
-                                 f"{self.evidence[name]}")
-            values = np.asarray(cpd.get_values(), dtype=np.float64).reshape(cpd.cardinality)
-            order = [name, *self.evidence[name]]
-            values = np.transpose(values, [variables.index(v) for v in order])
-            for axis, variable in enumerate(order):
-                given = [str(s) for s in cpd.state_names[variable]]
-                if sorted(given) != sorted(self.states[variable]):
-                    raise GraphError(f"the CPD of {name!r} names the states of {variable!r} {given}, "
-                                     f"expected {self.states[variable]}")
-                values = np.take(values, [given.index(s) for s in self.states[variable]], axis=axis)
-            tables[name] = values.reshape(values.shape[0], -1)
-        return self.table.pack(tables)
+        return self.table.pack({name: cpd_values(model, name, self.states, self.evidence[name]) for name in self.names})
 
     def to_network(self, tables: Mapping[str, np.ndarray]) -> Any:
         """A pgmpy ``DiscreteBayesianNetwork`` with one ``TabularCPD`` per variable from
         ``{variable: [card, configs]}`` (evidence and states in this structure's order)."""
-        from pgmpy.factors.discrete import TabularCPD
-        from pgmpy.models import DiscreteBayesianNetwork
-
-        model = DiscreteBayesianNetwork()
-        model.add_nodes_from(self.names)
-        model.add_edges_from(self.graph.edges)
-        for name in self.names:
-            evidence = self.evidence[name]
-            model.add_cpds(TabularCPD(
-                name, len(self.states[name]), np.asarray(tables[name], dtype=np.float64), evidence=evidence or None,
-                evidence_card=[len(self.states[p]) for p in evidence] or None,
-                state_names={v: list(self.states[v]) for v in [name, *evidence]},
-            ))
-        return model
+        return discrete_network(self.graph, self.states, self.evidence, tables)

@@ -7,7 +7,9 @@ A family draws every task in two steps, each from its own random stream:
 2. ``draw_examples(params, rows, rng)``: ``rows`` *joint* draws of the whole graph per task,
    already packed as a :class:`~graphmeta.data.Split` (``GraphLayout`` columns).
 
-``sample`` cuts the rows into ``shots`` support and ``query`` query examples.
+``sample`` cuts the rows into ``shots`` support and ``query`` query examples. ``draw_tasks``
+is step 1 of one call together with its example stream, so a family's other forms of the same
+draws (``sample_dataframes``) start where ``sample`` does.
 
 Seeding. The streams of one call come from ``numpy.random.SeedSequence((family seed, split,
 seed))`` (the split as its index in :data:`SPLITS`), spawned into a parameter stream and an
@@ -67,17 +69,23 @@ class TaskFamily(ABC):
         Every example is one joint draw of the graph (a child's input is its own features and
         its parents' values in the same row). Tensors are on the CPU in the default dtype.
         """
-        check_count("num_tasks", num_tasks)
         check_count("shots", shots)
         check_count("query", query)
-        params_rng, examples_rng = self.generators(split, seed)
-        joint = self.draw_examples(self.draw_params(num_tasks, params_rng), shots + query, examples_rng)
+        params, examples_rng = self.draw_tasks(num_tasks, split, seed)
+        joint = self.draw_examples(params, shots + query, examples_rng)
         return TaskBatch(self.graph, _rows(joint, slice(0, shots)), _rows(joint, slice(shots, shots + query)))
 
     def task_params(self, num_tasks: int, split: str = "train", seed: int = 0) -> dict[str, np.ndarray]:
         """The true parameters of the tasks that ``sample(num_tasks, ..., split, seed)`` draws."""
+        return self.draw_tasks(num_tasks, split, check_seed("seed", seed))[0]
+
+    def draw_tasks(self, num_tasks: int, split: str,
+                   seed: int | None) -> tuple[dict[str, np.ndarray], np.random.Generator]:
+        """The parameters of the ``num_tasks`` tasks of one call and the stream their examples come
+        from: what ``sample`` uses, so that other forms of the same draws (tables) match it."""
         check_count("num_tasks", num_tasks)
-        return self.draw_params(num_tasks, self.generators(split, check_seed("seed", seed))[0])
+        params_rng, examples_rng = self.generators(split, seed)
+        return self.draw_params(num_tasks, params_rng), examples_rng
 
     def generators(self, split: str, seed: int | None) -> tuple[np.random.Generator, np.random.Generator]:
         """The ``(params, examples)`` random streams of one call (see the module docstring)."""

@@ -18,7 +18,7 @@ from ..errors import DataError, GraphError, closest
 from ..graph import TaskGraph
 from .base import TaskFamily, check_choice, check_count, check_positive, family_rng, observed_split
 from .cpd_table import CPDTable
-from .networks import resolve_network
+from .networks import cpd_values, discrete_network, resolve_network
 
 PRIORS = ("dirichlet", "latent")
 
@@ -76,7 +76,8 @@ class BayesNetFamily(TaskFamily):
         super().__init__(graph, seed, config)
 
         self.table = CPDTable.build(graph, self.evidence)
-        self.theta_star = {variable: _floored(self._values(model, variable), self.floor) for variable in graph.names}
+        self.theta_star = {variable: _floored(cpd_values(model, variable, self.states, self.evidence[variable]),
+                                              self.floor) for variable in graph.names}
         self._log_theta_star = self.table.pack({v: np.log(t) for v, t in self.theta_star.items()}, fill=-np.inf)
         self._padding = self.table.padding()
         weights = family_rng(seed).standard_normal((self.table.columns, self.table.width, self.latent_dim))
@@ -119,10 +120,9 @@ class BayesNetFamily(TaskFamily):
         draws, so ``batch_from_dataframes`` of the first ``shots`` and the remaining rows gives
         that batch back. pgmpy's estimators fit them directly.
         """
-        check_count("num_tasks", num_tasks)
         check_count("rows", rows)
-        params_rng, examples_rng = self.generators(split, seed)
-        states = self.draw_states(self.draw_params(num_tasks, params_rng), rows, examples_rng)
+        params, examples_rng = self.draw_tasks(num_tasks, split, seed)
+        states = self.draw_states(params, rows, examples_rng)
         names = self.graph.names
         labels = np.full((len(names), self.table.width), "", dtype=object)
         for n, name in enumerate(names):
@@ -141,40 +141,12 @@ class BayesNetFamily(TaskFamily):
     def task_networks(self, num_tasks: int, split: str = "train", seed: int = 0) -> list[Any]:
         """The same tasks as pgmpy ``DiscreteBayesianNetwork`` objects (for inference, KL, Bayes-optimal baselines)."""
         cpds = self.task_cpds(num_tasks, split, seed)
-        return [self._network({name: table[t] for name, table in cpds.items()}) for t in range(num_tasks)]
+        tasks = [{name: table[t] for name, table in cpds.items()} for t in range(num_tasks)]
+        return [discrete_network(self.graph, self.states, self.evidence, tables) for tables in tasks]
 
     def reference_network(self) -> Any:
         """The network with the reference CPDs ``theta_star``."""
-        return self._network(self.theta_star)
-
-    # ---------------------------------------------------------------- helpers
-    def _network(self, tables: dict[str, np.ndarray]) -> Any:
-        from pgmpy.factors.discrete import TabularCPD
-        from pgmpy.models import DiscreteBayesianNetwork
-
-        model = DiscreteBayesianNetwork()
-        model.add_nodes_from(self.graph.names)
-        model.add_edges_from(self.graph.edges)
-        for name in self.graph.names:
-            evidence = self.evidence[name]
-            model.add_cpds(TabularCPD(
-                name, len(self.states[name]), tables[name], evidence=evidence or None,
-                evidence_card=[len(self.states[p]) for p in evidence] or None,
-                state_names={v: self.states[v] for v in [name, *evidence]},
-            ))
-        return model
-
-    def _values(self, model: Any, variable: str) -> np.ndarray:
-        """The CPD of ``variable`` as ``[card, configs]``, every axis in its variable's own state order."""
-        cpd = model.get_cpds(variable)
-        values = np.asarray(cpd.values, dtype=np.float64)
-        for axis, name in enumerate(cpd.variables):
-            given = [str(s) for s in cpd.state_names[name]]
-            if sorted(given) != sorted(self.states[name]):
-                raise GraphError(f"the CPD of {variable!r} names the states of {name!r} {given}, but {name!r} "
-                                 f"has the states {self.states[name]}")
-            values = np.take(values, [given.index(s) for s in self.states[name]], axis=axis)
-        return values.reshape(values.shape[0], -1)
+        return discrete_network(self.graph, self.states, self.evidence, self.theta_star)
 
 
 def batch_from_dataframes(graph: TaskGraph, support: Sequence[pd.DataFrame],

@@ -112,10 +112,9 @@ class GaussianNetFamily(TaskFamily):
     def sample_dataframes(self, num_tasks: int, rows: int, split: str = "train",
                           seed: int | None = None) -> list[pd.DataFrame]:
         """``num_tasks`` tables, one float column per variable: the draws :meth:`sample` makes with these arguments."""
-        check_count("num_tasks", num_tasks)
         check_count("rows", rows)
-        params_rng, examples_rng = self.generators(split, seed)
-        x = self.draw_values(self.draw_params(num_tasks, params_rng), rows, examples_rng)
+        params, examples_rng = self.draw_tasks(num_tasks, split, seed)
+        x = self.draw_values(params, rows, examples_rng)
         return [pd.DataFrame(task.astype(np.float64), columns=self.graph.names) for task in x]
 
     def task_cpds(self, num_tasks: int, split: str = "train", seed: int = 0) -> dict[str, np.ndarray]:

@@ -189,7 +189,8 @@ def test_batch_from_dataframes_rejects_bad_tables():
         batch_from_dataframes(family.graph, frames, frames * 2)
 
 
-def test_a_child_cpd_may_list_parent_states_in_another_order():
+def _rain_and_wet(rain_states_of_wet: list[str]):
+    """rain -> wet; rain's own CPD names its states no, yes; wet's CPD names them ``rain_states_of_wet``."""
     from pgmpy.factors.discrete import TabularCPD
     from pgmpy.models import DiscreteBayesianNetwork
 
@@ -197,11 +198,21 @@ def test_a_child_cpd_may_list_parent_states_in_another_order():
     model.add_cpds(
         TabularCPD("rain", 2, [[0.7], [0.3]], state_names={"rain": ["no", "yes"]}),
         TabularCPD("wet", 2, [[0.1, 0.8], [0.9, 0.2]], evidence=["rain"], evidence_card=[2],
-                   state_names={"wet": ["dry", "wet"], "rain": ["yes", "no"]}),
+                   state_names={"wet": ["dry", "wet"], "rain": rain_states_of_wet}),
     )
-    family = BayesNetFamily(model, floor=1e-6)
+    return model
+
+
+def test_a_child_cpd_may_list_parent_states_in_another_order():
+    family = BayesNetFamily(_rain_and_wet(["yes", "no"]), floor=1e-6)
     np.testing.assert_allclose(family.theta_star["wet"], [[0.8, 0.1], [0.2, 0.9]])  # columns: rain = no, yes
     assert family.config["network"] == "DiscreteBayesianNetwork"
+
+
+def test_a_child_cpd_naming_other_parent_states_is_rejected():
+    with pytest.raises(GraphError, match=r"CPD of 'wet' names the states of 'rain' \['false', 'true'\], "
+                                         r"expected \['no', 'yes'\]"):
+        BayesNetFamily(_rain_and_wet(["false", "true"]))
 
 
 def test_a_network_without_cpds_is_rejected():
