@@ -3,8 +3,8 @@
 Step ``s`` draws meta-batch ``s`` of the task stream (:class:`EpisodeSampler`), computes the
 meta-loss, and takes one Adam step on every parameter of the model (meta-initialisation,
 inner rates, message passing), with the gradient norm clipped to ``grad_clip`` and the rate
-``outer_lr * m(s)`` of the schedule (:mod:`.schedules`). Every ``val_every`` steps the model
-adapts to the same fixed validation tasks; the state with the lowest validation query loss
+``outer_lr * m(s)`` of the schedule (:mod:`.schedules`). At the start and every ``val_every``
+steps the model adapts to the same fixed validation tasks; the state with the lowest validation query loss
 is kept as ``best.pt``, and ``early_stopping_patience`` validations without a new best end the
 run. When ``fit`` returns, the model holds the best weights.
 
@@ -124,6 +124,8 @@ class Trainer:
         bar = tqdm(total=self.config.steps, initial=self.step, desc=self.run.path.name, unit="step",
                    disable=not self.config.progress, dynamic_ncols=True)
         try:
+            if self.step == 0:  # the starting point is a candidate too (a meta-init may already be good)
+                self._validate(bar)
             while self.step < self.config.steps and not self.early_stopped:
                 self._train_step()
                 self.step += 1

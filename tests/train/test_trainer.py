@@ -25,7 +25,7 @@ def test_fit_writes_the_run_directory(make_trainer):
     records = [json.loads(line) for line in run.metrics.read_text().splitlines()]
     assert [r["step"] for r in records if r["split"] == "train"] == [2, 4, 6, 8, 10, 12]
     validations = [r for r in records if r["split"] == "val"]
-    assert [r["step"] for r in validations] == [4, 8, 12]
+    assert [r["step"] for r in validations] == [0, 4, 8, 12]  # the starting point, then every val_every steps
     assert set(validations[0]["per_node"]) == set(trainer.model.graph.names)
     best = min(validations, key=lambda r: r["loss"])
     assert summary["best_step"] == best["step"] == load_checkpoint(run.best)["step"]
@@ -132,8 +132,8 @@ def test_early_stopping(make_trainer):
     trainer = make_trainer(outer_lr=0.0, steps=40, val_every=2, early_stopping_patience=3)
     summary = trainer.fit()
     assert summary["status"] == "early stopped"
-    assert summary["best_step"] == 2 and summary["steps"] == 8
-    assert load_checkpoint(trainer.run.last)["step"] == 8
+    assert summary["best_step"] == 0 and summary["steps"] == 6  # nothing beats the start; 3 stale validations
+    assert load_checkpoint(trainer.run.last)["step"] == 6
 
 
 def test_learning_rate_follows_the_schedule(make_trainer):
