@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "AdaptedGraph": "adapted", "GNN": "learners.spec", "GraphMetaLearner": "model", "MLP": "learners.spec",
-    "OnlineMetaLearner": "train", "Subtask": "subtask", "TaskBatch": "data", "TaskGraph": "graph", "Trainer": "train",
+    "OnlineMetaLearner": "train", "Subtask": "subtask", "Table": "learners.spec", "TaskBatch": "data", "TaskGraph": "graph", "Trainer": "train",
     "load_family": "families.cards",
 }
 

@@ -170,13 +170,17 @@ class TaskGraph:
 
         ``add_*`` already reject most mistakes at the line that makes them; this catches what
         only the whole graph shows (an empty graph, a cycle in a graph built from a file or
-        from networkx).
+        from networkx, a Table learner below a regression parent).
         """
         if len(self) == 0:
             raise GraphError("the task graph is empty: add at least one subtask")
         for u, v in self._dag.edges:
             if u == v:
                 raise GraphError(f"self-loop on {u!r}: a subtask cannot depend on itself")
+        for u, v in self._dag.edges:
+            if self.subtask(v).learner.type == "table" and self.subtask(u).kind != "classification":
+                raise GraphError(f"subtask {v!r} has a Table learner, a CPD over its parents' classes, but its parent "
+                                 f"{u!r} is a regression subtask; use an MLP learner for {v!r}")
         try:
             cycle = nx.find_cycle(self._dag)
         except nx.NetworkXNoCycle:

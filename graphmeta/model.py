@@ -36,7 +36,8 @@ class GraphMetaLearner(nn.Module):
 
     Args:
         graph: the task decomposition.
-        algorithm: ``"maml"``, ``"fomaml"``, ``"metasgd"``, ``"anil"`` or ``"reptile"``.
+        algorithm: ``"maml"``, ``"fomaml"``, ``"metasgd"``, ``"anil"`` or ``"reptile"``
+            (Table learners always adapt by their closed-form update; not with Reptile).
         inner_steps: inner-loop steps during meta-training (``adapt`` may use more).
         inner_lr: the inner learning rate ``alpha`` (Meta-SGD's initial per-parameter rate).
         message_passing: pass adapted parameters along the graph; ``False`` is the
@@ -61,11 +62,14 @@ class GraphMetaLearner(nn.Module):
         self.config = {"algorithm": algorithm, "inner_steps": inner_steps, "inner_lr": float(inner_lr),
                        "message_passing": bool(message_passing), **options}
         self.banks = BankSet(graph)
+        if self.algorithm.reptile and any(bank.conjugate for bank in self.banks):
+            raise ConfigError("reptile pulls theta towards the adapted weights, but Table learners adapt in closed "
+                              "form and learn their prior from the query loss: use maml, fomaml, metasgd or anil")
         self.adaptable = [tuple(self.algorithm.adapt_body or i >= len(bank.theta) - bank.head_size
                                 for i in range(len(bank.theta))) for bank in self.banks]
         if self.algorithm.per_parameter_lr:
-            self.inner_lrs = nn.ParameterList(
-                nn.Parameter(torch.full_like(p, float(inner_lr))) for bank in self.banks for p in bank.theta)
+            self.inner_lrs = nn.ParameterList(nn.Parameter(torch.full_like(p, float(inner_lr)))
+                                              for bank in self.banks if not bank.conjugate for p in bank.theta)
         elif options["learn_inner_lr"]:
             self.inner_lrs = nn.Parameter(torch.full((max(inner_steps, 1),), float(inner_lr)))
         else:
@@ -75,6 +79,7 @@ class GraphMetaLearner(nn.Module):
             self.message_passing = ParameterMessagePassing(
                 graph,
                 head_sizes=[sum(p[0].numel() for p in bank.theta[-bank.head_size:]) for bank in self.banks],
+                head_tensors=[bank.head_size for bank in self.banks],
                 tensor_counts=[sum(flags) for flags in self.adaptable],
                 bank_nodes=[bank.node_index for bank in self.banks],
                 channels=options["message_channels"], rounds=options["message_rounds"])
@@ -190,8 +195,9 @@ class GraphMetaLearner(nn.Module):
         if self.algorithm.per_parameter_lr:
             rates, start = [], 0
             for bank in self.banks:
-                rates.append(tuple(self.inner_lrs[start:start + len(bank.theta)]))
-                start += len(bank.theta)
+                count = 0 if bank.conjugate else len(bank.theta)
+                rates.append(tuple(self.inner_lrs[start:start + count]))
+                start += count
             return [rates] * steps
         last = len(self.inner_lrs) - 1
         rates = self.inner_lrs if self.inner_lrs.requires_grad else self.inner_lrs.tolist()

@@ -59,6 +59,9 @@ class Subtask:
             object.__setattr__(self, "out_dim", _check_dim(self.name, "out_dim", self.out_dim, 1))
         if self.learner.type == "gnn" and self.in_dim < 1:
             raise GraphError(f"subtask {self.name!r}: a GNN learner needs in_dim >= 1 (node-feature width)")
+        if self.learner.type == "table" and (self.kind != "classification" or self.in_dim):
+            raise GraphError(f"subtask {self.name!r}: a Table learner is a CPD over its parents' classes; it needs "
+                             f"kind='classification' and in_dim=0 (got kind={self.kind!r}, in_dim={self.in_dim})")
 
     @property
     def width(self) -> int:

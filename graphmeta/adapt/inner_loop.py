@@ -4,6 +4,10 @@ Each step takes ONE ``torch.autograd.grad`` of the summed support loss
 ``sum_{t, n} L_support(t, n)`` with respect to all fast weights. The (t, n) slice of the fast
 weights only touches the loss of (t, n), so the slice of that gradient is exactly
 ``grad L_support(t, n)``: the same as adapting each (task, node) on its own.
+
+A bank that adapts in closed form (``bank.conjugate``, e.g. the Table learners' Dirichlet
+update) takes its exact posterior ``bank.posterior(theta, support)`` at the first step and
+keeps it; more steps would add nothing. Only the other banks take gradient steps.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ def inner_loop(
     to the graph when ``create_graph``).
 
     ``learning_rates[s][b]`` is the step-``s`` rate of bank ``b``: a float, a scalar tensor, or
-    a tensor per parameter (Meta-SGD, a tuple aligned with the bank's tensors).
+    a tensor per parameter (Meta-SGD, a tuple aligned with the bank's tensors; empty for a
+    conjugate bank).
     ``adaptable[b][i]`` says whether tensor ``i`` of bank ``b`` adapts (ANIL adapts the head
     only). ``create_graph`` keeps the graph of the gradient for second-order meta-gradients;
     without it the gradient is a constant (first order). With ``track_meta_gradient=False``
@@ -39,19 +44,21 @@ def inner_loop(
     not grow with the number of steps.
     """
     initial_loss = None
-    for step_rates in learning_rates:
+    for step, step_rates in enumerate(learning_rates):
         if not track_meta_gradient:
             fast = [tuple(w.detach().requires_grad_(a) for w, a in zip(weights, flags))
                     for weights, flags in zip(fast, adaptable)]
         with torch.enable_grad():
             loss, _ = banks.losses(fast, support)
-            targets = [w for weights, flags in zip(fast, adaptable) for w, a in zip(weights, flags) if a]
-            grads = iter(torch.autograd.grad(loss.sum(), targets, create_graph=create_graph))
+            targets = [w for bank, weights, flags in zip(banks, fast, adaptable) if not bank.conjugate
+                       for w, a in zip(weights, flags) if a]
+            grads = iter(torch.autograd.grad(loss.sum(), targets, create_graph=create_graph) if targets else ())
         if initial_loss is None:
             initial_loss = loss if create_graph else loss.detach()
         fast = [
+            (bank.posterior(weights, support) if step == 0 else weights) if bank.conjugate else
             tuple(_step(w, next(grads), rate, i) if a else w for i, (w, a) in enumerate(zip(weights, flags)))
-            for weights, flags, rate in zip(fast, adaptable, step_rates)
+            for bank, weights, flags, rate in zip(banks, fast, adaptable, step_rates)
         ]
     return fast, initial_loss
 

@@ -33,7 +33,6 @@ from torch import nn
 from torch_geometric.nn import MessagePassing
 
 from ..graph import TaskGraph
-from ..learners.bank import LearnerBank
 
 NUM_STATISTICS = 2  # support loss before adaptation, support shots
 
@@ -67,13 +66,15 @@ class DirectedMessageRound(MessagePassing):
 class ParameterMessagePassing(nn.Module):
     """Encode each node's parameter update, pass messages along the graph, decode a head correction.
 
-    ``head_sizes[b]``: parameters in bank b's head; ``tensor_counts[b]``: how many tensors of
-    bank b adapt; ``bank_nodes[b]``: bank b's node positions in ``graph.names``.
+    ``head_sizes[b]``: parameters in bank b's head; ``head_tensors[b]``: how many (trailing)
+    tensors form it; ``tensor_counts[b]``: how many tensors of bank b adapt; ``bank_nodes[b]``:
+    bank b's node positions in ``graph.names``.
     """
 
-    def __init__(self, graph: TaskGraph, head_sizes: list[int], tensor_counts: list[int],
+    def __init__(self, graph: TaskGraph, head_sizes: list[int], head_tensors: list[int], tensor_counts: list[int],
                  bank_nodes: list[torch.Tensor], channels: int = 32, rounds: int = 2) -> None:
         super().__init__()
+        self.head_tensors = list(head_tensors)
         self.num_nodes = len(graph)
         self.channels = channels
         edge_index, _ = graph.to_pyg()
@@ -112,7 +113,7 @@ class ParameterMessagePassing(nn.Module):
             nodes = getattr(self, f"bank_nodes_{b}")
             flat = [d.reshape(*d.shape[:2], -1) for d in bank_deltas]
             sizes = torch.stack([f.pow(2).mean(-1).add(1e-12).sqrt() for f in flat], dim=-1)
-            head = torch.cat(flat[-LearnerBank.head_size:], dim=-1)
+            head = torch.cat(flat[-self.head_tensors[b]:], dim=-1)
             head_size = head.pow(2).mean(-1, keepdim=True).add(1e-12).sqrt()
             features = torch.cat([head / head_size, sizes.log(), statistics[:, nodes].log1p()], dim=-1)
             hidden = hidden.index_copy(1, nodes, encoder(features))

@@ -1,43 +1,30 @@
 r"""`BayesNetMetaLearner`: fit a Bayesian network of known structure for a new site from a few
 records, after meta-learning from the records of many related sites; the result is a pgmpy model.
 
-pgmpy's estimators see only the new site's rows. Here every variable is a tabular learner
-(:mod:`.tabular`) whose logits :math:`z(u)` over its parent configurations are meta-learned
-across the related sites' tables and adapted to the new site's rows with Meta-SGD, optionally
-followed by message passing of the adapted parameters along the network.
-
-Why Meta-SGD on a table approximates the Bayes-optimal estimate. For one column
-:math:`u` with counts :math:`n(u, v)` among the :math:`K` support rows and a Dirichlet prior
-:math:`\mathrm{Dir}(\alpha\, \theta^*(\cdot \mid u))`, the posterior predictive is
+pgmpy's estimators see only the new site's rows. Here every variable is a Table learner
+(:mod:`.tabular`): Dirichlet pseudo-counts :math:`\beta(u, \cdot)` for each configuration
+:math:`u` of its parents, adapted to the new site's support rows by the conjugate update,
 
 .. math::
-    P(v \mid u) = \frac{\alpha\, \theta^*(v \mid u) + n(u, v)}{\alpha + n(u)},
-    \qquad \log P(v \mid u) - \log \theta^*(v \mid u) \approx
-    \frac{n(u, v) - n(u)\, \theta^*(v \mid u)}{\alpha\, \theta^*(v \mid u)}   \quad (n(u) \ll \alpha).
+    P(v \mid u) = \frac{\beta(u, v) + n(u, v)}{\beta(u) + n(u)},
 
-A gradient step on the mean support cross-entropy from :math:`z_0(u) = \log \theta^*(\cdot \mid u)`
-moves the logits by :math:`\frac{a}{K} (n(u, v) - n(u)\, \mathrm{softmax}(z_0(u))_v)`: the same
-update when the per-parameter rate is :math:`a(u, v) = K / (\alpha\, \theta^*(v \mid u))`. Meta-SGD
-learns a rate per table entry, and further steps let the softmax saturate the update for
-large counts. The match is first order only: the posterior moves a logit by
-:math:`\log(1 + n(u, v) / (\alpha\, \theta^*(v \mid u)))`, concave in the count, which no
-fixed rate reproduces for rare states (one observation of a state with
-:math:`\alpha \theta^* = 0.01` should move its logit by 4.6, not 100). On networks with many
-rare states (child, alarm) this leaves graphmeta 0.05 to 0.15 nats per row below the exact
-conjugate update, where pooled empirical Bayes (which has the conjugate form built in) is
-at most 0.02 below (see ``benchmarks/results/bayesnet_fewshot.md``).
-
-The rates depend on the support size :math:`K` (a table entry moves by :math:`a\, n(u) / K`),
-so a learner is meta-trained for the support size it will adapt with: ``shots`` in
-:meth:`~BayesNetMetaLearner.meta_fit` (adapting to a very different size warns). The
-meta-initialisation starts at the pooled, smoothed log-frequencies of the related sites.
+the exact posterior predictive under the prior :math:`\mathrm{Dir}(\beta(u, \cdot))`, whatever
+the number of rows. Meta-training learns that prior from the related sites: each column's
+mean and its strength :math:`\beta(u)`, by the query log-likelihood of held-out rows after
+adaptation. It starts at pooled empirical Bayes, :math:`\beta = c\, \hat\theta` with
+:math:`\hat\theta` the pooled, smoothed frequencies of the training sites and one
+concentration :math:`c` chosen on the validation sites. When sites are Dirichlet draws around
+a common CPD (the ``dirichlet`` families) the Bayes-optimal estimate has exactly this form,
+so graphmeta's estimate approaches it as the prior is learned.
 
 When sites differ through a shared factor (one hospital's population shifts every CPD
-together), a node's own rows say little, but all nodes' adapted parameters together say a
-lot: message passing of the parameter updates along the network (``message_passing=True``,
-the default) lets every variable use that evidence; on the ``latent`` families of child and
-alarm it closes about 80% of the gap between pooled empirical Bayes and the posterior under
-the true model at 5 and 20 support rows.
+together), a variable's own rows say little, but all variables' updates together say a lot:
+message passing of the updates along the network (``message_passing=True``, the default)
+corrects every variable's adapted pseudo-counts with that evidence (the ``latent``
+families). What message passing learns depends on how many rows a site gives, so a learner
+is meta-trained for the support size it will adapt with: ``shots`` in
+:meth:`~BayesNetMetaLearner.meta_fit` (adapting with message passing to a very different size
+warns). Measured results: ``benchmarks/results/bayesnet_fewshot.md``.
 """
 
 from __future__ import annotations
@@ -58,16 +45,14 @@ from ..layout import GraphLayout
 from ..model import GraphMetaLearner
 from ..train.checkpoint import load_checkpoint, save_checkpoint
 from ..train.trainer import Trainer
-from .baselines import smoothed_frequencies
+from .baselines import PooledEmpiricalBayes
 from .structure import NetworkStructure
 from .tabular import probe_codes, split_from_codes, tabular_graph
 from .tasks import TableTasks
 
-#: GraphMetaLearner arguments and their defaults.
-MODEL_DEFAULTS: dict[str, Any] = {
-    "algorithm": "metasgd", "inner_steps": 3, "inner_lr": 1.0, "message_passing": True,
-    "message_channels": 64, "message_rounds": 2,
-}
+#: GraphMetaLearner arguments and their defaults (Table learners adapt in closed form, in one step).
+MODEL_DEFAULTS: dict[str, Any] = {"message_passing": True, "message_channels": 64, "message_rounds": 2}
+ADAPTATION = {"algorithm": "maml", "inner_steps": 1}
 #: meta_fit options (Trainer arguments and the episode sizes) and their defaults.
 FIT_DEFAULTS: dict[str, Any] = {
     "shots": 5, "query_shots": 100, "meta_batch_size": 16, "outer_lr": 0.02, "grad_clip": 10.0,
@@ -104,7 +89,7 @@ class BayesNetMetaLearner:
         self.config = {**MODEL_DEFAULTS, **config}
         self.graph = tabular_graph(self.structure)
         self.layout = GraphLayout(self.graph)
-        self.model = GraphMetaLearner(self.graph, **self.config)
+        self.model = GraphMetaLearner(self.graph, **ADAPTATION, **self.config)
         self.shots: int | None = None  # the support size meta-fitted for
         self._probe = probe_codes(self.structure)
 
@@ -133,11 +118,10 @@ class BayesNetMetaLearner:
         train, val = self._split_tables(tasks, val_tasks, options["val_fraction"])
         episodes = TableTasks(self.structure, self.graph, {"train": train, "val": val})
         torch.manual_seed(options["seed"])
-        self.model = GraphMetaLearner(self.graph, **self.config)
+        self.model = GraphMetaLearner(self.graph, **ADAPTATION, **self.config)
         self.shots = options["shots"]
-        # start at the pooled (smoothed) frequencies of the related sites: meta-training then
-        # mostly learns how to adapt, not what the typical site looks like
-        self._initialise_tables(smoothed_frequencies(self.structure, self.structure.counts(train).sum(0)))
+        pooled = PooledEmpiricalBayes.fit(self.structure, train, val, options["shots"])
+        self._initialise_prior(pooled.concentration * pooled.frequencies)
         train_options = {
             "steps": MAX_STEPS if steps is None else steps, "shots": options["shots"],
             "query_shots": options["query_shots"], "meta_batch_size": options["meta_batch_size"],
@@ -197,9 +181,10 @@ class BayesNetMetaLearner:
         if (rows == 0).any():
             label = what if len(codes) == 1 else f"{what} {int(np.argmin(rows))}"
             raise DataError(f"{label} has no observed value: give at least one row")
-        if self.shots is not None and not self.shots / 2 <= np.median(rows) <= self.shots * 2:
+        if (self.shots is not None and self.model.message_passing is not None
+                and not self.shots / 2 <= np.median(rows) <= self.shots * 2):
             warnings.warn(f"the learner was meta-fitted for {self.shots} support rows but adapts to "
-                          f"{int(np.median(rows))}: its learned step sizes are tuned to the support size, so "
+                          f"{int(np.median(rows))}: its message passing is tuned to the support size, so "
                           f"meta_fit(..., shots={int(np.median(rows))}) will fit these sites better", stacklevel=3)
         adapted = self.model.adapt(self._split(codes))
         probe = self._split(np.broadcast_to(self._probe, (len(codes), *self._probe.shape)))
@@ -236,24 +221,19 @@ class BayesNetMetaLearner:
         held_out = min(len(codes) - 1, max(1, round(fraction * len(codes))))
         return codes[:-held_out], codes[-held_out:]
 
-    def _initialise_tables(self, tables: np.ndarray) -> None:
-        """Set the meta-initialisation so that every variable's CPD is ``tables [columns, width]``:
-        the joint-configuration weights of child variables and the biases of roots hold the log
-        tables; the per-parent weights start at 0."""
+    def _initialise_prior(self, pseudo_counts: np.ndarray) -> None:
+        """Set every variable's prior to ``pseudo_counts [columns, width]`` (the layout of
+        ``structure.table``): its Table rows hold their logarithms."""
         table = self.structure.table
-        with np.errstate(divide="ignore"):
-            log_tables = np.log(tables)
-        index = {name: n for n, name in enumerate(self.graph.names)}
+        position = {name: n for n, name in enumerate(self.structure.names)}
         with torch.no_grad():
             for bank in self.model.banks:
-                weight, bias = bank.theta[0], bank.theta[-1]
-                weight.zero_()
-                bias.zero_()
+                log_counts = bank.theta[0]
                 for row, name in enumerate(bank.names):
-                    n = index[name]
-                    block = torch.as_tensor(log_tables[table.offsets[n]: table.offsets[n] + table.configs[n],
-                                                       : table.cardinality[n]], dtype=weight.dtype)
-                    if self.graph.subtask(name).in_dim:
-                        weight[row, : block.shape[0], : block.shape[1]] = block
-                    else:
-                        bias[row, : block.shape[1]] = block[0]
+                    n = position[name]
+                    columns = slice(table.offsets[n], table.offsets[n] + table.configs[n])
+                    parents = [position[p] for p in self.graph.parents(name)]
+                    rows = torch.as_tensor(bank.table_rows(name, self._probe[columns][:, parents]))
+                    classes = table.cardinality[n]
+                    log_counts[row, rows, :classes] = torch.as_tensor(np.log(pseudo_counts[columns, :classes]),
+                                                                       dtype=log_counts.dtype)

@@ -55,12 +55,16 @@ class LearnerBank(nn.Module):
     """Base class of the banks: node bookkeeping, targets, masks and the per-node losses.
 
     Subclasses create ``self.theta`` (an ``nn.ParameterList``, node axis first) and implement
-    ``forward(weights, split, nodes=None) -> [T, N_b', K, D_out]`` (regression outputs or logits).
+    ``forward(weights, split, nodes=None) -> [T, N_b', K, D_out]`` (regression outputs or logits)
+    and ``reset_parameters()``.
     """
 
     theta: nn.ParameterList
     #: How many trailing tensors of ``theta`` form the output layer (for ANIL).
     head_size: int = 2
+    #: Whether the bank adapts in closed form, with ``posterior(weights, support) -> Weights``,
+    #: instead of by gradient steps (see :mod:`graphmeta.adapt.inner_loop`).
+    conjugate: bool = False
 
     def __init__(self, graph: TaskGraph, names: Sequence[str]) -> None:
         super().__init__()

@@ -12,7 +12,10 @@ from ..graph import TaskGraph
 from .bank import LearnerBank, Weights
 from .gnn_bank import GNNBank
 from .mlp_bank import MLPBank
-from .spec import GNN, MLP
+from .spec import GNN, MLP, LearnerSpec, Table
+from .table_bank import TableBank
+
+BANKS: dict[type, type[LearnerBank]] = {MLP: MLPBank, GNN: GNNBank, Table: TableBank}
 
 
 class BankSet(nn.Module):
@@ -23,12 +26,11 @@ class BankSet(nn.Module):
     """
 
     def __init__(self, graph: TaskGraph) -> None:
-        groups: dict[MLP | GNN, list[str]] = {}
+        groups: dict[LearnerSpec, list[str]] = {}
         for name in graph.names:
             groups.setdefault(graph.subtask(name).learner, []).append(name)
         super().__init__()
-        self.banks = nn.ModuleList((GNNBank if isinstance(spec, GNN) else MLPBank)(graph, names, spec)
-                                   for spec, names in groups.items())
+        self.banks = nn.ModuleList(BANKS[type(spec)](graph, names, spec) for spec, names in groups.items())
         bank_order = torch.cat([bank.node_index for bank in self])
         self.register_buffer("to_graph_order", torch.argsort(bank_order), persistent=False)
         self.in_graph_order = bool((bank_order == torch.arange(len(bank_order))).all())

@@ -1,6 +1,6 @@
 """Learner specs: small, frozen descriptions of the learner a subtask uses.
 
-A spec says *what* a node learner is (layer widths, activation); the banks in
+A spec says *what* a node learner is (layer widths, activation, prior); the banks in
 ``graphmeta.learners`` turn every node sharing a spec into one stacked, batched module.
 """
 
@@ -63,13 +63,41 @@ class GNN:
         return "gnn"
 
 
-LearnerSpec = Union[MLP, GNN]
-LEARNERS: dict[str, type] = {"mlp": MLP, "gnn": GNN}
+@dataclass(frozen=True)
+class Table:
+    r"""A conditional probability table of a classification subtask over its parents' joint classes.
+
+    Each joint configuration :math:`u` of the parents has a column of pseudo-counts
+    :math:`\beta(u, \cdot)`, a Dirichlet prior; the node predicts
+    :math:`P(v \mid u) = \beta(u, v) / \beta(u)` and adapts in closed form, by the conjugate
+    update :math:`\beta \leftarrow \beta + n` with :math:`n(u, v)` the support counts: the exact
+    Bayesian posterior predictive, whatever the support size. Meta-training learns the prior
+    :math:`\beta` (its direction and its strength, per column). Before meta-training every
+    column holds ``prior_strength`` pseudo-counts spread evenly over the classes.
+
+    The subtask must be a classification subtask without own features (``in_dim=0``) whose
+    parents are all classification subtasks.
+    """
+
+    prior_strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        if (not isinstance(self.prior_strength, (int, float)) or isinstance(self.prior_strength, bool)
+                or not self.prior_strength > 0):
+            raise GraphError(f"Table prior_strength must be a positive number, got {self.prior_strength!r}")
+
+    @property
+    def type(self) -> str:
+        return "table"
+
+
+LearnerSpec = Union[MLP, GNN, Table]
+LEARNERS: dict[str, type] = {"mlp": MLP, "gnn": GNN, "table": Table}
 
 
 def learner_from(value: Any) -> LearnerSpec:
     """Turn ``"mlp"``, ``"gnn"``, a spec object or a ``{"type": ..., ...}`` mapping into a spec."""
-    if isinstance(value, (MLP, GNN)):
+    if isinstance(value, (MLP, GNN, Table)):
         return value
     if isinstance(value, str):
         if value not in LEARNERS:
@@ -83,7 +111,7 @@ def learner_from(value: Any) -> LearnerSpec:
         spec_class = LEARNERS[kind]
         check_keys(options, spec_class.__dataclass_fields__, f"{kind} learner spec", GraphError)
         return spec_class(**options)
-    raise GraphError(f"unknown learner {value!r}; pass 'mlp', 'gnn', graphmeta.MLP(...) or graphmeta.GNN(...)")
+    raise GraphError(f"unknown learner {value!r}; pass 'mlp', 'gnn', 'table' or a spec such as graphmeta.MLP(...)")
 
 
 def learner_to_dict(spec: LearnerSpec) -> dict[str, Any]:

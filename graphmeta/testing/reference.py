@@ -13,6 +13,7 @@ masks ``{node: [T, K] bool}``.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,11 +46,8 @@ def reference_meta_loss(model: GraphMetaLearner, support: Data, query: Data,
                 loss = _node_loss(model, name, weights, support, support_observed, t)
                 if step == 0:
                     support_before[t, name] = loss if create_graph else loss.detach()
-                adapt = _adaptable(model, name)
-                targets = [w for w, a in zip(weights, adapt) if a]
-                grads = iter(torch.autograd.grad(loss, targets, create_graph=create_graph))
-                step_rates = rates[name](step)
-                weights = [w - step_rates[i] * next(grads) if a else w for i, (w, a) in enumerate(zip(weights, adapt))]
+                weights = _inner_step(model, name, weights, loss, support, support_observed, t, step, create_graph,
+                                      rates[name])
             fast[t, name] = weights
     plain = dict(fast)
     if model.message_passing is not None and model.inner_steps > 0:
@@ -79,12 +77,41 @@ def reference_adapted_weights(model: GraphMetaLearner, support: Data, support_ob
             weights = list(_node_theta(model, name))
             for step in range(model.inner_steps):
                 loss = _node_loss(model, name, weights, support, support_observed, t)
-                adapt = _adaptable(model, name)
-                grads = iter(torch.autograd.grad(loss, [w for w, a in zip(weights, adapt) if a], create_graph=True))
-                step_rates = _node_rates(model, name)(step)
-                weights = [w - step_rates[i] * next(grads) if a else w for i, (w, a) in enumerate(zip(weights, adapt))]
+                weights = _inner_step(model, name, weights, loss, support, support_observed, t, step, True,
+                                      _node_rates(model, name))
             fast[t, name] = weights
     return fast
+
+
+def _inner_step(model: GraphMetaLearner, name: str, weights: list[torch.Tensor], loss: torch.Tensor, support: Data,
+                observed: Data | None, t: int, step: int, create_graph: bool, rates) -> list[torch.Tensor]:
+    """One inner step of node ``name`` in task ``t``: a gradient step, or for a Table node the
+    conjugate update at step 0 (counted shot by shot) and nothing after."""
+    if model.graph.subtask(name).learner.type == "table":
+        if step > 0:
+            return weights
+        pseudo_counts = weights[0].exp()
+        keep = _rows(model.graph, name, support, observed, t)
+        rows = _table_rows(model, name, support, t)
+        _, y = _unpack(support[name])
+        for k in torch.nonzero(keep).flatten().tolist():
+            pseudo_counts = pseudo_counts.index_put((rows[k], y[t, k].long()), torch.ones((), dtype=pseudo_counts.dtype),
+                                                    accumulate=True)
+        return [pseudo_counts.log()]
+    adapt = _adaptable(model, name)
+    grads = iter(torch.autograd.grad(loss, [w for w, a in zip(weights, adapt) if a], create_graph=create_graph))
+    step_rates = rates(step)
+    return [w - step_rates[i] * next(grads) if a else w for i, (w, a) in enumerate(zip(weights, adapt))]
+
+
+def _table_rows(model: GraphMetaLearner, name: str, data: Data, t: int) -> torch.Tensor:
+    """``[K]``: the table row of each shot, ``sum_j class_j * prod_{i > j} W_i`` over the parents."""
+    b, _ = _bank_rows(model)[name]
+    widths = model.banks[b].slot_widths
+    rows = torch.zeros(_unpack(data[name])[1].shape[1], dtype=torch.long)
+    for j, parent in enumerate(model.graph.parents(name)):
+        rows = rows + _unpack(data[parent])[1][t].long().clamp(min=0) * math.prod(widths[j + 1:])
+    return rows
 
 
 def unpadded_slices(model: GraphMetaLearner, name: str) -> tuple[int, int, list[tuple[slice, ...]]]:
@@ -95,7 +122,9 @@ def unpadded_slices(model: GraphMetaLearner, name: str) -> tuple[int, int, list[
     spec = graph.subtask(name)
     parent_width = graph.input_width(name) - spec.in_dim
     full = slice(None)
-    if spec.learner.type == "gnn":
+    if spec.learner.type == "table":
+        slices = [(full, slice(0, spec.width))]
+    elif spec.learner.type == "gnn":
         slices = [(slice(0, spec.in_dim), full) if i == 0 else (full,) * (p.dim() - 1)
                   for i, p in enumerate(bank.theta[:-2])]
         slices += [(slice(0, spec.learner.hidden + parent_width), slice(0, spec.width)), (slice(0, spec.width),)]
@@ -119,8 +148,10 @@ def _node_theta(model: GraphMetaLearner, name: str) -> list[torch.Tensor]:
 
 def _node_rates(model: GraphMetaLearner, name: str):
     b, row, slices = unpadded_slices(model, name)
+    if model.banks[b].conjugate:
+        return None  # adapts in closed form
     if model.algorithm.per_parameter_lr:
-        start = sum(len(model.banks[i].theta) for i in range(b))
+        start = sum(len(model.banks[i].theta) for i in range(b) if not model.banks[i].conjugate)
         rates = [model.inner_lrs[start + i][(row, *s)] for i, s in enumerate(slices)]
         return lambda step: rates
     return lambda step: [model.inner_lrs[min(step, len(model.inner_lrs) - 1)]] * len(slices)
@@ -169,7 +200,9 @@ def _node_loss(model: GraphMetaLearner, name: str, weights: list[torch.Tensor], 
     x, y = _unpack(data[name])
     keep = _rows(graph, name, data, observed, t)
     parents = [_value(graph, p, data, t).to(dtype) for p in graph.parents(name)]
-    if spec.learner.type == "gnn":
+    if spec.learner.type == "table":
+        outputs = weights[0][_table_rows(model, name, data, t)].log_softmax(-1)
+    elif spec.learner.type == "gnn":
         K = y.shape[1]
         outputs = []
         for k in range(K):
@@ -234,11 +267,9 @@ def _message_passing(model, theta, fast, support, observed, support_before, T, d
     corrections = model.message_passing(deltas, statistics.detach() if detach else statistics)
     corrected = {}
     for b, bank in enumerate(model.banks):
-        weight, bias = bases[b][-2], bases[b][-1]
-        head_weight_size = weight[0, 0].numel()
-        weight = weight + corrections[b][..., :head_weight_size].reshape(weight.shape)
-        bias = bias + corrections[b][..., head_weight_size:].reshape(bias.shape)
-        weights = [*bases[b][:-2], weight, bias]
+        head = bases[b][-bank.head_size:]
+        parts = corrections[b].split([w[0, 0].numel() for w in head], dim=-1)
+        weights = [*bases[b][:-bank.head_size], *(w + c.reshape(w.shape) for w, c in zip(head, parts))]
         for name in bank.names:
             _, row, slices = unpadded_slices(model, name)
             for t in range(T):

@@ -62,7 +62,7 @@ def test_gradcheck_through_message_passing():
 
 def test_batched_edge_index_copies_the_graph_per_task():
     graph = mixed_graph()
-    module = ParameterMessagePassing(graph, [3], [2], [torch.arange(len(graph))])
+    module = ParameterMessagePassing(graph, [3], [2], [2], [torch.arange(len(graph))])
     edges = module.batched_edge_index(3)
     base, _ = graph.to_pyg()
     assert edges.shape == (2, 3 * base.shape[1])

@@ -13,10 +13,10 @@ from graphmeta.bayesnet import BayesNetMetaLearner, NetworkStructure
 from graphmeta.bayesnet.tabular import probe_codes
 
 
-def exact_learner(model, **config) -> BayesNetMetaLearner:
-    """A learner whose adapted CPDs are ``model``'s: meta-init set to its tables, no inner steps."""
-    learner = BayesNetMetaLearner(model, inner_steps=0, message_passing=False, **config)
-    learner._initialise_tables(learner.structure.pack_network(model))
+def learner_with_prior(model, pseudo_counts: float, **config) -> BayesNetMetaLearner:
+    """A learner whose prior is ``pseudo_counts`` times ``model``'s CPDs."""
+    learner = BayesNetMetaLearner(model, message_passing=False, **config)
+    learner._initialise_prior(pseudo_counts * learner.structure.pack_network(model))
     return learner
 
 
@@ -29,21 +29,29 @@ def test_probe_rows_enumerate_configurations_in_pgmpy_order(tiny_structure):
     assert (tiny_structure.configurations(block)[:, 2] == np.arange(6)).all()
 
 
-def test_exported_cpds_equal_the_network_they_encode(tiny):
-    exported = exact_learner(tiny).adapt(pd.DataFrame({"A": ["lo"], "B": ["no"], "C": ["x"]}))
+def test_exported_cpds_are_the_conjugate_posterior_in_pgmpy_order(tiny):
+    support = pd.DataFrame({"A": ["lo", "hi", "hi"], "B": ["no", "no", "yes"], "C": ["x", "z", "z"]})
+    exported = learner_with_prior(tiny, 4.0).adapt(support)
     assert exported.check_model()
     for name in ("A", "B", "C"):
-        cpd = exported.get_cpds(name)
-        assert cpd == tiny.get_cpds(name)
-        assert cpd.state_names[name] == tiny.get_cpds(name).state_names[name]
+        assert exported.get_cpds(name).state_names == tiny.get_cpds(name).state_names
     assert exported.get_cpds("C").variables == ["C", "B", "A"]
+    # A: states lo, mid, hi; prior 4 * (0.2, 0.5, 0.3) plus one "lo" and two "hi"
+    np.testing.assert_allclose(exported.get_cpds("A").get_values()[:, 0], np.array([1.8, 2.0, 3.2]) / 7, atol=1e-6)
+    # C's column (B=no, A=hi) saw one "z"; (B=yes, A=hi) one "z"; (B=no, A=mid) nothing
+    prior = tiny.get_cpds("C").get_values()  # columns in evidence order (B, A), A fastest
+    expected = prior.copy()
+    for column in (2, 5):
+        expected[:, column] = (4 * prior[:, column] + [0, 0, 1]) / 5
+    expected[:, 0] = (4 * prior[:, 0] + [1, 0, 0]) / 5  # (B=no, A=lo) saw one "x"
+    np.testing.assert_allclose(exported.get_cpds("C").get_values(), expected, atol=1e-6)
 
 
 def test_exported_columns_sum_to_one_and_inference_runs(asia):
     from pgmpy.inference import VariableElimination
 
     family = graphmeta.load_family("asia-dirichlet")
-    learner = BayesNetMetaLearner("asia", inner_steps=2, message_passing=True)
+    learner = BayesNetMetaLearner("asia", message_passing=True)
     support = family.sample_dataframes(1, 7, "test", seed=3)[0]
     model = learner.adapt(support)
     assert model.check_model()
@@ -57,7 +65,7 @@ def test_exported_columns_sum_to_one_and_inference_runs(asia):
 
 def test_cpd_tables_of_several_sites_match_one_at_a_time():
     family = graphmeta.load_family("asia-dirichlet")
-    learner = BayesNetMetaLearner("asia", inner_steps=2)
+    learner = BayesNetMetaLearner("asia")
     sites = family.sample_dataframes(3, 6, "test", seed=1)
     together = learner.cpd_tables(sites)
     alone = np.stack([learner.cpd_tables([site])[0] for site in sites])
@@ -91,7 +99,7 @@ def test_meta_fitted_learner_beats_bdeu_on_held_out_sites():
 
 def test_rows_with_missing_values_are_used():
     family = graphmeta.load_family("asia-dirichlet")
-    learner = BayesNetMetaLearner("asia", inner_steps=1, message_passing=False)
+    learner = BayesNetMetaLearner("asia", message_passing=False)
     site = family.sample_dataframes(1, 6, "test", seed=2)[0]
     site.loc[0, "xray"] = "yes" if site.loc[0, "xray"] == "no" else "no"  # a row unlike the others
     holed = site.copy()
@@ -109,7 +117,7 @@ def test_rows_with_missing_values_are_used():
 
 def test_save_and_load_round_trip(tmp_path):
     family = graphmeta.load_family("asia-dirichlet")
-    learner = BayesNetMetaLearner("asia", inner_steps=1, message_channels=8)
+    learner = BayesNetMetaLearner("asia", message_channels=8)
     learner.meta_fit(family.sample_dataframes(6, 40, "train", seed=0), steps=3, shots=5, query_shots=10,
                      val_every=3, progress=False)
     path = learner.save(tmp_path / "asia.pt")

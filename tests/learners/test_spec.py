@@ -49,7 +49,7 @@ def test_learner_from_strings_specs_and_mappings():
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("rnn", "unknown learner 'rnn'; choose one of \\['gnn', 'mlp'\\]"),
+        ("rnn", "unknown learner 'rnn'; choose one of \\['gnn', 'mlp', 'table'\\]"),
         ({"type": "rnn"}, "unknown learner 'rnn'"),
         ({"type": "mlp", "hiden": [4]}, r"unknown key 'hiden' in mlp learner spec \(did you mean 'hidden'\?\)"),
         ({"type": "gnn", "layer": 2}, r"unknown key 'layer' in gnn learner spec \(did you mean 'layers'\?\)"),
