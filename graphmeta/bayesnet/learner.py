@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 
 from ..data import Split
-from ..errors import ConfigError, DataError, check_keys
+from ..errors import CheckpointError, ConfigError, DataError, GraphError, check_keys
 from ..layout import GraphLayout
 from ..model import GraphMetaLearner
 from ..train.checkpoint import load_checkpoint, save_checkpoint
@@ -163,8 +163,12 @@ class BayesNetMetaLearner:
     def load(cls, path: str | Path) -> BayesNetMetaLearner:
         """A learner saved with :meth:`save`."""
         state = load_checkpoint(path, required=CHECKPOINT_KEYS)
-        learner = cls(NetworkStructure.from_dict(state["structure"]), **state["config"])
-        learner.model.load_state_dict(state["model"])
+        try:
+            learner = cls(NetworkStructure.from_dict(state["structure"]), **state["config"])
+            learner.model.load_state_dict(state["model"])
+        except (ConfigError, GraphError, RuntimeError, KeyError, TypeError) as error:
+            raise CheckpointError(f"{path} does not hold a BayesNetMetaLearner of this graphmeta version: "
+                                  f"{error}") from None
         learner.shots = state["shots"]
         learner.model.eval()
         return learner

@@ -130,6 +130,19 @@ def test_save_and_load_round_trip(tmp_path):
         again.cpd_tables(family.sample_dataframes(1, 30, "test", seed=0))
 
 
+def test_a_checkpoint_of_another_learner_is_a_checkpoint_error(tmp_path, tiny):
+    learner = BayesNetMetaLearner(tiny)
+    path = learner.save(tmp_path / "tiny.pt")
+    state = torch.load(path, weights_only=True)
+    torch.save({**state, "config": {**state["config"], "algorithm": "metasgd"}}, tmp_path / "old.pt")
+    with pytest.raises(graphmeta.CheckpointError, match="old.pt.*'algorithm'"):
+        BayesNetMetaLearner.load(tmp_path / "old.pt")
+    state["model"] = {key: value[..., :1] for key, value in state["model"].items()}
+    torch.save(state, tmp_path / "shapes.pt")
+    with pytest.raises(graphmeta.CheckpointError, match="shapes.pt"):
+        BayesNetMetaLearner.load(tmp_path / "shapes.pt")
+
+
 def test_structure_cpds_are_ignored(tiny):
     """Only the DAG and the states count: two networks differing in CPD values give the same learner."""
     other = tiny.copy()
