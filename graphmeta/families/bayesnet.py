@@ -21,13 +21,17 @@ from .cpd_table import CPDTable
 from .networks import cpd_values, discrete_network, resolve_network
 
 PRIORS = ("dirichlet", "latent")
+LEARNERS = ("mlp", "table")
 
 
 class BayesNetFamily(TaskFamily):
     r"""Tasks are discrete Bayesian networks with the DAG and states of a pgmpy network.
 
     One classification subtask per variable (``num_classes`` = cardinality,
-    ``attrs["state_names"]``), parents as in the network; a row of a task is one joint
+    ``attrs["state_names"]``), parents as in the network, each with the ``learner``
+    ``"mlp"`` (the engine's default MLP on the parents' one-hots) or ``"table"`` (a
+    :class:`~graphmeta.learners.spec.Table`: the CPD itself, adapted by the conjugate
+    Dirichlet update); a row of a task is one joint
     ancestral draw of all variables. The reference CPDs :math:`\theta^*` are the network's,
     floored and renormalised, because several bundled networks have exact zeros:
     :math:`\theta^*(v \mid u) \propto \max(\theta(v \mid u), \text{floor})`. Task ``t`` draws
@@ -58,6 +62,7 @@ class BayesNetFamily(TaskFamily):
         scale: float = 1.0,
         floor: float = 1e-3,
         seed: int = 0,
+        learner: str = "mlp",
     ) -> None:
         from pgmpy.models import DiscreteBayesianNetwork
 
@@ -69,10 +74,16 @@ class BayesNetFamily(TaskFamily):
         self.floor = check_positive("floor", floor)
         self.states = {variable: _string_states(model, variable) for variable in model.nodes()}
         self.evidence = {variable: list(model.get_cpds(variable).variables[1:]) for variable in model.nodes()}
+        self.learner = check_choice("learner", learner, LEARNERS)
         graph = TaskGraph.from_pgmpy(model)
         graph.name = name
+        if self.learner == "table":
+            spec = graph.to_dict()
+            for subtask in spec["subtasks"].values():
+                subtask["learner"] = {"type": "table"}
+            graph = TaskGraph.from_dict(spec)
         config = {"network": name or type(model).__name__, "prior": self.prior, "alpha": self.alpha,
-                  "latent_dim": self.latent_dim, "scale": self.scale, "floor": self.floor}
+                  "latent_dim": self.latent_dim, "scale": self.scale, "floor": self.floor, "learner": self.learner}
         super().__init__(graph, seed, config)
 
         self.table = CPDTable.build(graph, self.evidence)

@@ -245,7 +245,26 @@ def test_a_network_fitted_on_numbers_has_non_string_states():
     ({"prior": "dirichlett"}, ConfigError, "did you mean 'dirichlet'"),
     ({"alpha": 0}, ConfigError, "alpha"),
     ({"floor": -1}, ConfigError, "floor"),
+    ({"learner": "tabel"}, ConfigError, "did you mean 'table'"),
 ])
 def test_bad_arguments(arguments, error, match):
     with pytest.raises(error, match=match):
         BayesNetFamily(**arguments)
+
+
+def test_table_learners_meta_train_on_the_family(tmp_path):
+    """With learner="table" every variable is a CPD; one adaptation is the Dirichlet posterior, so even
+    before meta-training it beats no adaptation, and meta-training the prior lowers the query loss."""
+    import graphmeta as gm
+
+    family = BayesNetFamily("asia", learner="table")
+    assert {family.graph.subtask(name).learner for name in family.graph.names} == {gm.Table()}
+    torch.manual_seed(0)
+    model = gm.GraphMetaLearner(family.graph, message_passing=False)
+    batch = family.sample(64, shots=10, query=50, split="test", seed=0)
+    before = model.adapt(batch, steps=0).evaluate(batch.query)["loss"].mean()
+    untrained = model.adapt(batch).evaluate(batch.query)["loss"].mean()
+    gm.Trainer(model, family, steps=150, shots=10, query_shots=50, outer_lr=0.1, val_every=50, progress=False,
+               run_dir=str(tmp_path), name="table").fit()
+    trained = model.adapt(batch).evaluate(batch.query)["loss"].mean()
+    assert untrained < before and trained < untrained - 0.03  # 0.312 -> 0.269 nats per variable when written
