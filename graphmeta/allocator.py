@@ -4,10 +4,12 @@ glibc's ``malloc`` serves every allocation above 32 MiB with its own ``mmap`` an
 with ``munmap`` on free. A meta-step on thousands of nodes allocates and frees several such
 buffers (fast weights ``[T, N, ...]`` and their gradients) every step, so the kernel zeroes
 and maps the same pages again each time: on a 4,096-node graph half the step was page
-faults. Turning ``mmap`` off for ``malloc`` (and never trimming the heap) reuses the pages
-instead. It is process-wide, so the library never does it on import; the ``graphmeta``
-commands and the benchmarks call it, and users may (it is what ``MALLOC_MMAP_MAX_=0
-MALLOC_TRIM_THRESHOLD_=...`` in the environment does).
+faults. Turning ``mmap`` off for ``malloc`` and trimming off for the heap (threshold ``-1``:
+a finite threshold, even 2 GiB, is crossed by the multi-GiB steps of such graphs, and the
+pages are returned and faulted in again every step) reuses the pages instead. It is
+process-wide, so the library never does it on import; the ``graphmeta`` commands and the
+benchmarks call it, and users may (glibc's ``MALLOC_MMAP_MAX_`` and ``MALLOC_TRIM_THRESHOLD_``
+environment variables set the same two parameters).
 """
 
 from __future__ import annotations
@@ -29,4 +31,4 @@ def reuse_large_allocations() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, -1))
