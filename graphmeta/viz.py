@@ -48,7 +48,8 @@ from .graph import TaskGraph
 FORMATS = (".png", ".svg", ".pdf")
 DIRECTIONS = ("LR", "TB")
 KIND_COLOURS = {"regression": "#4C72B0", "classification": "#DD8452"}
-LEARNER_MARKERS = {"mlp": "o", "gnn": "h"}
+LEARNER_MARKERS = {"mlp": "o", "gnn": "h", "table": "D"}
+LEARNER_NAMES = {"mlp": "MLP", "gnn": "GNN", "table": "Table"}
 MISSING_COLOUR = "#BBBBBB"
 EDGE_COLOUR = "#505050"
 DUMMY_ROOM = 0.35  # of a node's room along its layer
@@ -472,7 +473,7 @@ def _draw_legend(graph: TaskGraph, ax: Axes, values: dict[str, float] | None) ->
                       markeredgecolor=colour, label=kind, **marker)
                for kind, colour in KIND_COLOURS.items() if kind in kinds]
     handles += [Line2D([], [], marker=shape, markerfacecolor="white", markeredgecolor="#2b2b2b",
-                       label=f"{learner.upper()} learner", **marker)
+                       label=f"{LEARNER_NAMES[learner]} learner", **marker)
                 for learner, shape in LEARNER_MARKERS.items() if learner in learners]
     if values is not None and not all(_known(values, name) for name in graph.names):
         handles.append(Line2D([], [], marker="o", markerfacecolor=MISSING_COLOUR, markeredgecolor="#2b2b2b",

@@ -50,6 +50,16 @@ def test_markers_and_legend_show_kind_and_learner(mixed):
     assert legend == ["regression", "classification", "MLP learner", "GNN learner"]
 
 
+def test_table_learners_have_their_own_marker():
+    graph = (TaskGraph().add_subtask("a", kind="classification", num_classes=2, learner="table")
+             .add_subtask("b", kind="classification", num_classes=3, learner="table")
+             .add_subtask("c", in_dim=1).add_dependency("a", "b").add_dependency("b", "c"))
+    figure = draw_task_graph(graph, metrics={"a": 0.1, "b": 0.2, "c": 0.3})
+    assert sorted(len(c.get_offsets()) for c in markers(figure)) == [1, 2]
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert "Table learner" in legend and "MLP learner" in legend
+
+
 @pytest.mark.parametrize(("suffix", "magic"), [(".png", b"\x89PNG"), (".svg", b"<?xml"), (".pdf", b"%PDF")])
 def test_saves_by_suffix(mixed, tmp_path, suffix, magic):
     path = tmp_path / "sub" / f"graph{suffix}"
