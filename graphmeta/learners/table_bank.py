@@ -17,11 +17,12 @@ pseudo-counts :math:`\beta + n`, i.e. :math:`\ell \leftarrow \log(e^{\ell} + n)`
 exact Bayes for any support size, and it is differentiable in :math:`\ell`, so the query loss
 meta-learns the prior.
 
-Parents are slots ``0 .. P-1`` in ``graph.parents`` order, slot ``j`` padded to the widest
-class count ``W_j`` found there (a node with fewer parents reads a one-class constant in its
-empty slots), so every node indexes its table by
-:math:`u = \sum_j s_j \prod_{i > j} W_i` over the same ``prod_j W_j`` rows; rows whose
-configuration a node cannot have never receive probability or counts.
+Node ``n`` with parents :math:`p_1, \dots, p_P` (``graph.parents`` order) of class counts
+:math:`c_1, \dots, c_P` numbers its rows :math:`u = \sum_j s_j \prod_{i > j} c_i` (first parent
+slowest, as pgmpy orders CPD columns when the evidence is in that order); the bank pads every
+table to its largest node's :math:`\prod_j c_j` rows, and padded rows never receive
+probability or counts. For the mixture, the parents' distributions are multiplied out over
+slots padded to the widest class count per slot, then each node's rows are gathered.
 """
 
 from __future__ import annotations
@@ -51,26 +52,36 @@ class TableBank(LearnerBank):
         parents = [graph.parents(name) for name in self.names]
         slots = max(len(p) for p in parents)
         self.slot_widths = [max((graph.subtask(p[j]).width for p in parents if len(p) > j)) for j in range(slots)]
-        self.configurations = math.prod(self.slot_widths)
+        cards = [[graph.subtask(p).width for p in node_parents] for node_parents in parents]
+        self.configurations = max(math.prod(c) for c in cards)
         # per slot, the columns of packed_source(split) + [1] to read: the parent's one-hot,
         # padded with the zero column; an empty slot reads the constant 1 as its only class
         source_width = self.layout.feature_width + self.layout.value_width
         zero, one = source_width, source_width + 1
-        index = torch.full((len(self.names), slots, max(self.slot_widths, default=1)), zero, dtype=torch.long)
-        for row, node_parents in enumerate(parents):
+        width = max(self.slot_widths, default=1)
+        index = torch.full((len(self.names), slots, width), zero, dtype=torch.long)
+        # row u = sum_j (class of parent j) * stride_j: a linear code of the slots' one-hots
+        code = torch.zeros(len(self.names), slots, width, dtype=torch.long)
+        # for the mixture: where row u of each node sits in the grid of padded slots (a last,
+        # always-zero grid cell for the rows a node does not have)
+        grid = math.prod(self.slot_widths)
+        rows_in_grid = torch.full((len(self.names), self.configurations), grid, dtype=torch.long)
+        grid_strides = [math.prod(self.slot_widths[j + 1:]) for j in range(slots)]
+        for row, (node_parents, node_cards) in enumerate(zip(parents, cards)):
+            strides = [math.prod(node_cards[j + 1:]) for j in range(len(node_cards))]
             for j in range(slots):
                 if j < len(node_parents):
                     columns = self.layout.value_slices[node_parents[j]]
-                    index[row, j, : columns.stop - columns.start] = torch.arange(columns.start, columns.stop) + (
-                        self.layout.feature_width)
+                    index[row, j, : node_cards[j]] = torch.arange(columns.start, columns.stop) + self.layout.feature_width
+                    code[row, j, : node_cards[j]] = torch.arange(node_cards[j]) * strides[j]
                 else:
                     index[row, j, 0] = one
+            u = torch.arange(math.prod(node_cards))
+            rows_in_grid[row, : len(u)] = sum(
+                (u // stride % card) * grid_stride for stride, card, grid_stride in zip(strides, node_cards, grid_strides))
         self.register_buffer("parent_index", index, persistent=False)
-        # row u = sum_j (class of slot j) * stride_j: a linear code of the slots' one-hots
-        strides = torch.tensor([math.prod(self.slot_widths[j + 1:]) for j in range(slots)], dtype=torch.long)
-        classes = torch.arange(index.shape[-1])
-        self.register_buffer("row_code", (strides[:, None] * classes).expand(len(self.names), -1, -1).reshape(
-            len(self.names), -1), persistent=False)
+        self.register_buffer("row_code", code.flatten(1), persistent=False)
+        self.register_buffer("rows_in_grid", rows_in_grid, persistent=False)
         self.theta = nn.ParameterList([nn.Parameter(torch.empty(len(self.names), self.configurations,
                                                                 self.output_width))])
         self.reset_parameters()
@@ -116,18 +127,21 @@ class TableBank(LearnerBank):
     def _configuration_weights(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """``[T, N_b', K, C]``: each shot's distribution over the table rows, ``p_1 (x) ... (x) p_P``."""
         index = self.parent_index if nodes is None else self.parent_index[nodes]
+        rows_in_grid = self.rows_in_grid if nodes is None else self.rows_in_grid[nodes]
         source = _with_ones(packed_source(split))
-        weights = source.new_ones(source.shape[0], index.shape[0], source.shape[1], 1)
+        grid = source.new_ones(source.shape[0], index.shape[0], source.shape[1], 1)
         for j, width in enumerate(self.slot_widths):
             parent = gather_columns(source, index[:, j, :width])
-            weights = (weights[..., :, None] * parent[..., None, :]).flatten(-2)
-        return weights
+            grid = (grid[..., :, None] * parent[..., None, :]).flatten(-2)
+        grid = torch.cat([grid, grid.new_zeros(*grid.shape[:-1], 1)], dim=-1)
+        return grid.gather(-1, rows_in_grid[None, :, None, :].expand(*grid.shape[:-1], -1))
 
     def table_rows(self, name: str, parent_classes: np.ndarray) -> np.ndarray:
         """The table rows of node ``name`` for its parents' classes ``[R, P]`` (``graph.parents`` order)."""
-        strides = np.cumprod([1, *self.slot_widths[::-1]])[::-1][1:]
-        parent_classes = np.asarray(parent_classes, dtype=np.int64).reshape(len(parent_classes), -1)
-        return parent_classes @ strides[: parent_classes.shape[1]]
+        classes = [self.graph.subtask(parent).width for parent in self.graph.parents(name)]
+        strides = np.array([math.prod(classes[j + 1:]) for j in range(len(classes))], dtype=np.int64)
+        parent_classes = np.asarray(parent_classes, dtype=np.int64)
+        return parent_classes.reshape(len(parent_classes), len(classes)) @ strides
 
     def extra_repr(self) -> str:
         return (f"nodes={len(self.names)}, configurations={self.configurations}, output_width={self.output_width}, "

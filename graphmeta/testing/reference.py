@@ -105,12 +105,12 @@ def _inner_step(model: GraphMetaLearner, name: str, weights: list[torch.Tensor],
 
 
 def _table_rows(model: GraphMetaLearner, name: str, data: Data, t: int) -> torch.Tensor:
-    """``[K]``: the table row of each shot, ``sum_j class_j * prod_{i > j} W_i`` over the parents."""
-    b, _ = _bank_rows(model)[name]
-    widths = model.banks[b].slot_widths
+    """``[K]``: the table row of each shot, ``sum_j class_j * prod_{i > j} classes_i`` over the parents."""
+    parents = model.graph.parents(name)
+    classes = [model.graph.subtask(p).num_classes for p in parents]
     rows = torch.zeros(_unpack(data[name])[1].shape[1], dtype=torch.long)
-    for j, parent in enumerate(model.graph.parents(name)):
-        rows = rows + _unpack(data[parent])[1][t].long().clamp(min=0) * math.prod(widths[j + 1:])
+    for j, parent in enumerate(parents):
+        rows = rows + _unpack(data[parent])[1][t].long().clamp(min=0) * math.prod(classes[j + 1:])
     return rows
 
 
