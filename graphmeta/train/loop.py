@@ -1,23 +1,42 @@
 """The pieces of a meta-training loop that :class:`~graphmeta.train.Trainer` and
-:class:`~graphmeta.train.OnlineMetaLearner` share: :func:`meta_update`, one outer step, and
-:func:`start_run`, which begins or resumes a run directory."""
+:class:`~graphmeta.train.OnlineMetaLearner` share: :func:`set_up_run` (device, run directory,
+optimizer, schedule), :func:`meta_update`, one outer step, and :func:`start_run`, which begins
+or resumes a run directory."""
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 
 from ..data import TaskBatch
 from ..errors import ConfigError
 from ..graph import TaskGraph
 from ..model import GraphMetaLearner
 from .checkpoint import seed_everything
+from .config import TrainConfig
 from .run_dir import RunDirectory
+from .sampler import Family
+from .schedules import build_scheduler
+
+
+def set_up_run(model: GraphMetaLearner, family: Family, config: TrainConfig, steps: int, kind: str = ""
+               ) -> tuple[RunDirectory, torch.optim.Adam, LambdaLR]:
+    """Move ``model`` to ``config.device`` (when set) and return the run directory
+    (``config.name``, or ``<graph>-<kind>-<timestamp>``), Adam at ``outer_lr`` on every
+    parameter, and the learning-rate schedule over ``steps`` outer steps."""
+    if config.device is not None:
+        model.to(config.device)
+    name = config.name or "-".join(filter(None, [family.graph.name or "run", kind, time.strftime("%Y%m%d-%H%M%S")]))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.outer_lr)
+    scheduler = build_scheduler(optimizer, config.schedule, steps, config.warmup_steps, config.final_lr_ratio)
+    return RunDirectory(Path(config.run_dir) / name), optimizer, scheduler
 
 
 @dataclass(frozen=True)

@@ -49,10 +49,9 @@ from .checkpoint import (load_checkpoint, require_finite_parameters, restore_mod
 from .config import (EvaluateConfig, OnlineConfig, RunConfig, TrainConfig, family_spec, load_family_and_model,
                      load_run_config)
 from .evaluation import EvaluationReport, evaluate_run, nanmean, query_results
-from .run_dir import RunDirectory
 from .sampler import EpisodeSampler, Family
-from .loop import meta_update, start_run
-from .schedules import build_scheduler, restore_scheduler
+from .loop import meta_update, set_up_run, start_run
+from .schedules import restore_scheduler
 
 CHECKPOINT_KEYS = ("step", "model", "model_config", "optimizer", "scheduler", "stream", "buffer", "rng", "online")
 
@@ -81,18 +80,12 @@ class OnlineMetaLearner:
             raise ConfigError(f"OnlineMetaLearner runs mode 'online', got mode {train['mode']!r}: "
                               "use Trainer for batch meta-training")
         self.config = TrainConfig.from_dict({**train, "mode": "online"}, "train")
-        if self.config.device is not None:
-            model.to(self.config.device)
         self.model = model
         self.family = family
         self.family_spec = family_spec(family)
         self.evaluate_config = EvaluateConfig()
-        name = self.config.name or f"{family.graph.name or 'run'}-online-{time.strftime('%Y%m%d-%H%M%S')}"
-        self.run = RunDirectory(Path(self.config.run_dir) / name)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.outer_lr)
-        self.scheduler = build_scheduler(self.optimizer, self.config.schedule,
-                                         self.online.tasks * self.online.updates_per_task,
-                                         self.config.warmup_steps, self.config.final_lr_ratio)
+        self.run, self.optimizer, self.scheduler = set_up_run(
+            model, family, self.config, self.online.tasks * self.online.updates_per_task, "online")
         self.stream = EpisodeSampler(family, 1, self.config.shots, self.config.query_shots, self.config.seed)
         self.buffer = TaskBuffer(family.graph, self.online.buffer_size, self.online.buffer_policy, self.config.seed)
         self.updates = 0

@@ -31,10 +31,9 @@ from .checkpoint import (load_checkpoint, require_finite_parameters, restore_mod
                          save_checkpoint, set_rng_state)
 from .config import EvaluateConfig, RunConfig, TrainConfig, family_spec, load_family_and_model, load_run_config
 from .evaluation import EvaluationReport, evaluate_run, nanmean, query_results
-from .loop import meta_update, start_run
-from .run_dir import RunDirectory
+from .loop import meta_update, set_up_run, start_run
 from .sampler import EpisodeSampler, Family
-from .schedules import build_scheduler, restore_scheduler
+from .schedules import restore_scheduler
 
 CHECKPOINT_KEYS = ("step", "model", "model_config", "optimizer", "scheduler", "sampler", "rng", "trainer")
 WINDOW_KEYS = ("loss", "loss_before", "loss_after", "accuracy_after", "grad_norm")
@@ -63,17 +62,11 @@ class Trainer:
         if self.config.mode != "batch":
             raise ConfigError(f"Trainer runs train.mode 'batch', got {self.config.mode!r}: use "
                               "graphmeta.OnlineMetaLearner for online meta-learning")
-        if self.config.device is not None:
-            model.to(self.config.device)
         self.model = model
         self.family = family
         self.family_spec = family_spec(family)
         self.evaluate_config = EvaluateConfig()
-        name = self.config.name or f"{family.graph.name or 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
-        self.run = RunDirectory(Path(self.config.run_dir) / name)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.outer_lr)
-        self.scheduler = build_scheduler(self.optimizer, self.config.schedule, self.config.steps,
-                                         self.config.warmup_steps, self.config.final_lr_ratio)
+        self.run, self.optimizer, self.scheduler = set_up_run(model, family, self.config, self.config.steps)
         self.sampler = EpisodeSampler(family, self.config.meta_batch_size, self.config.shots,
                                       self.config.query_shots, self.config.seed)
         self.step = 0
