@@ -23,7 +23,7 @@ import networkx as nx
 import torch
 
 from .errors import GraphError, check_keys, closest
-from .learners.spec import LearnerSpec
+from .learners.spec import LearnerSpec, learner_from, learner_to_dict
 from .subtask import Subtask
 
 SUBTASK_KEYS = ("in_dim", "kind", "out_dim", "num_classes", "learner", "attrs")
@@ -189,6 +189,13 @@ class TaskGraph:
         raise GraphError(f"the task graph has a cycle: {path}; a task graph must be a DAG")
 
     # -------------------------------------------------------------- conversions
+    def with_learner(self, learner: str | LearnerSpec | Mapping[str, Any]) -> TaskGraph:
+        """A copy of the graph in which every subtask uses ``learner`` (as for :meth:`add_subtask`)."""
+        spec = self.to_dict()
+        for subtask in spec["subtasks"].values():
+            subtask["learner"] = learner_to_dict(learner_from(learner))
+        return TaskGraph.from_dict(spec)
+
     def to_dict(self) -> dict[str, Any]:
         """``{"name", "subtasks": {name: spec}, "dependencies": [[parent, child], ...]}``."""
         return {

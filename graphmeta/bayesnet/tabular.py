@@ -28,13 +28,7 @@ from .structure import NetworkStructure
 
 def tabular_graph(structure: NetworkStructure) -> TaskGraph:
     """The task graph of ``structure`` with a Table learner per variable."""
-    graph = TaskGraph(name=structure.graph.name)
-    for name in structure.names:
-        graph.add_subtask(name, kind="classification", num_classes=len(structure.states[name]), learner=Table(),
-                          state_names=list(structure.states[name]))
-    for parent, child in structure.graph.edges:
-        graph.add_dependency(parent, child)
-    return graph.validate()
+    return structure.graph.with_learner(Table())
 
 
 def split_from_codes(structure: NetworkStructure, layout: GraphLayout, codes: np.ndarray,

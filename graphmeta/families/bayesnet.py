@@ -75,13 +75,8 @@ class BayesNetFamily(TaskFamily):
         self.states = {variable: _string_states(model, variable) for variable in model.nodes()}
         self.evidence = {variable: list(model.get_cpds(variable).variables[1:]) for variable in model.nodes()}
         self.learner = check_choice("learner", learner, LEARNERS)
-        graph = TaskGraph.from_pgmpy(model)
+        graph = TaskGraph.from_pgmpy(model).with_learner(self.learner)
         graph.name = name
-        if self.learner == "table":
-            spec = graph.to_dict()
-            for subtask in spec["subtasks"].values():
-                subtask["learner"] = {"type": "table"}
-            graph = TaskGraph.from_dict(spec)
         config = {"network": name or type(model).__name__, "prior": self.prior, "alpha": self.alpha,
                   "latent_dim": self.latent_dim, "scale": self.scale, "floor": self.floor, "learner": self.learner}
         super().__init__(graph, seed, config)

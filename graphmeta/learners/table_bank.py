@@ -66,9 +66,9 @@ class TableBank(LearnerBank):
         # always-zero grid cell for the rows a node does not have)
         grid = math.prod(self.slot_widths)
         rows_in_grid = torch.full((len(self.names), self.configurations), grid, dtype=torch.long)
-        grid_strides = [math.prod(self.slot_widths[j + 1:]) for j in range(slots)]
+        grid_strides = _strides(self.slot_widths)
         for row, (node_parents, node_cards) in enumerate(zip(parents, cards)):
-            strides = [math.prod(node_cards[j + 1:]) for j in range(len(node_cards))]
+            strides = _strides(node_cards)
             for j in range(slots):
                 if j < len(node_parents):
                     columns = self.layout.value_slices[node_parents[j]]
@@ -97,38 +97,40 @@ class TableBank(LearnerBank):
         log_counts = weights[0] if nodes is None else weights[0][:, nodes]
         output_mask = self.output_mask if nodes is None else self.output_mask[nodes]
         log_counts = log_counts.masked_fill(~output_mask[:, None, :], torch.finfo(log_counts.dtype).min / 4)
-        rows = self._rows(split, nodes)
+        source = _with_ones(packed_source(split))
+        rows = self._rows(source, nodes)
         if rows is not None:  # normalise the K rows read, not all C
             return log_counts.gather(2, rows[..., None].expand(-1, -1, -1, log_counts.shape[-1])).log_softmax(-1)
-        mixture = self._configuration_weights(split, nodes) @ log_counts.softmax(-1)
+        mixture = self._configuration_weights(source, nodes) @ log_counts.softmax(-1)
         return mixture.clamp(min=torch.finfo(mixture.dtype).tiny).log()
 
     def posterior(self, weights: Weights, split: Split) -> Weights:
         """The conjugate update ``log(exp(l) + n)`` with the support counts ``n [T, N_b, C, D_out]``."""
         observed = self.targets(split) * self.example_mask(split).to(weights[0].dtype)[..., None]
-        rows = self._rows(split)
+        source = _with_ones(packed_source(split))
+        rows = self._rows(source)
         if rows is not None:
             counts = torch.zeros_like(weights[0]).scatter_add_(2, rows[..., None].expand_as(observed), observed)
         else:
-            counts = self._configuration_weights(split).transpose(-1, -2) @ observed
+            counts = self._configuration_weights(source).transpose(-1, -2) @ observed
         return (torch.logaddexp(weights[0], counts.log()),)
 
-    def _rows(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor | None:
-        """``[T, N_b', K]``: each shot's table row when every parent value is 0/1 (a one-hot, or all
-        zeros for a missing value, whose shot the example mask drops); ``None`` when some parent
-        value is a probability, which needs the mixture."""
+    def _rows(self, source: torch.Tensor, nodes: torch.Tensor | None = None) -> torch.Tensor | None:
+        """``[T, N_b', K]``: each shot's table row, read from ``source`` (:func:`_with_ones` of
+        ``packed_source``), when every parent value is 0/1 (a one-hot, or all zeros for a missing
+        value, whose shot the example mask drops); ``None`` when some parent value is a
+        probability, which needs the mixture."""
         index = self.parent_index if nodes is None else self.parent_index[nodes]
         code = self.row_code if nodes is None else self.row_code[nodes]
-        parents = gather_columns(_with_ones(packed_source(split)), index.flatten(1))
+        parents = gather_columns(source, index.flatten(1))
         if not bool(((parents == 0) | (parents == 1)).all()):
             return None
         return (parents * code[:, None, :].to(parents.dtype)).sum(-1).round().long()
 
-    def _configuration_weights(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
+    def _configuration_weights(self, source: torch.Tensor, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """``[T, N_b', K, C]``: each shot's distribution over the table rows, ``p_1 (x) ... (x) p_P``."""
         index = self.parent_index if nodes is None else self.parent_index[nodes]
         rows_in_grid = self.rows_in_grid if nodes is None else self.rows_in_grid[nodes]
-        source = _with_ones(packed_source(split))
         grid = source.new_ones(source.shape[0], index.shape[0], source.shape[1], 1)
         for j, width in enumerate(self.slot_widths):
             parent = gather_columns(source, index[:, j, :width])
@@ -138,14 +140,19 @@ class TableBank(LearnerBank):
 
     def table_rows(self, name: str, parent_classes: np.ndarray) -> np.ndarray:
         """The table rows of node ``name`` for its parents' classes ``[R, P]`` (``graph.parents`` order)."""
-        classes = [self.graph.subtask(parent).width for parent in self.graph.parents(name)]
-        strides = np.array([math.prod(classes[j + 1:]) for j in range(len(classes))], dtype=np.int64)
+        strides = np.array(_strides([self.graph.subtask(parent).width for parent in self.graph.parents(name)]),
+                           dtype=np.int64)
         parent_classes = np.asarray(parent_classes, dtype=np.int64)
-        return parent_classes.reshape(len(parent_classes), len(classes)) @ strides
+        return parent_classes.reshape(len(parent_classes), len(strides)) @ strides
 
     def extra_repr(self) -> str:
         return (f"nodes={len(self.names)}, configurations={self.configurations}, output_width={self.output_width}, "
                 f"prior_strength={self.spec.prior_strength}")
+
+
+def _strides(widths: Sequence[int]) -> list[int]:
+    """Mixed-radix place values, the first digit slowest: ``prod(widths[j + 1:])`` for each ``j``."""
+    return [math.prod(widths[j + 1:]) for j in range(len(widths))]
 
 
 def _with_ones(source: torch.Tensor) -> torch.Tensor:

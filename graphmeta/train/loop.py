@@ -52,13 +52,14 @@ class MetaUpdate:
 
 
 def meta_update(model: GraphMetaLearner, optimizer: torch.optim.Optimizer, batch: TaskBatch,
-                grad_clip: float | None) -> MetaUpdate:
+                grad_clip: float | None, metrics: bool = True) -> MetaUpdate:
     """One outer step of ``optimizer`` on the meta-loss of ``batch``, the total gradient norm
     clipped to ``grad_clip`` (``None``: no clipping); the outer step of :class:`Trainer` and
     :class:`~graphmeta.train.OnlineMetaLearner`. When the loss or the gradient norm is not
-    finite, no step is taken and the gradients are cleared. The caller steps the schedule."""
+    finite, no step is taken and the gradients are cleared. The caller steps the schedule.
+    ``metrics=False`` skips the per-node metrics (and the forward pass they cost)."""
     model.train()
-    loss, metrics = model.meta_loss(batch)
+    loss, metrics = model.meta_loss(batch, metrics=metrics)
     optimizer.zero_grad(set_to_none=True)
     if not torch.isfinite(loss):
         return MetaUpdate(loss, metrics, nonfinite=f"meta-loss ({float(loss.detach())})")

@@ -183,7 +183,7 @@ class OnlineMetaLearner:
     def _update(self) -> float | None:
         """One meta-update on a meta-batch from the buffer; its meta-loss, or ``None`` when skipped."""
         update = meta_update(self.model, self.optimizer, self.buffer.sample(self.config.meta_batch_size),
-                             self.config.grad_clip)
+                             self.config.grad_clip, metrics=False)
         if update.nonfinite is not None:
             self._nonfinite(update.nonfinite)
         self.scheduler.step()

@@ -90,9 +90,9 @@ def nan_at(model, steps):
     """Make ``model.meta_loss`` non-finite on the given (1-based) calls."""
     original, calls = model.meta_loss, []
 
-    def meta_loss(batch):
+    def meta_loss(batch, metrics=True):
         calls.append(1)
-        loss, metrics = original(batch)
+        loss, metrics = original(batch, metrics)
         return (loss * math.nan if len(calls) in steps else loss), metrics
 
     model.meta_loss = meta_loss
