@@ -14,8 +14,8 @@ from .errors import CheckpointError, ConfigError, DataError, GraphError, GraphMe
 __version__ = "0.1.0"
 
 _LAZY = {
-    "AdaptedGraph": "adapted", "GNN": "learners.spec", "GraphMetaLearner": "model", "MLP": "learners.spec",
-    "OnlineMetaLearner": "train", "Subtask": "subtask", "Table": "learners.spec", "TaskBatch": "data", "TaskGraph": "graph", "Trainer": "train",
+    "AdaptedGraph": "adapted", "GNN": "learners", "GraphMetaLearner": "model", "MLP": "learners",
+    "OnlineMetaLearner": "train", "Subtask": "subtask", "Table": "learners", "TaskBatch": "data", "TaskGraph": "graph", "Trainer": "train",
     "load_family": "families.cards",
 }
 

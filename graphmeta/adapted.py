@@ -14,7 +14,7 @@ from .layout import GraphLayout
 from .learners.bank import Weights
 
 if TYPE_CHECKING:
-    from .learners.grouping import BankSet
+    from .learners.bank_set import BankSet
     from .model import GraphMetaLearner
 
 
@@ -117,7 +117,7 @@ class AdaptedGraph:
         num_tasks = self.num_tasks
         single = None
         for name, x in [*inputs.items(), *observed.items()]:
-            if self.graph.subtask(name).learner.type == "gnn" and name in inputs:
+            if self.graph.subtask(name).takes_graphs and name in inputs:
                 continue
             tensor = torch.as_tensor(x)
             full = 3 if (name in inputs or self.graph.subtask(name).kind == "regression") else 2
@@ -133,7 +133,7 @@ class AdaptedGraph:
         graphs = {}
         for n, (name, (x, y)) in enumerate(rows.items()):
             spec = self.graph.subtask(name)
-            if spec.learner.type == "gnn":
+            if spec.takes_graphs:
                 if x is None:
                     raise DataError(f"predict needs input graphs for GNN node {name!r}")
                 graphs[name] = dense_graphs(f"input of node {name!r}", x, spec.in_dim, num_tasks, shots, dtype

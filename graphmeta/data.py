@@ -214,7 +214,7 @@ def _build_split(
             _check_shape(where + " targets", y, (num_tasks, shots, spec.out_dim))
             _check_finite(where + " targets", y, present)
             values[:, :, layout.value_slices[name]] = torch.where(present.unsqueeze(-1), y, 0).to(float_dtype)
-        if spec.learner.type == "gnn":
+        if spec.takes_graphs:
             graphs[name] = dense_graphs(where, x, spec.in_dim, num_tasks, shots, float_dtype)
         elif spec.in_dim > 0:
             if x is None:

@@ -23,7 +23,7 @@ import networkx as nx
 import torch
 
 from .errors import GraphError, check_keys, closest
-from .learners.spec import LearnerSpec, learner_from, learner_to_dict
+from .learners import LearnerSpec, learner_from, learner_to_dict
 from .subtask import Subtask
 
 SUBTASK_KEYS = ("in_dim", "kind", "out_dim", "num_classes", "learner", "attrs")
@@ -178,9 +178,7 @@ class TaskGraph:
             if u == v:
                 raise GraphError(f"self-loop on {u!r}: a subtask cannot depend on itself")
         for u, v in self._dag.edges:
-            if self.subtask(v).learner.type == "table" and self.subtask(u).kind != "classification":
-                raise GraphError(f"subtask {v!r} has a Table learner, a CPD over its parents' classes, but its parent "
-                                 f"{u!r} is a regression subtask; use an MLP learner for {v!r}")
+            self.subtask(v).learner.check_parent(v, self.subtask(u))
         try:
             cycle = nx.find_cycle(self._dag)
         except nx.NetworkXNoCycle:

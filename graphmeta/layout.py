@@ -38,7 +38,7 @@ class GraphLayout:
     @cached_property
     def feature_slices(self) -> dict[str, slice]:
         """Columns of each node's own features in ``features`` (GNN nodes keep theirs as graphs)."""
-        return self._slices(lambda s: 0 if s.learner.type == "gnn" else s.in_dim)
+        return self._slices(lambda s: 0 if s.takes_graphs else s.in_dim)
 
     @cached_property
     def value_slices(self) -> dict[str, slice]:

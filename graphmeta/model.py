@@ -26,7 +26,7 @@ from .data import Split, TaskBatch
 from .errors import ConfigError, DataError, check_keys
 from .graph import TaskGraph
 from .learners.bank import Weights
-from .learners.grouping import BankSet
+from .learners.bank_set import BankSet
 
 OPTIONS = {"learn_inner_lr": False, "message_channels": 32, "message_rounds": 2}
 

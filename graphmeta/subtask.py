@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import GraphError
-from .learners.spec import LearnerSpec, learner_from, learner_to_dict
+from .learners import LearnerSpec, learner_from, learner_to_dict, learner_type
 
 KINDS = ("regression", "classification")
 
@@ -57,16 +57,17 @@ class Subtask:
                     f"(use kind='classification' for a {self.num_classes}-class subtask)"
                 )
             object.__setattr__(self, "out_dim", _check_dim(self.name, "out_dim", self.out_dim, 1))
-        if self.learner.type == "gnn" and self.in_dim < 1:
-            raise GraphError(f"subtask {self.name!r}: a GNN learner needs in_dim >= 1 (node-feature width)")
-        if self.learner.type == "table" and (self.kind != "classification" or self.in_dim):
-            raise GraphError(f"subtask {self.name!r}: a Table learner is a CPD over its parents' classes; it needs "
-                             f"kind='classification' and in_dim=0 (got kind={self.kind!r}, in_dim={self.in_dim})")
+        self.learner.check_subtask(self)
 
     @property
     def width(self) -> int:
         """How many input columns this node's value gives each child."""
         return self.num_classes if self.kind == "classification" else self.out_dim
+
+    @property
+    def takes_graphs(self) -> bool:
+        """Whether this node's own features arrive as graphs (a GNN learner), not as columns."""
+        return learner_type(self.learner).takes_graphs
 
     def to_dict(self) -> dict[str, Any]:
         """A YAML/JSON-friendly mapping; :meth:`from_dict` inverts it."""

@@ -44,12 +44,11 @@ from matplotlib.transforms import offset_copy
 
 from .errors import ConfigError, DataError, GraphError, closest
 from .graph import TaskGraph
+from .learners import learner_type, registered
 
 FORMATS = (".png", ".svg", ".pdf")
 DIRECTIONS = ("LR", "TB")
 KIND_COLOURS = {"regression": "#4C72B0", "classification": "#DD8452"}
-LEARNER_MARKERS = {"mlp": "o", "gnn": "h", "table": "D"}
-LEARNER_NAMES = {"mlp": "MLP", "gnn": "GNN", "table": "Table"}
 MISSING_COLOUR = "#BBBBBB"
 EDGE_COLOUR = "#505050"
 DUMMY_ROOM = 0.35  # of a node's room along its layer
@@ -378,10 +377,10 @@ def _trim(curve: np.ndarray, length: float) -> np.ndarray:
 def _draw_nodes(graph: TaskGraph, layout: _Layout, ax: Axes, frame: _Frame, diameter: float,
                 values: dict[str, float] | None, norm: Normalize | None, cmap: str) -> None:
     colormap = matplotlib.colormaps[cmap]
-    by_learner: dict[str, list[str]] = {}
+    by_marker: dict[str, list[str]] = {}
     for name in graph.names:
-        by_learner.setdefault(graph.subtask(name).learner.type, []).append(name)
-    for learner, names in by_learner.items():  # matplotlib draws one marker shape per call
+        by_marker.setdefault(learner_type(graph.subtask(name).learner).marker, []).append(name)
+    for marker, names in by_marker.items():  # matplotlib draws one marker shape per call
         xy = np.array([frame.xy(layout.layer[name], layout.position[name]) for name in names])
         kinds = [KIND_COLOURS[graph.subtask(name).kind] for name in names]
         if values is None:
@@ -390,7 +389,7 @@ def _draw_nodes(graph: TaskGraph, layout: _Layout, ax: Axes, frame: _Frame, diam
             faces = [colormap(norm(values[name])) if norm is not None and _known(values, name)
                      else MISSING_COLOUR for name in names]
             edges, width = kinds, float(np.clip(diameter / 6, 0.5, 2.0))
-        ax.scatter(xy[:, 0], xy[:, 1], s=diameter**2, marker=LEARNER_MARKERS[learner], c=faces,
+        ax.scatter(xy[:, 0], xy[:, 1], s=diameter**2, marker=marker, c=faces,
                    edgecolors=edges, linewidths=width, zorder=3)
 
 
@@ -467,14 +466,14 @@ def _label(graph: TaskGraph, name: str, style: _LabelStyle, values: dict[str, fl
 
 def _draw_legend(graph: TaskGraph, ax: Axes, values: dict[str, float] | None) -> None:
     kinds = {graph.subtask(name).kind for name in graph.names}
-    learners = {graph.subtask(name).learner.type for name in graph.names}
+    learners = {learner_type(graph.subtask(name).learner) for name in graph.names}
     marker = {"linestyle": "", "markersize": 8, "markeredgewidth": 1.5}
     handles = [Line2D([], [], marker="s", markerfacecolor="white" if values is not None else colour,
                       markeredgecolor=colour, label=kind, **marker)
                for kind, colour in KIND_COLOURS.items() if kind in kinds]
-    handles += [Line2D([], [], marker=shape, markerfacecolor="white", markeredgecolor="#2b2b2b",
-                       label=f"{LEARNER_NAMES[learner]} learner", **marker)
-                for learner, shape in LEARNER_MARKERS.items() if learner in learners]
+    handles += [Line2D([], [], marker=learner.marker, markerfacecolor="white", markeredgecolor="#2b2b2b",
+                       label=f"{learner.label} learner", **marker)
+                for learner in registered() if learner in learners]
     if values is not None and not all(_known(values, name) for name in graph.names):
         handles.append(Line2D([], [], marker="o", markerfacecolor=MISSING_COLOUR, markeredgecolor="#2b2b2b",
                               label="no value", **marker))

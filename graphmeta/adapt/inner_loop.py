@@ -18,7 +18,7 @@ import torch
 
 from ..data import Split
 from ..learners.bank import Weights
-from ..learners.grouping import BankSet
+from ..learners.bank_set import BankSet
 
 
 def inner_loop(

@@ -1,7 +1,7 @@
 r"""A discrete Bayesian network as a task graph of Table learners, and its data as graphmeta tensors.
 
 Variable :math:`v` with parents :math:`\mathrm{pa}(v)` becomes a classification subtask with a
-:class:`~graphmeta.learners.spec.Table` learner: a column of Dirichlet pseudo-counts
+:class:`~graphmeta.learners.Table` learner: a column of Dirichlet pseudo-counts
 :math:`\beta(u, \cdot)` for every joint configuration :math:`u` of its parents, which adapts to
 a site's rows by the conjugate update :math:`\beta \leftarrow \beta + n` (see
 :mod:`graphmeta.learners.table_bank`). Its CPD is :math:`P(v \mid u) = \beta(u, v) / \beta(u)`,
@@ -22,7 +22,7 @@ import torch
 from ..data import Split
 from ..graph import TaskGraph
 from ..layout import GraphLayout
-from ..learners.spec import Table
+from ..learners import Table
 from .structure import NetworkStructure
 
 

@@ -30,7 +30,7 @@ class BayesNetFamily(TaskFamily):
     One classification subtask per variable (``num_classes`` = cardinality,
     ``attrs["state_names"]``), parents as in the network, each with the ``learner``
     ``"mlp"`` (the engine's default MLP on the parents' one-hots) or ``"table"`` (a
-    :class:`~graphmeta.learners.spec.Table`: the CPD itself, adapted by the conjugate
+    :class:`~graphmeta.learners.Table`: the CPD itself, adapted by the conjugate
     Dirichlet update); a row of a task is one joint
     ancestral draw of all variables. The reference CPDs :math:`\theta^*` are the network's,
     floored and renormalised, because several bundled networks have exact zeros:

@@ -10,7 +10,7 @@ import torch
 from ..data import DenseGraphs, Split
 from ..errors import ConfigError
 from ..graph import TaskGraph
-from ..learners.spec import GNN, learner_from, learner_to_dict
+from ..learners import GNN, learner_from, learner_to_dict, learner_type
 from .base import TaskFamily, check_count, check_positive, family_rng, observed_split, task_latents
 
 SUBTASKS = ("polarity", "energy", "active")
@@ -80,8 +80,8 @@ class GraphSubtasksFamily(TaskFamily):
         self.noise = check_positive("noise", noise, allow_zero=True)
         self.shared = bool(shared)
         gnn = GNN() if learner is None else learner_from(learner)
-        if gnn.type != "gnn":
-            raise ConfigError(f"learner must be a GNN spec (the polarity and energy inputs are graphs), got {gnn!r}")
+        if not learner_type(gnn).takes_graphs:
+            raise ConfigError(f"learner must take graphs, like a GNN spec (the polarity and energy inputs are graphs), got {gnn!r}")
         graph = (TaskGraph("graph-subtasks")
                  .add_subtask("polarity", in_dim=self.num_types, learner=gnn)
                  .add_subtask("energy", in_dim=self.num_types, learner=gnn)

@@ -23,7 +23,7 @@ from ..data import Split
 from ..graph import TaskGraph
 from .bank import LearnerBank, Weights, gather_columns, packed_source, uniform_
 from .mlp_bank import ACTIVATION_FUNCTIONS
-from .spec import GNN
+from .gnn import GNN
 
 
 class GNNBank(LearnerBank):

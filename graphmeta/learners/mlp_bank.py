@@ -19,7 +19,7 @@ from torch import nn
 from ..data import Split
 from ..graph import TaskGraph
 from .bank import LearnerBank, Weights, gather_columns, packed_source, uniform_
-from .spec import MLP
+from .mlp import MLP
 
 ACTIVATION_FUNCTIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": nn.functional.gelu,
                         "silu": nn.functional.silu}

@@ -1,4 +1,4 @@
-r"""`TableBank`: every :class:`~graphmeta.learners.spec.Table` node of a graph as one stacked
+r"""`TableBank`: every :class:`~graphmeta.learners.Table` node of a graph as one stacked
 set of conditional probability tables, adapted by the conjugate Dirichlet update.
 
 Node ``n`` holds log pseudo-counts :math:`\ell_n(u, v) = \log \beta_n(u, v)` for every joint
@@ -37,7 +37,7 @@ from torch import nn
 from ..data import Split
 from ..graph import TaskGraph
 from .bank import LearnerBank, Weights, gather_columns, packed_source
-from .spec import Table
+from .table import Table
 
 
 class TableBank(LearnerBank):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from graphmeta import GNN, MLP, GraphError
-from graphmeta.learners.spec import learner_from, learner_to_dict
+from graphmeta.learners import learner_from, learner_to_dict
 
 
 def test_mlp():
@@ -49,7 +49,7 @@ def test_learner_from_strings_specs_and_mappings():
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("rnn", "unknown learner 'rnn'; choose one of \\['gnn', 'mlp', 'table'\\]"),
+        ("rnn", "unknown learner 'rnn' \\(did you mean 'gnn'\\?\\); choose one of \\['gnn', 'mlp', 'table'\\]"),
         ({"type": "rnn"}, "unknown learner 'rnn'"),
         ({"type": "mlp", "hiden": [4]}, r"unknown key 'hiden' in mlp learner spec \(did you mean 'hidden'\?\)"),
         ({"type": "gnn", "layer": 2}, r"unknown key 'layer' in gnn learner spec \(did you mean 'layers'\?\)"),
@@ -68,3 +68,20 @@ def test_learner_to_dict_round_trip(spec):
     if isinstance(spec, MLP):
         assert isinstance(data["hidden"], list)
     assert learner_from(data) == spec
+
+
+def test_registry_knows_each_learner_type_once():
+    """Every built-in type is registered with its bank, input kind and marker; a second
+    registration of a name is refused, so two modules cannot silently claim one type."""
+    from graphmeta.learners import LearnerType, learner_type, register, registered
+    from graphmeta.learners.gnn_bank import GNNBank
+    from graphmeta.learners.mlp_bank import MLPBank
+    from graphmeta.learners.table_bank import TableBank
+
+    types = {t.name: t for t in registered()}
+    assert {name: t.bank_class() for name, t in types.items()} == {"mlp": MLPBank, "gnn": GNNBank, "table": TableBank}
+    assert [name for name, t in types.items() if t.takes_graphs] == ["gnn"]
+    assert len({t.marker for t in types.values()}) == len(types)
+    assert learner_type(GNN(hidden=3)) is types["gnn"]
+    with pytest.raises(GraphError, match="'mlp' is already registered"):
+        register(LearnerType("mlp", MLP, bank="graphmeta.learners.mlp_bank:MLPBank"))

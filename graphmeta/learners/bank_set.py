@@ -10,12 +10,7 @@ from torch import nn
 from ..data import Split
 from ..graph import TaskGraph
 from .bank import LearnerBank, Weights
-from .gnn_bank import GNNBank
-from .mlp_bank import MLPBank
-from .spec import GNN, MLP, LearnerSpec, Table
-from .table_bank import TableBank
-
-BANKS: dict[type, type[LearnerBank]] = {MLP: MLPBank, GNN: GNNBank, Table: TableBank}
+from .registry import LearnerSpec, learner_type
 
 
 class BankSet(nn.Module):
@@ -30,7 +25,7 @@ class BankSet(nn.Module):
         for name in graph.names:
             groups.setdefault(graph.subtask(name).learner, []).append(name)
         super().__init__()
-        self.banks = nn.ModuleList(BANKS[type(spec)](graph, names, spec) for spec, names in groups.items())
+        self.banks = nn.ModuleList(learner_type(spec).bank_class()(graph, names, spec) for spec, names in groups.items())
         bank_order = torch.cat([bank.node_index for bank in self])
         self.register_buffer("to_graph_order", torch.argsort(bank_order), persistent=False)
         self.in_graph_order = bool((bank_order == torch.arange(len(bank_order))).all())
