@@ -35,7 +35,11 @@ class AdaptedGraph:
 
     @property
     def num_tasks(self) -> int:
-        return self.fast[0][0].shape[0]
+        return self._any_weight.shape[0]
+
+    @property
+    def _any_weight(self) -> torch.Tensor:
+        return next(iter(self.fast[0].values()))
 
     def __repr__(self) -> str:
         return f"AdaptedGraph({self.num_tasks} tasks, {self.graph!r})"
@@ -112,7 +116,7 @@ class AdaptedGraph:
 
     def _prediction_split(self, inputs: dict[str, Any], observed: dict[str, Any], shots: int | None
                           ) -> tuple[Split, bool]:
-        parameter = self.fast[0][0]
+        parameter = self._any_weight
         dtype, device = parameter.dtype, parameter.device
         num_tasks = self.num_tasks
         single = None
@@ -161,5 +165,5 @@ class AdaptedGraph:
             raise DataError(f"these weights were adapted to {self.num_tasks} tasks, but the data have {num_tasks}")
 
     def _on_device(self, split: Split) -> Split:
-        parameter = self.fast[0][0]
+        parameter = self._any_weight
         return split.to(device=parameter.device, dtype=parameter.dtype)

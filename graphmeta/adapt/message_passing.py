@@ -1,15 +1,16 @@
 """The graph-level meta-learner: message passing of adapted parameters along the task graph.
 
-After the inner loop, node ``i`` of task ``t`` has moved from ``theta_i`` to ``phi_i``. Its
-update ``delta_i = phi_i - theta_i`` is what it learned from its own support set. Related
-nodes learn related things, so each node's update is passed to the others. With
-``delta_i^h`` the update of the node's output layer (its head, ``P_h`` numbers) and
-``r_i^(m) = ||delta_i^(m)|| / sqrt(P_m)`` the size of the update of each adapted tensor m:
+After the inner loop, node ``i`` of task ``t`` has moved from its initial fast weights
+``theta_i`` to ``phi_i``. Its update ``delta_i = phi_i - theta_i`` (over the weights the
+algorithm adapts) is what it learned from its own support set. Related nodes learn related
+things, so each node's update is passed to the others. With ``delta_i^h`` the update of the
+node's output layer (the bank's ``head`` weights, ``P_h`` numbers) and
+``r_i^(m) = ||delta_i^(m)|| / sqrt(P_m)`` the size of the update of each adapted weight m:
 
     h_i^0 = E_b [delta_i^h / r_i^h, log r_i^(1..M), log(1 + L_i), log(1 + K_i)] + e_i
     h_i^{l+1} = h_i^l + relu( S h_i^l + mean_{j in pa(i)} D h_j^l + mean_{j in ch(i)} U h_j^l
                               + G mean_j h_j^l )                        (l = 0..L-1)
-    phi_i^h <- phi_i^h + g_b * (O_b h_i^L)
+    phi_i^h <- phi_i^h + g_b * (O_b h_i^L)              (the corrected weights; the rest stay)
 
 ``E_b`` and ``O_b`` are a linear encoder and decoder per bank (banks differ in parameter
 counts), ``e_i`` a learned node embedding, ``S, D, U, G`` per round the self, parent ->
@@ -33,6 +34,8 @@ from torch import nn
 from torch_geometric.nn import MessagePassing
 
 from ..graph import TaskGraph
+from ..learners.bank import Weights
+from ..learners.bank_set import BankSet
 
 NUM_STATISTICS = 2  # support loss before adaptation, support shots
 
@@ -64,29 +67,31 @@ class DirectedMessageRound(MessagePassing):
 
 
 class ParameterMessagePassing(nn.Module):
-    """Encode each node's parameter update, pass messages along the graph, decode a head correction.
+    """Encode each node's parameter update, pass messages along the graph, correct each head.
 
-    ``head_sizes[b]``: parameters in bank b's head; ``head_tensors[b]``: how many (trailing)
-    tensors form it; ``tensor_counts[b]``: how many tensors of bank b adapt; ``bank_nodes[b]``:
-    bank b's node positions in ``graph.names``.
+    ``adapted[b]`` names the weights of bank ``b`` that the algorithm adapts (their updates
+    are encoded); every bank's ``head`` weights are corrected.
     """
 
-    def __init__(self, graph: TaskGraph, head_sizes: list[int], head_tensors: list[int], tensor_counts: list[int],
-                 bank_nodes: list[torch.Tensor], channels: int = 32, rounds: int = 2) -> None:
+    def __init__(self, graph: TaskGraph, banks: BankSet, adapted: list[tuple[str, ...]], channels: int = 32,
+                 rounds: int = 2) -> None:
         super().__init__()
-        self.head_tensors = list(head_tensors)
+        self.heads = [bank.head for bank in banks]
+        self.adapted = [tuple(names) for names in adapted]
         self.num_nodes = len(graph)
         self.channels = channels
         edge_index, _ = graph.to_pyg()
         self.register_buffer("edge_index", edge_index, persistent=False)
-        for b, nodes in enumerate(bank_nodes):
-            self.register_buffer(f"bank_nodes_{b}", nodes, persistent=False)
-        self.encoders = nn.ModuleList(nn.Linear(size + count + NUM_STATISTICS, channels)
-                                      for size, count in zip(head_sizes, tensor_counts))
-        self.decoders = nn.ModuleList(nn.Linear(channels, size) for size in head_sizes)
+        for b, bank in enumerate(banks):
+            self.register_buffer(f"bank_nodes_{b}", bank.node_index, persistent=False)
+        #: per bank, the numbers of each head weight of one node (the corrections' split)
+        self.head_sizes = [[bank.theta[name][0].numel() for name in bank.head] for bank in banks]
+        self.encoders = nn.ModuleList(nn.Linear(sum(sizes) + len(names) + NUM_STATISTICS, channels)
+                                      for sizes, names in zip(self.head_sizes, self.adapted))
+        self.decoders = nn.ModuleList(nn.Linear(channels, sum(sizes)) for sizes in self.head_sizes)
         self.node_embedding = nn.Parameter(torch.zeros(self.num_nodes, channels))
         self.rounds = nn.ModuleList(DirectedMessageRound(channels) for _ in range(rounds))
-        self.gates = nn.ParameterList(nn.Parameter(torch.zeros(size)) for size in head_sizes)
+        self.gates = nn.ParameterList(nn.Parameter(torch.zeros(sum(sizes))) for sizes in self.head_sizes)
 
     def reset_parameters(self) -> None:
         for module in [*self.encoders, *self.decoders, *self.rounds]:
@@ -101,19 +106,20 @@ class ParameterMessagePassing(nn.Module):
         offsets = torch.arange(num_tasks, device=self.edge_index.device) * self.num_nodes
         return (self.edge_index.unsqueeze(1) + offsets[None, :, None]).reshape(2, -1)
 
-    def forward(self, deltas: list[list[torch.Tensor]], statistics: torch.Tensor) -> list[torch.Tensor]:
-        """Head corrections ``[T, N_b, P_h]`` from each bank's adapted-tensor updates.
+    def forward(self, initial: list[Weights], adapted: list[Weights], statistics: torch.Tensor) -> list[Weights]:
+        """The adapted weights of every bank with their heads corrected (see the module docstring).
 
-        ``deltas[b]``: the updates ``[T, N_b, ...]`` of bank b's adapted tensors, head tensors
-        last; ``statistics [T, N, 2]``: support loss before adaptation and support shots.
+        ``initial[b]`` / ``adapted[b]``: bank b's fast weights ``[T, N_b, ...]`` before and after
+        the inner loop; ``statistics [T, N, 2]``: support loss before adaptation and support shots.
         """
         num_tasks = statistics.shape[0]
         hidden = statistics.new_zeros(num_tasks, self.num_nodes, self.channels)
-        for b, (bank_deltas, encoder) in enumerate(zip(deltas, self.encoders)):
+        for b, encoder in enumerate(self.encoders):
             nodes = getattr(self, f"bank_nodes_{b}")
-            flat = [d.reshape(*d.shape[:2], -1) for d in bank_deltas]
-            sizes = torch.stack([f.pow(2).mean(-1).add(1e-12).sqrt() for f in flat], dim=-1)
-            head = torch.cat(flat[-self.head_tensors[b]:], dim=-1)
+            deltas = {name: (adapted[b][name] - initial[b][name]).flatten(2) for name in self.adapted[b]}
+            sizes = torch.stack([d.pow(2).mean(-1).add(1e-12).sqrt() for d in deltas.values()], dim=-1)
+            head = torch.cat([deltas[name] if name in deltas else torch.zeros_like(adapted[b][name]).flatten(2)
+                              for name in self.heads[b]], dim=-1)
             head_size = head.pow(2).mean(-1, keepdim=True).add(1e-12).sqrt()
             features = torch.cat([head / head_size, sizes.log(), statistics[:, nodes].log1p()], dim=-1)
             hidden = hidden.index_copy(1, nodes, encoder(features))
@@ -122,5 +128,11 @@ class ParameterMessagePassing(nn.Module):
         for round_ in self.rounds:
             hidden = round_(hidden, edge_index, num_tasks)
         hidden = hidden.reshape(num_tasks, self.num_nodes, self.channels)
-        return [gate * decoder(hidden[:, getattr(self, f"bank_nodes_{b}")])
-                for b, (decoder, gate) in enumerate(zip(self.decoders, self.gates))]
+        corrected = []
+        for b, (decoder, gate) in enumerate(zip(self.decoders, self.gates)):
+            correction = gate * decoder(hidden[:, getattr(self, f"bank_nodes_{b}")])
+            weights = dict(adapted[b])
+            for name, part in zip(self.heads[b], correction.split(self.head_sizes[b], dim=-1)):
+                weights[name] = weights[name] + part.reshape(weights[name].shape)
+            corrected.append(weights)
+        return corrected

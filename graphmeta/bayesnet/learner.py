@@ -232,7 +232,7 @@ class BayesNetMetaLearner:
         position = {name: n for n, name in enumerate(self.structure.names)}
         with torch.no_grad():
             for bank in self.model.banks:
-                log_counts = bank.theta[0]
+                log_counts = bank.theta["log_counts"]
                 for row, name in enumerate(bank.names):
                     n = position[name]
                     columns = slice(table.offsets[n], table.offsets[n] + table.configs[n])

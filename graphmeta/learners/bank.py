@@ -1,8 +1,11 @@
 """`LearnerBank`: the nodes sharing one learner type, run as one batched module.
 
-A bank owns the meta-initialisation ``theta`` of its ``N_b`` nodes, every tensor stacked on a
-leading node axis. Fast weights are the same tensors with a leading task axis,
-``[T, N_b, ...]``, so every (task, node) pair is one slice of one batched op.
+A bank owns the meta-initialisation ``theta`` of its ``N_b`` nodes: a mapping from parameter
+name to tensor (the ``torch.func`` convention), every tensor stacked on a leading node axis.
+Fast weights are the same mapping with a leading task axis, ``[T, N_b, ...]``, so every
+(task, node) pair is one slice of one batched op. The names say what a tensor is: a bank's
+``head`` names its output layer (what ANIL adapts and message passing corrects) and
+``first_bias`` the bias of its first layer (where a context vector enters, for CAVIA).
 
 Widths differ between nodes; the bank pads them to its widest node:
 
@@ -13,7 +16,7 @@ Widths differ between nodes; the bank pads them to its widest node:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -22,7 +25,8 @@ from ..data import Split
 from ..graph import TaskGraph
 from ..layout import GraphLayout
 
-Weights = tuple[torch.Tensor, ...]
+#: Named weights of one bank: parameter name -> tensor, node axis first (task axis first for fast weights).
+Weights = Mapping[str, torch.Tensor]
 
 
 def packed_source(split: Split) -> torch.Tensor:
@@ -54,17 +58,19 @@ def uniform_(tensor: torch.Tensor, fan_in: torch.Tensor) -> None:
 class LearnerBank(nn.Module):
     """Base class of the banks: node bookkeeping, targets, masks and the per-node losses.
 
-    Subclasses create ``self.theta`` (an ``nn.ParameterList``, node axis first) and implement
-    ``forward(weights, split, nodes=None) -> [T, N_b', K, D_out]`` (regression outputs or logits)
-    and ``reset_parameters()``.
+    Subclasses create ``self.theta`` (an ``nn.ParameterDict``, node axis first), set ``head``
+    and ``first_bias``, and implement ``forward(weights, split, nodes=None) -> [T, N_b', K, D_out]``
+    (regression outputs or logits) and ``reset_parameters()``.
     """
 
-    theta: nn.ParameterList
-    #: How many trailing tensors of ``theta`` form the output layer (for ANIL).
-    head_size: int = 2
+    theta: nn.ParameterDict
+    #: The names in ``theta`` of the output layer.
+    head: tuple[str, ...] = ("head_weight", "head_bias")
+    #: The name of the first layer's bias (``None``: the bank has no such layer).
+    first_bias: str | None = None
     #: Whether the bank adapts in closed form, with ``posterior(weights, support) -> Weights``,
     #: instead of by gradient steps (see :mod:`graphmeta.adapt.inner_loop`).
-    conjugate: bool = False
+    closed_form: bool = False
 
     def __init__(self, graph: TaskGraph, names: Sequence[str]) -> None:
         super().__init__()
@@ -98,7 +104,7 @@ class LearnerBank(nn.Module):
 
     def expand(self, num_tasks: int) -> Weights:
         """The meta-initialisation as fast weights ``[T, N_b, ...]`` (a view, no copy)."""
-        return tuple(p.unsqueeze(0).expand(num_tasks, *p.shape) for p in self.theta)
+        return {name: p.unsqueeze(0).expand(num_tasks, *p.shape) for name, p in self.theta.items()}
 
     def example_mask(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """``[T, N_b, K]``: the node's value and all its parents' values are observed."""

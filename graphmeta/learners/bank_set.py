@@ -14,7 +14,7 @@ from .registry import LearnerSpec, learner_type
 
 
 class BankSet(nn.Module):
-    """All banks of a graph. Fast weights are a list with one :data:`Weights` tuple per bank.
+    """All banks of a graph. Fast weights are a list with one :data:`Weights` mapping per bank.
 
     Per-node results of the banks are concatenated in bank order and put back into
     ``graph.names`` order with one fixed permutation, so no step loops over nodes.

@@ -2,7 +2,8 @@
 
 Each (task, node, shot) has its own input graph with adjacency ``A`` and node features
 ``X``. With ``Â = D^{-1/2} (A + I) D^{-1/2}`` (GCN normalisation, Kipf & Welling 2017) and
-fast weights ``[T, N, ...]``, node ``n`` of task ``t`` computes
+fast weights ``[T, N, ...]`` (``conv{l}_weight`` / ``conv{l}_bias`` for ``l = 0..L-1``, then
+``head_weight`` / ``head_bias``), node ``n`` of task ``t`` computes
 
     H_0 = X,    H_l = act(Â H_{l-1} W_l[t, n] + b_l[t, n])                  (l = 1..L)
     g = mean over the graph's nodes of H_L
@@ -42,14 +43,16 @@ class GNNBank(LearnerBank):
                              persistent=False)
         self.register_buffer("head_fan_in", torch.tensor([spec.hidden + len(c) for c in parent_columns]),
                              persistent=False)
-        self.theta = nn.ParameterList()
+        self.convolutions = [f"conv{l}" for l in range(spec.layers)]
+        self.first_bias = "conv0_bias"
+        self.theta = nn.ParameterDict()
         widths = [self.feature_width] + [spec.hidden] * spec.layers
-        for d_in, d_out in zip(widths[:-1], widths[1:]):
-            self.theta.append(nn.Parameter(torch.empty(len(self.names), d_in, d_out)))
-            self.theta.append(nn.Parameter(torch.empty(len(self.names), d_out)))
-        self.theta.append(nn.Parameter(torch.empty(len(self.names), spec.hidden + self.parent_width,
-                                                   self.output_width)))
-        self.theta.append(nn.Parameter(torch.empty(len(self.names), self.output_width)))
+        for layer, d_in, d_out in zip(self.convolutions, widths[:-1], widths[1:]):
+            self.theta[f"{layer}_weight"] = nn.Parameter(torch.empty(len(self.names), d_in, d_out))
+            self.theta[f"{layer}_bias"] = nn.Parameter(torch.empty(len(self.names), d_out))
+        self.theta["head_weight"] = nn.Parameter(torch.empty(len(self.names), spec.hidden + self.parent_width,
+                                                             self.output_width))
+        self.theta["head_bias"] = nn.Parameter(torch.empty(len(self.names), self.output_width))
         self.activation = ACTIVATION_FUNCTIONS[spec.activation]
         self.reset_parameters()
 
@@ -60,16 +63,16 @@ class GNNBank(LearnerBank):
     def reset_parameters(self) -> None:
         """``nn.Linear``'s initialisation per node, with each node's true fan-in; padding rows 0."""
         fan_in = self.fan_in
-        for layer in range(0, len(self.theta) - 2, 2):
-            uniform_(self.theta[layer], fan_in)
-            uniform_(self.theta[layer + 1], fan_in)
+        for layer in self.convolutions:
+            uniform_(self.theta[f"{layer}_weight"], fan_in)
+            uniform_(self.theta[f"{layer}_bias"], fan_in)
             fan_in = torch.full_like(self.fan_in, self.spec.hidden)
-        uniform_(self.theta[-2], self.head_fan_in)
-        uniform_(self.theta[-1], self.head_fan_in)
+        uniform_(self.theta["head_weight"], self.head_fan_in)
+        uniform_(self.theta["head_bias"], self.head_fan_in)
         with torch.no_grad():
-            self.theta[0].mul_((torch.arange(self.feature_width) < self.fan_in[:, None])[:, :, None])
-            real_head = torch.arange(self.theta[-2].shape[1]) < self.head_fan_in[:, None]
-            self.theta[-2].mul_(real_head[:, :, None])
+            self.theta["conv0_weight"].mul_((torch.arange(self.feature_width) < self.fan_in[:, None])[:, :, None])
+            real_head = torch.arange(self.theta["head_weight"].shape[1]) < self.head_fan_in[:, None]
+            self.theta["head_weight"].mul_(real_head[:, :, None])
 
     def dense_inputs(self, split: Split, nodes: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -90,18 +93,18 @@ class GNNBank(LearnerBank):
     def forward(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """Outputs ``[T, N_b, K, D_out]`` of all (task, node) pairs (or of the bank rows ``nodes``)."""
         if nodes is not None:
-            weights = tuple(w[:, nodes] for w in weights)
+            weights = {name: w[:, nodes] for name, w in weights.items()}
         x, propagate, mask = self.dense_inputs(split, nodes)
         hidden = x
-        for layer in range(0, len(weights) - 2, 2):
-            weight, bias = weights[layer], weights[layer + 1]
+        for layer in self.convolutions:
+            weight, bias = weights[f"{layer}_weight"], weights[f"{layer}_bias"]
             transformed = torch.matmul(hidden, weight.unsqueeze(2))  # [T, N, K, M, H]
             hidden = self.activation(propagate @ transformed + bias[:, :, None, None, :])
         pooled = (hidden * mask.unsqueeze(-1)).sum(-2) / mask.sum(-1, keepdim=True).clamp(min=1)
         index = self.parent_index if nodes is None else self.parent_index[nodes]
         parents = gather_columns(packed_source(split), index)
         head_input = torch.cat([pooled, parents], dim=-1)
-        return torch.matmul(head_input, weights[-2]) + weights[-1].unsqueeze(-2)
+        return torch.matmul(head_input, weights["head_weight"]) + weights["head_bias"].unsqueeze(-2)
 
     def extra_repr(self) -> str:
         return (f"nodes={len(self.names)}, feature_width={self.feature_width}, hidden={self.spec.hidden}, "

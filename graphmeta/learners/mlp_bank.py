@@ -1,9 +1,10 @@
 """`MLPBank`: every MLP node of a graph as one stacked multilayer perceptron.
 
-For fast weights ``(W_1, b_1, ..., W_L, b_L)`` with ``W_l`` of shape ``[T, N, d_{l-1}, d_l]``,
-node ``n`` of task ``t`` computes, on its inputs ``x [K, d_0]``,
+For fast weights ``hidden{l}_weight`` / ``hidden{l}_bias`` (``l = 0..L-2``) and ``head_weight`` /
+``head_bias``, ``W_l`` of shape ``[T, N, d_{l-1}, d_l]``, node ``n`` of task ``t`` computes, on its
+inputs ``x [K, d_0]``,
 
-    h_0 = x,    h_l = act(h_{l-1} W_l[t, n] + b_l[t, n]),    output = h_{L-1} W_L[t, n] + b_L[t, n]
+    h_0 = x,    h_l = act(h_{l-1} W_l[t, n] + b_l[t, n]),    output = h_{L-1} W_head[t, n] + b_head[t, n]
 
 for all ``(t, n)`` at once with one batched matmul per layer. ``x`` is the node's own
 features followed by its parents' values, padded to the bank's widest input.
@@ -38,36 +39,37 @@ class MLPBank(LearnerBank):
             self.names, self.layout.input_columns, self.input_width, pad), persistent=False)
         self.register_buffer("fan_in", torch.tensor([len(c) for c in columns]), persistent=False)
         widths = [self.input_width, *spec.hidden, self.output_width]
-        self.theta = nn.ParameterList()
-        for d_in, d_out in zip(widths[:-1], widths[1:]):
-            self.theta.append(nn.Parameter(torch.empty(len(self.names), d_in, d_out)))
-            self.theta.append(nn.Parameter(torch.empty(len(self.names), d_out)))
+        self.layers = [f"hidden{l}" for l in range(len(spec.hidden))] + ["head"]
+        self.first_bias = f"{self.layers[0]}_bias"
+        self.theta = nn.ParameterDict()
+        for layer, d_in, d_out in zip(self.layers, widths[:-1], widths[1:]):
+            self.theta[f"{layer}_weight"] = nn.Parameter(torch.empty(len(self.names), d_in, d_out))
+            self.theta[f"{layer}_bias"] = nn.Parameter(torch.empty(len(self.names), d_out))
         self.activation = ACTIVATION_FUNCTIONS[spec.activation]
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """``nn.Linear``'s initialisation per node, with each node's true fan-in; padding rows 0."""
         fan_in = self.fan_in
-        for layer in range(0, len(self.theta), 2):
-            weight, bias = self.theta[layer], self.theta[layer + 1]
+        for layer in self.layers:
+            weight = self.theta[f"{layer}_weight"]
             uniform_(weight, fan_in)
-            uniform_(bias, fan_in)
+            uniform_(self.theta[f"{layer}_bias"], fan_in)
             fan_in = torch.full_like(self.fan_in, weight.shape[-1])
         with torch.no_grad():
             real_input = torch.arange(self.input_width) < self.fan_in[:, None]
-            self.theta[0].mul_(real_input[:, :, None])
+            self.theta[f"{self.layers[0]}_weight"].mul_(real_input[:, :, None])
 
     def forward(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """Outputs ``[T, N_b, K, D_out]`` of all (task, node) pairs (or of the bank rows ``nodes``)."""
         index = self.input_index if nodes is None else self.input_index[nodes]
         hidden = gather_columns(packed_source(split), index)
-        last = len(weights) - 2
-        for layer in range(0, len(weights), 2):
-            weight, bias = weights[layer], weights[layer + 1]
+        for layer in self.layers:
+            weight, bias = weights[f"{layer}_weight"], weights[f"{layer}_bias"]
             if nodes is not None:
                 weight, bias = weight[:, nodes], bias[:, nodes]
             hidden = batched_affine(hidden, weight, bias)
-            if layer < last:
+            if layer != "head":
                 hidden = self.activation(hidden)
         return hidden
 

@@ -1,7 +1,7 @@
 r"""`TableBank`: every :class:`~graphmeta.learners.Table` node of a graph as one stacked
 set of conditional probability tables, adapted by the conjugate Dirichlet update.
 
-Node ``n`` holds log pseudo-counts :math:`\ell_n(u, v) = \log \beta_n(u, v)` for every joint
+Node ``n`` holds log pseudo-counts (its one tensor, ``log_counts``, which is also its head) :math:`\ell_n(u, v) = \log \beta_n(u, v)` for every joint
 configuration :math:`u` of its parents and class :math:`v`. A shot whose parents have class
 distributions :math:`p_1, \dots, p_P` (one-hot when observed, predicted probabilities when
 not) has the configuration distribution :math:`q = p_1 \otimes \dots \otimes p_P`, and the node
@@ -43,8 +43,8 @@ from .table import Table
 class TableBank(LearnerBank):
     """The Table nodes ``names`` of ``graph`` sharing ``spec``."""
 
-    head_size = 1
-    conjugate = True
+    head = ("log_counts",)
+    closed_form = True
 
     def __init__(self, graph: TaskGraph, names: Sequence[str], spec: Table) -> None:
         super().__init__(graph, names)
@@ -82,19 +82,20 @@ class TableBank(LearnerBank):
         self.register_buffer("parent_index", index, persistent=False)
         self.register_buffer("row_code", code.flatten(1), persistent=False)
         self.register_buffer("rows_in_grid", rows_in_grid, persistent=False)
-        self.theta = nn.ParameterList([nn.Parameter(torch.empty(len(self.names), self.configurations,
-                                                                self.output_width))])
+        self.theta = nn.ParameterDict({"log_counts": nn.Parameter(torch.empty(len(self.names), self.configurations,
+                                                                              self.output_width))})
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Every column: ``prior_strength`` pseudo-counts spread evenly over the node's classes."""
-        classes = self.output_mask.sum(-1).to(self.theta[0].dtype)
+        log_counts = self.theta["log_counts"]
+        classes = self.output_mask.sum(-1).to(log_counts.dtype)
         with torch.no_grad():
-            self.theta[0].copy_((self.spec.prior_strength / classes).log()[:, None, None].expand_as(self.theta[0]))
+            log_counts.copy_((self.spec.prior_strength / classes).log()[:, None, None].expand_as(log_counts))
 
     def forward(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """Log-probabilities ``[T, N_b', K, D_out]`` (see the module docstring)."""
-        log_counts = weights[0] if nodes is None else weights[0][:, nodes]
+        log_counts = weights["log_counts"] if nodes is None else weights["log_counts"][:, nodes]
         output_mask = self.output_mask if nodes is None else self.output_mask[nodes]
         log_counts = log_counts.masked_fill(~output_mask[:, None, :], torch.finfo(log_counts.dtype).min / 4)
         source = _with_ones(packed_source(split))
@@ -106,14 +107,15 @@ class TableBank(LearnerBank):
 
     def posterior(self, weights: Weights, split: Split) -> Weights:
         """The conjugate update ``log(exp(l) + n)`` with the support counts ``n [T, N_b, C, D_out]``."""
-        observed = self.targets(split) * self.example_mask(split).to(weights[0].dtype)[..., None]
+        log_counts = weights["log_counts"]
+        observed = self.targets(split) * self.example_mask(split).to(log_counts.dtype)[..., None]
         source = _with_ones(packed_source(split))
         rows = self._rows(source)
         if rows is not None:
-            counts = torch.zeros_like(weights[0]).scatter_add_(2, rows[..., None].expand_as(observed), observed)
+            counts = torch.zeros_like(log_counts).scatter_add_(2, rows[..., None].expand_as(observed), observed)
         else:
             counts = self._configuration_weights(source).transpose(-1, -2) @ observed
-        return (torch.logaddexp(weights[0], counts.log()),)
+        return {"log_counts": torch.logaddexp(log_counts, counts.log())}
 
     def _rows(self, source: torch.Tensor, nodes: torch.Tensor | None = None) -> torch.Tensor | None:
         """``[T, N_b', K]``: each shot's table row, read from ``source`` (:func:`_with_ones` of

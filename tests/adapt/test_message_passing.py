@@ -4,6 +4,7 @@ import torch
 
 import graphmeta as gm
 from graphmeta.adapt.message_passing import ParameterMessagePassing
+from graphmeta.learners.bank_set import BankSet
 from tests.test_model import mixed_graph, task_data
 
 
@@ -50,7 +51,7 @@ def test_gradcheck_through_message_passing():
         for gate in model.message_passing.gates:
             gate.uniform_(0.2, 0.6)
     batch = batch_of(graph, T=2, K=3)
-    names = ["banks.banks.0.theta.0", "message_passing.encoders.0.weight", "message_passing.gates.0"]
+    names = ["banks.banks.0.theta.hidden0_weight", "message_passing.encoders.0.weight", "message_passing.gates.0"]
     parameters = dict(model.named_parameters())
     inputs = tuple(parameters[name].detach().clone().requires_grad_() for name in names)
 
@@ -62,7 +63,8 @@ def test_gradcheck_through_message_passing():
 
 def test_batched_edge_index_copies_the_graph_per_task():
     graph = mixed_graph()
-    module = ParameterMessagePassing(graph, [3], [2], [2], [torch.arange(len(graph))])
+    banks = BankSet(graph)
+    module = ParameterMessagePassing(graph, banks, [tuple(bank.theta) for bank in banks])
     edges = module.batched_edge_index(3)
     base, _ = graph.to_pyg()
     assert edges.shape == (2, 3 * base.shape[1])

@@ -26,7 +26,8 @@ def build(algorithm: str, message_passing: bool) -> gm.GraphMetaLearner:
                                 message_passing=message_passing).double()
     with torch.no_grad():
         for bank in model.banks:
-            bank.theta[0].add_(torch.randn_like(bank.theta[0]))  # tables that differ between columns
+            first = next(iter(bank.theta.values()))  # a Table's log_counts, an MLP's first weight
+            first.add_(torch.randn_like(first))  # tables that differ between columns
         if message_passing:
             for gate in model.message_passing.gates:
                 gate.uniform_(0.1, 0.5)
@@ -34,7 +35,7 @@ def build(algorithm: str, message_passing: bool) -> gm.GraphMetaLearner:
     return model
 
 
-@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "metasgd", "anil"])
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "metasgd", "anil", "mamlpp", "cavia"])
 @pytest.mark.parametrize("message_passing", [False, True])
 def test_meta_loss_and_meta_gradient_equal_reference(algorithm, message_passing):
     model = build(algorithm, message_passing)
@@ -61,13 +62,13 @@ def test_adaptation_is_the_dirichlet_posterior_mean():
     adapted = model.adapt(gm.TaskBatch.from_tensors(graph, support, support))
     bank = next(b for b in model.banks if "traffic" in b.names)
     row = bank.names.index("traffic")
-    prior = bank.theta[0][row].detach().exp()[:, :4]
+    prior = bank.theta["log_counts"][row].detach().exp()[:, :4]
     weather, season, traffic = (support[name][1][0] for name in ("weather", "season", "traffic"))
     counts = torch.zeros_like(prior)
     for w, s, v in zip(weather, season, traffic):
         counts[w * 3 + s, v] += 1  # weather slowest, season's 3 classes fastest
     expected = (prior + counts) / (prior + counts).sum(-1, keepdim=True)
-    posterior = adapted.fast[list(model.banks).index(bank)][0][0, row].exp()[:, :4]
+    posterior = adapted.fast[list(model.banks).index(bank)]["log_counts"][0, row].exp()[:, :4]
     torch.testing.assert_close(posterior / posterior.sum(-1, keepdim=True), expected)
     assert counts.sum() == 9  # every shot counted once
 
@@ -76,11 +77,11 @@ def test_steps_beyond_the_first_change_nothing():
     model = build("maml", message_passing=False)
     support = task_data(model.graph, 2, 5, 6)
     batch = gm.TaskBatch.from_tensors(model.graph, support, support)
-    bank = next(b for b in model.banks if b.conjugate)
-    one, three = (model.adapt(batch, steps=s).fast[list(model.banks).index(bank)][0] for s in (1, 3))
+    bank = next(b for b in model.banks if b.closed_form)
+    one, three = (model.adapt(batch, steps=s).fast[list(model.banks).index(bank)]["log_counts"] for s in (1, 3))
     torch.testing.assert_close(one, three)
-    zero = model.adapt(batch, steps=0).fast[list(model.banks).index(bank)][0]
-    torch.testing.assert_close(zero[0], bank.theta[0].detach())
+    zero = model.adapt(batch, steps=0).fast[list(model.banks).index(bank)]["log_counts"]
+    torch.testing.assert_close(zero[0], bank.theta["log_counts"].detach())
 
 
 def test_unobserved_parents_give_the_mixture_of_columns():
@@ -90,7 +91,7 @@ def test_unobserved_parents_give_the_mixture_of_columns():
     season = torch.tensor([[0.3], [-1.0]], dtype=torch.float64)[None]  # one task, two shots
     predictions = adapted.predict({"season": season}, observed={"weather": torch.tensor([[1, 0]])})
     bank = next(b for b in model.banks if "traffic" in b.names)
-    table = adapted.fast[list(model.banks).index(bank)][0][0, bank.names.index("traffic"), :, :4].softmax(-1)
+    table = adapted.fast[list(model.banks).index(bank)]["log_counts"][0, bank.names.index("traffic"), :, :4].softmax(-1)
     p_season = predictions["season"][0]
     for k, weather in enumerate((1, 0)):
         rows = weather * 3 + torch.arange(3)

@@ -1,0 +1,98 @@
+"""The algorithm classes: what each adapts, its learned rates, MAML++'s multi-step loss and
+CAVIA's context, each against the per-node reference where it changes the meta-loss."""
+
+import pytest
+import torch
+
+import graphmeta as gm
+from graphmeta.adapt.algorithms import ALGORITHMS, CAVIA, MAMLPlusPlus, algorithm_named
+from graphmeta.testing.reference import reference_meta_loss
+from tests.test_model import build, engine_and_reference, mixed_graph, task_data
+
+
+def test_every_algorithm_is_registered_under_its_name():
+    assert list(ALGORITHMS) == ["maml", "fomaml", "metasgd", "anil", "reptile", "mamlpp", "cavia"]
+    assert all(cls.name == name for name, cls in ALGORITHMS.items())
+    with pytest.raises(gm.ConfigError, match="did you mean 'cavia'"):
+        algorithm_named("cavai")
+
+
+def adapted_weights(algorithm: str) -> tuple[gm.GraphMetaLearner, list[dict[str, torch.Tensor]]]:
+    graph = mixed_graph(gnn=True)
+    model = build(graph, algorithm, message_passing=False)
+    support = task_data(graph, 2, 3, 5)
+    return model, model.adapt(gm.TaskBatch.from_tensors(graph, support, support)).fast
+
+
+@pytest.mark.parametrize("algorithm", ["anil", "cavia"])
+def test_shared_weights_stay_at_theta(algorithm):
+    """ANIL moves the head only; CAVIA moves no network weight but the first bias (its context)."""
+    model, fast = adapted_weights(algorithm)
+    for bank, weights in zip(model.banks, fast):
+        moving = set(bank.head) if algorithm == "anil" else {bank.first_bias}
+        for name, weight in weights.items():
+            theta = bank.theta[name].detach().expand_as(weight)
+            assert torch.equal(weight, theta) != (name in moving), (bank, name)
+
+
+def test_maml_moves_every_weight():
+    model, fast = adapted_weights("maml")
+    for bank, weights in zip(model.banks, fast):
+        for name, weight in weights.items():
+            assert not torch.equal(weight, bank.theta[name].detach().expand_as(weight)), (bank, name)
+
+
+@pytest.mark.parametrize("algorithm", ["metasgd", "mamlpp"])
+@pytest.mark.parametrize("message_passing", [False, True])
+def test_learned_rates_of_every_parameter_equal_reference(algorithm, message_passing):
+    """Rates that differ per parameter, node and step are applied where they belong."""
+    graph = mixed_graph()
+    model = build(graph, algorithm, message_passing)
+    with torch.no_grad():
+        for rates in model.algorithm.rates:
+            for rate in rates.values():
+                rate.uniform_(0.05, 0.5)
+    (loss, grads), (ref_loss, ref_grads), _ = engine_and_reference(model, graph, masked=True)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=1e-9)
+    for g, r in zip(grads, ref_grads):
+        if g is not None or r is not None:
+            torch.testing.assert_close(g, r, rtol=1e-6, atol=1e-9)
+
+
+def test_mamlpp_anneals_its_multi_step_loss_to_the_last_step():
+    graph = mixed_graph()
+    model = build(graph, "mamlpp", message_passing=True)
+    algorithm = model.algorithm
+    assert isinstance(algorithm, MAMLPlusPlus)
+    torch.testing.assert_close(algorithm.importances(4), torch.full((4,), 0.25))
+    algorithm.set_progress(1.0)
+    annealed = algorithm.importances(4)
+    torch.testing.assert_close(annealed, torch.tensor([0.0075, 0.0075, 0.0075, 0.9775]))
+    support, query = task_data(graph, 3, 4, 1), task_data(graph, 3, 4, 2)
+    batch = gm.TaskBatch.from_tensors(graph, support, query)
+    losses = []
+    for progress in (0.0, 0.05, 1.0):
+        algorithm.set_progress(progress)
+        loss, _ = model.meta_loss(batch)
+        torch.testing.assert_close(loss, reference_meta_loss(model, support, query), rtol=1e-6, atol=1e-9)
+        losses.append(float(loss.detach()))
+    assert len(set(losses)) == 3  # the weights of the steps really change the meta-loss
+
+
+def test_mamlpp_progress_is_saved_with_the_model():
+    model = build(mixed_graph(), "mamlpp", message_passing=False)
+    model.algorithm.set_progress(0.4)
+    state = model.state_dict()
+    fresh = build(mixed_graph(), "mamlpp", message_passing=False)
+    fresh.load_state_dict(state)
+    assert float(fresh.algorithm.progress) == pytest.approx(0.4)
+
+
+def test_cavia_adapts_a_context_of_its_size_and_learns_its_projection():
+    graph = mixed_graph()
+    model = build(graph, "cavia", message_passing=False, context_dim=3)
+    assert isinstance(model.algorithm, CAVIA)
+    assert {tuple(p.shape[1:2]) for p in model.algorithm.projections.values()} == {(3,)}
+    (loss, grads), _, parameters = engine_and_reference(model, graph)
+    by_name = dict(zip([n for n, p in model.named_parameters() if p.requires_grad], grads))
+    assert all(by_name[f"algorithm.projections.{b}"].abs().sum() > 0 for b in model.algorithm.projections)
