@@ -16,6 +16,7 @@ import io
 import os
 import pickle
 import random
+import re
 import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
@@ -27,7 +28,10 @@ import torch
 
 from ..errors import CheckpointError
 
-FORMAT_VERSION = 1
+#: 2: learner banks name their weights (``theta.head_weight``), algorithms own their rates
+#: (``algorithm.inner_lrs``). 1: graphmeta 0.1, positional weights (``theta.0``).
+FORMAT_VERSION = 2
+FORMAT_HISTORY = {1: "graphmeta 0.1, whose banks stored their weights by position (theta.0, theta.1, ...)"}
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -80,18 +84,44 @@ def load_checkpoint(path: str | Path, required: tuple[str, ...] = ()) -> dict[st
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): it was never written completely; "
+                              "delete it to start over")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+    except pickle.UnpicklingError as error:
+        if "global" not in str(error).lower():
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt and cannot be loaded "
+                                  f"({_unpickler_detail(str(error))}); delete it to start over") from None
+        raise CheckpointError(f"checkpoint {path} holds {_unsafe_global(str(error))}, which graphmeta never writes "
+                              "and will not load (loading it could run code from the file)") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt and cannot be loaded ({error}); "
-                              "delete it to start over, or use the other checkpoint of the run") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+                              "delete it to start over") from None
+    found = state.get("format") if isinstance(state, dict) else type(state).__name__
+    if found in FORMAT_HISTORY:
+        raise CheckpointError(f"{path} is a checkpoint of format {found}, written by {FORMAT_HISTORY[found]}; this "
+                              f"graphmeta reads format {FORMAT_VERSION}: retrain the run, or load it with the "
+                              "graphmeta version that wrote it")
+    if found != FORMAT_VERSION:
         raise CheckpointError(f"{path} is not a graphmeta checkpoint of format {FORMAT_VERSION} (found {found!r})")
     missing = [key for key in required if key not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(map(repr, missing))}")
     return state
+
+
+def _unsafe_global(message: str) -> str:
+    """The global that torch's safe loader refused, as its message names it, without torch's
+    advice to load unsafely."""
+    match = re.search(r"(?:Unsupported global|GLOBAL)[: ]+(?:GLOBAL )?([\w.]+)", message)
+    return f"the Python object {match.group(1)!r}" if match else "a Python object that is not a tensor"
+
+
+def _unpickler_detail(message: str) -> str:
+    """The unpickler's own complaint from torch's message (which goes on to advise unsafe loading)."""
+    match = re.search(r"WeightsUnpickler error:\s*(.+)", message)
+    return match.group(1).strip() if match else message.splitlines()[0]
 
 
 def rng_state() -> dict[str, Any]:

@@ -26,13 +26,37 @@ def test_unloadable_state_is_refused_and_keeps_the_old_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_corrupt_checkpoint_names_the_file(tmp_path, damage):
     path = save_checkpoint({"step": 1, "weights": torch.randn(100)}, tmp_path / "last.pt")
     data = path.read_bytes()
-    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"not a checkpoint" * 10, "empty": b""}[damage])
-    with pytest.raises(gm.CheckpointError, match=r"last\.pt is truncated or corrupt"):
+    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"not a checkpoint" * 10}[damage])
+    with pytest.raises(gm.CheckpointError, match=r"last\.pt is truncated or corrupt") as error:
         load_checkpoint(path)
+    assert "()" not in str(error.value)
+
+
+def test_empty_checkpoint_says_it_is_empty(tmp_path):
+    (tmp_path / "last.pt").write_bytes(b"")
+    with pytest.raises(gm.CheckpointError, match=r"last\.pt is empty \(0 bytes\)"):
+        load_checkpoint(tmp_path / "last.pt")
+
+
+class Payload:
+    """A picklable object that is not a tensor: what a malicious checkpoint would carry."""
+
+
+def test_unsafe_checkpoint_names_the_global_and_never_suggests_unsafe_loading(tmp_path):
+    torch.save({"format": 2, "payload": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(gm.CheckpointError, match=r"evil\.pt holds the Python object '[\w.]*Payload'") as error:
+        load_checkpoint(tmp_path / "evil.pt")
+    assert "weights_only" not in str(error.value) and "False" not in str(error.value)
+
+
+def test_checkpoint_of_an_older_format_names_the_version_that_wrote_it(tmp_path):
+    torch.save({"format": 1, "model": {"banks.banks.0.theta.0": torch.zeros(1)}}, tmp_path / "old.pt")
+    with pytest.raises(gm.CheckpointError, match=r"old\.pt is a checkpoint of format 1, written by graphmeta 0\.1"):
+        load_checkpoint(tmp_path / "old.pt")
 
 
 def test_missing_and_foreign_checkpoints(tmp_path):
@@ -66,7 +90,7 @@ def test_resume_from_corrupt_last_fails_and_keeps_best(make_trainer):
     trainer.fit()
     best = trainer.run.best.read_bytes()
     trainer.run.last.write_bytes(trainer.run.last.read_bytes()[:100])
-    resumed = make_trainer(steps=20)
+    resumed = make_trainer()
     with pytest.raises(gm.CheckpointError, match=r"last\.pt"):
         resumed.fit(resume=True)
     assert trainer.run.best.read_bytes() == best
