@@ -46,10 +46,11 @@ RESULTS = HERE / "results" / "sinusoid.md"
 sys.path.insert(0, str(PEERS))
 
 PROTOCOL = dict(shots=10, query=10, meta_batch=25, hidden=(40, 40), inner_lr=0.01, inner_steps=1, outer_lr=1e-3)
-GRAPHMETA_ALGORITHMS = ("maml", "fomaml", "metasgd", "reptile")
+GRAPHMETA_ALGORITHMS = ("maml", "fomaml", "metasgd", "reptile", "mamlpp", "cavia")
 PEER_NAMES = ("torch.func", "learn2learn", "higher")
 LABELS = {"maml": "graphmeta MAML", "fomaml": "graphmeta first-order MAML", "metasgd": "graphmeta Meta-SGD",
-          "reptile": "graphmeta Reptile", "torch.func": "torch.func MAML (vmap + grad)",
+          "reptile": "graphmeta Reptile", "mamlpp": "graphmeta MAML++", "cavia": "graphmeta CAVIA",
+          "torch.func": "torch.func MAML (vmap + grad)",
           "learn2learn": "learn2learn 0.2.0 `MAML`", "higher": "higher 0.2.1 `innerloop_ctx` MAML"}
 
 
@@ -57,8 +58,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=30000,
-                        help="meta-iterations of every graphmeta algorithm (default 30000: about 10 min for "
-                             "the four on this 2-core machine, one thread)")
+                        help="meta-iterations of every graphmeta algorithm (default 30000: about 15 min for "
+                             "the six on this 2-core machine, one thread)")
     parser.add_argument("--peer-iterations", type=int, default=5000,
                         help="meta-iterations of each peer MAML, at most --iterations; graphmeta's MAML is "
                              "also evaluated there (default 5000; 0 means --iterations)")
@@ -71,6 +72,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="outer gradient of the torch.func MAML: .backward() on vmap'd losses, or torch.func.grad")
     parser.add_argument("--reptile-inner-steps", type=int, default=5)
     parser.add_argument("--reptile-inner-lr", type=float, default=0.02)
+    parser.add_argument("--mamlpp-inner-steps", type=int, default=5,
+                        help="MAML++ inner steps in training (its paper's 5: the multi-step loss needs several)")
+    parser.add_argument("--cavia-inner-lr", type=float, default=1.0, help="CAVIA's context rate (its paper's 1.0)")
+    parser.add_argument("--cavia-context-dim", type=int, default=5, help="CAVIA's context size (its paper's 5)")
     parser.add_argument("--test-tasks", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and of the family")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
@@ -149,8 +154,8 @@ def finn_mlp():
 def graphmeta_theta_as_linear(model) -> list:
     """graphmeta's one-node ``theta`` (``W: [1, in, out]``) in ``nn.Linear`` layout (``W: [out, in]``)."""
     out = []
-    for i, p in enumerate(model.banks[0].theta):
-        out.append(p.detach()[0].t().contiguous() if i % 2 == 0 else p.detach()[0].clone())
+    for name, p in model.banks[0].theta.items():
+        out.append(p.detach()[0].t().contiguous() if name.endswith("_weight") else p.detach()[0].clone())
     return out
 
 
@@ -158,8 +163,8 @@ def load_linear_into_graphmeta(model, tensors) -> None:
     import torch
 
     with torch.no_grad():
-        for i, (p, t) in enumerate(zip(model.banks[0].theta, tensors)):
-            p.copy_((t.t() if i % 2 == 0 else t).unsqueeze(0))
+        for (name, p), t in zip(model.banks[0].theta.items(), tensors):
+            p.copy_((t.t() if name.endswith("_weight") else t).unsqueeze(0))
 
 
 def load_linear_into_module(module, tensors) -> None:
@@ -177,11 +182,16 @@ class GraphmetaLearner:
         import graphmeta
         import torch
 
-        reptile = algorithm == "reptile"
-        self.inner_steps = args.reptile_inner_steps if reptile else PROTOCOL["inner_steps"]
-        self.inner_lr = args.reptile_inner_lr if reptile else PROTOCOL["inner_lr"]
-        self.model = graphmeta.GraphMetaLearner(graph, algorithm, inner_steps=self.inner_steps,
-                                                inner_lr=self.inner_lr, message_passing=False)
+        settings = {"inner_steps": PROTOCOL["inner_steps"], "inner_lr": PROTOCOL["inner_lr"]}
+        settings.update({
+            "reptile": {"inner_steps": args.reptile_inner_steps, "inner_lr": args.reptile_inner_lr},
+            "mamlpp": {"inner_steps": args.mamlpp_inner_steps},
+            "cavia": {"inner_lr": args.cavia_inner_lr, "context_dim": args.cavia_context_dim},
+        }.get(algorithm, {}))
+        self.inner_steps, self.inner_lr = settings["inner_steps"], settings["inner_lr"]
+        self.model = graphmeta.GraphMetaLearner(graph, algorithm, message_passing=False, **settings)
+        self.iterations = args.iterations
+        self.done = 0
         load_linear_into_graphmeta(self.model, init)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=PROTOCOL["outer_lr"])
 
@@ -190,6 +200,8 @@ class GraphmetaLearner:
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
+        self.done += 1
+        self.model.algorithm.set_progress(self.done / self.iterations)  # what graphmeta's Trainer does each step
         return loss
 
     def evaluate(self, test_batch, steps: int):
@@ -416,13 +428,15 @@ def report(args: argparse.Namespace, rows: list[Row], env: dict, total_seconds: 
         f"meta-batch {PROTOCOL['meta_batch']}, inner SGD lr {PROTOCOL['inner_lr']}, {PROTOCOL['inner_steps']} inner step "
         f"in training, Adam {PROTOCOL['outer_lr']:g}; Reptile: {args.reptile_inner_steps} inner steps at lr "
         f"{args.reptile_inner_lr:g} in training (and its lr at test), meta-step = Adam {PROTOCOL['outer_lr']:g} on "
-        "1/2‖θ−φ‖²; same initial weights and the same meta-batches for every row",
+        f"1/2‖θ−φ‖²; MAML++: {args.mamlpp_inner_steps} inner steps with learned per-layer, per-step rates and the "
+        f"annealed multi-step loss; CAVIA: a {args.cavia_context_dim}-number context at lr {args.cavia_inner_lr:g}; "
+        "same initial weights and the same meta-batches for every row",
         f"- evaluation: {args.test_tasks} fixed test tasks (split `test`, seed 0), query MSE after 1 and 10 inner "
         "SGD steps (Meta-SGD: its learned rates), mean ± 95% CI (1.96 s.e. over tasks); graphmeta rows through "
         "`model.adapt(...).evaluate(...)`, peers through one plain batched evaluator (on graphmeta MAML's weights "
         f"the two agree to {env.get('evaluator_max_abs_diff', float('nan')):.1e})",
         "",
-        "## graphmeta, the four algorithms",
+        "## graphmeta, the six algorithms",
         "",
         "| algorithm | meta-iterations | ms / meta-iteration (median) | meta-it/s | training time | "
         "MSE, 0 steps | MSE, 1 step | MSE, 10 steps |",

@@ -79,8 +79,8 @@ class GraphMetaLearner(nn.Module):
         tasks, ``[N]``): ``loss_before`` / ``loss_after`` (query loss without / with adaptation)
         and ``accuracy_after`` (NaN for regression nodes). ``metrics=False`` skips the extra
         forward pass they cost and returns ``{}``."""
+        self.check_graph(batch.graph)
         batch = self._on_device(batch)
-        self._check_graph(batch.query)
         second_order = self.algorithm.second_order and self.training
         adaptation = self._adapt(batch.support, self.inner_steps, create_graph=second_order,
                                  track_meta_gradient=True)
@@ -138,6 +138,23 @@ class GraphMetaLearner(nn.Module):
         return AdaptedGraph(self, [{name: w.detach() for name, w in weights.items()} for weights in fast],
                             banks=fresh)
 
+    def check_graph(self, graph: TaskGraph) -> None:
+        """A :class:`~graphmeta.DataError` naming the nodes and edges in which ``graph`` (of a
+        batch or a task family) differs from the model's; nothing when they are the same."""
+        if graph is self.graph or graph == self.graph:
+            return
+        ours, theirs = set(self.graph.names), set(graph.names)
+        differences = [f"nodes only in the data: {sorted(theirs - ours)}" if theirs - ours else "",
+                       f"nodes only in the model: {sorted(ours - theirs)}" if ours - theirs else "",
+                       "nodes with other specs: " + str(sorted(name for name in ours & theirs
+                                                               if graph.subtask(name) != self.graph.subtask(name))),
+                       "edges that differ: " + str(sorted(set(graph.edges) ^ set(self.graph.edges)))]
+        differences = [d for d in differences if d and not d.endswith("[]")]
+        if not differences:  # the same decomposition under another graph name
+            return
+        raise DataError(f"the data belong to another task graph than the model's ({'; '.join(differences)}): "
+                        "build the model for the family's graph, GraphMetaLearner(family.graph, ...)")
+
     def reset_parameters(self) -> None:
         for module in (*self.banks, self.algorithm, self.message_passing):
             if module is not None and hasattr(module, "reset_parameters"):
@@ -184,6 +201,7 @@ class GraphMetaLearner(nn.Module):
 
     def _support_split(self, support: TaskBatch | Split | Mapping[str, Any]) -> Split:
         if isinstance(support, TaskBatch):
+            self.check_graph(support.graph)
             support = support.support
         elif isinstance(support, Mapping):
             support = TaskBatch.from_tensors(self.graph, support, support).support

@@ -238,3 +238,25 @@ def test_meta_loss_without_metrics_is_the_same_loss():
     without, none = model.meta_loss(batch, metrics=False)
     assert none == {} and set(metrics) == {"loss_before", "loss_after", "accuracy_after"}
     torch.testing.assert_close(with_metrics, without, rtol=0, atol=0)
+
+
+def test_data_of_another_graph_is_a_data_error_naming_the_difference():
+    graph = mixed_graph()
+    model = gm.GraphMetaLearner(graph).double()
+    other = mixed_graph().add_subtask("extra", in_dim=1)
+    batch = gm.TaskBatch.from_tensors(other, task_data(other, 2, 3, 1), task_data(other, 2, 3, 2))
+    with pytest.raises(gm.DataError, match=r"nodes only in the data: \['extra'\]"):
+        model.meta_loss(batch)
+    with pytest.raises(gm.DataError, match=r"nodes only in the data: \['extra'\]"):
+        model.adapt(batch)
+    with pytest.raises(gm.DataError, match="another task graph"):
+        model.adapt(batch.support)
+
+
+@pytest.mark.parametrize("steps", [-1, 2.5, True, "3"])
+def test_adapt_steps_must_be_a_count(steps):
+    graph = mixed_graph()
+    model = gm.GraphMetaLearner(graph).double()
+    batch = gm.TaskBatch.from_tensors(graph, task_data(graph, 2, 3, 1), task_data(graph, 2, 3, 2))
+    with pytest.raises(gm.ConfigError, match=r"steps must be an integer >= 0"):
+        model.adapt(batch, steps=steps)
