@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     figure = destination(args.figure, FIGURE, args.quick)
     if figure is not None:
-        from graphmeta.train.online import plot_online_curves
+        from graphmeta.train.figures import plot_online_curves
 
         first, batch = result["online"][0], result["batch"]
         plot_online_curves(first["records"], figure, threshold=args.threshold,

@@ -13,8 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from graphmeta import GNN, MLP, TaskGraph
-from graphmeta.viz import draw_task_graph
+from graphmeta import GNN, MLP, TaskGraph, draw
 
 
 def build() -> TaskGraph:
@@ -45,7 +44,7 @@ def main(out: Path) -> None:
     print(f"\nsaved and reloaded {path}")
 
     picture = out / "delivery.png"
-    draw_task_graph(graph, path=picture)
+    draw(graph, picture)
     print(f"drew {picture}")
 
 

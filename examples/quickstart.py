@@ -3,7 +3,6 @@
 import torch
 
 import graphmeta as gm
-from graphmeta.viz import draw_task_graph
 
 # Two subtasks: "wave" reads x; "offset" reads nothing of its own, only its parent's value.
 graph = gm.TaskGraph("waves").add_subtask("wave", in_dim=1).add_subtask("offset").add_dependency("wave", "offset")
@@ -26,7 +25,7 @@ class Waves:
 
 model = gm.GraphMetaLearner(graph, inner_steps=3, inner_lr=0.02)
 trainer = gm.Trainer(model, Waves(), steps=400, shots=5, val_every=100, name="quickstart")
-trainer.fit(resume=True)  # runs/quickstart/: metrics, checkpoints, figures; a rerun reloads it
+trainer.fit(resume=True)  # runs/quickstart/: metrics and checkpoints; a rerun reloads it
 print(trainer.evaluate(num_tasks=50, ablation=False).table())
 
 task = Waves().sample(1, shots=5, query=20, split="test", seed=7)  # a new task: 5 examples of each node
@@ -36,5 +35,5 @@ prediction = adapted.predict({"wave": x})  # "offset" gets the predicted wave as
 print("predicted offset at x = -5, -2.5, 0, 2.5, 5:", [f"{v:.2f}" for v in prediction["offset"].squeeze(-1).tolist()])
 
 errors = adapted.evaluate(task)["loss"][0]
-draw_task_graph(graph, path="runs/quickstart/quickstart.png", metrics=dict(zip(graph.names, errors.tolist())),
-                metric_name="query loss after adaptation")
+gm.draw(graph, "runs/quickstart/quickstart.png", metrics=dict(zip(graph.names, errors.tolist())),
+        metric_name="query loss after adaptation")

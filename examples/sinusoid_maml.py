@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import graphmeta as gm
+from graphmeta.train.figures import plot_run_figures
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--steps", type=int, default=5000, help="meta-training steps (default 5000)")
@@ -29,7 +30,9 @@ trainer = gm.Trainer(model, family, steps=args.steps, meta_batch_size=25, shots=
                      outer_lr=1e-3, val_every=250, val_tasks=100, checkpoint_every=250,
                      name=f"sinusoid-maml-{args.shots}shot")
 trainer.fit(resume=True)  # a rerun continues (or reloads) the run
-print(trainer.evaluate(num_tasks=200, adapt_steps=10).table())
+report = trainer.evaluate(num_tasks=200, adapt_steps=10)
+print(report.table())
+plot_run_figures(trainer.run, report)  # curves.png and the per-node pictures
 
 task = family.sample(1, shots=args.shots, query=1, split="test", seed=0)
 truth = family.task_params(1, split="test", seed=0)

@@ -9,17 +9,19 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import CheckpointError, ConfigError, DataError, GraphError, GraphMetaError, TrainingError
+from .errors import CheckpointError, ConfigError, DataError, GraphError, GraphMetaError, SpecError, TrainingError
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "AdaptedGraph": "adapted", "GNN": "learners", "GraphMetaLearner": "model", "MLP": "learners",
-    "OnlineMetaLearner": "train", "Subtask": "subtask", "Table": "learners", "TaskBatch": "data", "TaskGraph": "graph", "Trainer": "train",
+    "AdaptedGraph": "adapted_graph", "GNN": "learners", "GraphMetaLearner": "model", "Hook": "train",
+    "MLP": "learners", "OnlineMetaLearner": "train", "Subtask": "taskgraph", "Table": "learners",
+    "TaskBatch": "data", "TaskGraph": "taskgraph", "Trainer": "train", "draw": "viz.draw",
     "load_family": "families.cards",
 }
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "GraphError", "GraphMetaError", "TrainingError", *_LAZY]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "GraphError", "GraphMetaError", "SpecError", "TrainingError",
+           *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

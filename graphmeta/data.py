@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from .errors import DataError
-from .graph import TaskGraph
-from .layout import GraphLayout
+from .taskgraph import TaskGraph
+from .taskgraph import ColumnLayout
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,8 @@ class DenseGraphs:
 class Split:
     """One side (support or query) of a :class:`TaskBatch`.
 
-    ``features``: ``[T, K, F]`` own features of all non-GNN nodes (``GraphLayout.feature_slices``);
-    ``values``: ``[T, K, W]`` every node's value, classification one-hot (``GraphLayout.value_slices``);
+    ``features``: ``[T, K, F]`` own features of all non-GNN nodes (``ColumnLayout.feature_slices``);
+    ``values``: ``[T, K, W]`` every node's value, classification one-hot (``ColumnLayout.value_slices``);
     ``observed``: ``[T, K, N]`` bool, node ``n``'s value is present at shot ``k`` of task ``t``;
     ``graphs``: ``{node: DenseGraphs}`` inputs of GNN nodes.
     """
@@ -162,7 +162,7 @@ def _build_split(
     graph: TaskGraph, data: Mapping[str, Any], observed: Mapping[str, torch.Tensor] | None, side: str,
     single: bool | None = None,
 ) -> tuple[Split, bool]:
-    layout = GraphLayout(graph)
+    layout = ColumnLayout(graph)
     for name in data:
         if name not in graph:
             graph.subtask(name)  # raises GraphError naming the unknown node

@@ -26,6 +26,14 @@ class ConfigError(GraphMetaError, ValueError):
     """A configuration (YAML file, dataset card, keyword arguments) has an unknown key or a wrong type."""
 
 
+class SpecError(GraphError, ConfigError):
+    """A subtask or learner spec has an unknown key, a wrong type or a value out of range.
+
+    It is both kinds of error: the graph is malformed (``except GraphError``) because its
+    configuration is wrong (``except ConfigError``, like every unknown key or keyword).
+    """
+
+
 class CheckpointError(GraphMetaError, ValueError):
     """A checkpoint file is missing, truncated, corrupt or from an incompatible model."""
 
@@ -40,9 +48,12 @@ def closest(key: str, valid: Iterable[str]) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
-def check_keys(given: Iterable[str], valid: Iterable[str], where: str, error: type[Exception] = ConfigError) -> None:
-    """Raise ``error`` naming the first key of ``given`` that is not in ``valid``, with the closest valid one."""
+def check_keys(given: Iterable[str], valid: Iterable[str], where: str, error: type[Exception] = ConfigError,
+               kind: str = "key") -> None:
+    """Raise ``error`` naming the first key of ``given`` that is not in ``valid``, with the closest
+    valid one; ``kind`` is what a key is called there (``"keyword"`` for Python arguments)."""
     valid = list(valid)
     for key in given:
         if key not in valid:
-            raise error(f"unknown key {key!r} in {where}{closest(key, valid)}; valid keys: {', '.join(sorted(valid))}")
+            raise error(f"unknown {kind} {key!r} in {where}{closest(str(key), valid)}; "
+                        f"valid {kind}s: {', '.join(sorted(valid))}")

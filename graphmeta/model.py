@@ -16,22 +16,24 @@ The model composes these three; it knows no algorithm and no learner type by nam
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 
-from .adapt.algorithms import Adaptation, InnerLoopSettings, algorithm_named
+from .adapt.algorithms import ALGORITHMS, Adaptation, InnerLoopSettings
 from .adapt.inner_loop import inner_loop
 from .adapt.message_passing import ParameterMessagePassing
-from .adapted import AdaptedGraph
+from .adapted_graph import AdaptedGraph
 from .data import Split, TaskBatch
 from .errors import ConfigError, DataError
-from .graph import TaskGraph
+from .taskgraph import TaskGraph
 from .learners.bank import Weights
 from .learners.bank_set import BankSet
+from .validation import NonNegativeInt, OneOf, PositiveFloat, PositiveInt, checked
 
 
+@checked
 class GraphMetaLearner(nn.Module):
     """A graph meta-learner for ``graph``.
 
@@ -49,15 +51,11 @@ class GraphMetaLearner(nn.Module):
         context_dim: CAVIA's context size per node (read by CAVIA only).
     """
 
-    def __init__(self, graph: TaskGraph, algorithm: str = "maml", inner_steps: int = 1, inner_lr: float = 0.01,
-                 message_passing: bool = True, learn_inner_lr: bool = False, message_channels: int = 32,
-                 message_rounds: int = 2, context_dim: int = 4) -> None:
+    def __init__(self, graph: TaskGraph, algorithm: Annotated[str, OneOf(tuple(ALGORITHMS))] = "maml",
+                 inner_steps: NonNegativeInt = 1, inner_lr: PositiveFloat = 0.01, message_passing: bool = True,
+                 learn_inner_lr: bool = False, message_channels: PositiveInt = 32,
+                 message_rounds: NonNegativeInt = 2, context_dim: PositiveInt = 4) -> None:
         super().__init__()
-        for key, value in (("inner_steps", inner_steps), ("message_channels", message_channels),
-                           ("message_rounds", message_rounds), ("context_dim", context_dim)):
-            _check_count(key, value, minimum=0 if key in ("inner_steps", "message_rounds") else 1)
-        if isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or not inner_lr > 0:
-            raise ConfigError(f"inner_lr must be a positive number, got {inner_lr!r}")
         self.graph = graph.validate()
         self.inner_steps = inner_steps
         self.config = {"algorithm": algorithm, "inner_steps": inner_steps, "inner_lr": float(inner_lr),
@@ -65,7 +63,7 @@ class GraphMetaLearner(nn.Module):
                        "message_channels": message_channels, "message_rounds": message_rounds,
                        "context_dim": context_dim}
         self.banks = BankSet(graph)
-        self.algorithm = algorithm_named(algorithm)(
+        self.algorithm = ALGORITHMS[algorithm](
             self.banks, InnerLoopSettings(float(inner_lr), inner_steps, bool(learn_inner_lr), context_dim))
         self.message_passing = None
         if message_passing:
@@ -113,10 +111,10 @@ class GraphMetaLearner(nn.Module):
         than it trains with. Steps beyond the learned per-step rates reuse the last rate.
         """
         split = self._support_split(support)
-        steps = self.inner_steps if steps is None else _check_count("steps", steps, minimum=0)
+        steps = self.inner_steps if steps is None else _check_steps(steps)
         adaptation = self._adapt(split, steps, create_graph=False, track_meta_gradient=False)
-        return AdaptedGraph(self, [{name: w.detach() for name, w in weights.items()}
-                                   for weights in self._composed(adaptation.adapted)])
+        return AdaptedGraph(self.graph, self.banks, [{name: w.detach() for name, w in weights.items()}
+                                                     for weights in self._composed(adaptation.adapted)])
 
     def fit_from_scratch(self, support: TaskBatch | Split | Mapping[str, Any], steps: int = 100,
                          lr: float = 0.01, seed: int = 0) -> AdaptedGraph:
@@ -135,8 +133,7 @@ class GraphMetaLearner(nn.Module):
                 optimizer.zero_grad()
                 fresh.losses(fast, split)[0].sum().backward()
                 optimizer.step()
-        return AdaptedGraph(self, [{name: w.detach() for name, w in weights.items()} for weights in fast],
-                            banks=fresh)
+        return AdaptedGraph(self.graph, fresh, [{name: w.detach() for name, w in weights.items()} for weights in fast])
 
     def check_graph(self, graph: TaskGraph) -> None:
         """A :class:`~graphmeta.DataError` naming the nodes and edges in which ``graph`` (of a
@@ -215,10 +212,10 @@ class GraphMetaLearner(nn.Module):
         return data.to(device=parameter.device, dtype=parameter.dtype)
 
 
-def _check_count(key: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
-    return value
+def _check_steps(steps: Any) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ConfigError(f"steps must be an integer >= 0, got {steps!r}")
+    return steps
 
 
 def _mean(losses: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

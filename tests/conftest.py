@@ -45,7 +45,7 @@ def mixed() -> TaskGraph:
         TaskGraph("mixed")
         .add_subtask("weather", in_dim=4, kind="classification", num_classes=3, learner=MLP(hidden=(8,)))
         .add_subtask("x", in_dim=2)
-        .add_subtask("molecule", in_dim=5, learner=GNN(hidden=16, layers=3), source="qm9")
+        .add_subtask("molecule", in_dim=5, learner=GNN(hidden=16, layers=3), attrs={"source": "qm9"})
         .add_subtask("traffic", in_dim=1, kind="classification", num_classes=2)
         .add_subtask("delay", out_dim=2)
         .add_dependency("weather", "traffic")
@@ -63,6 +63,6 @@ def alarm() -> TaskGraph:
 
 @pytest.fixture(scope="session")
 def asia_model():
-    from graphmeta.interop.pgmpy_bridge import load_bundled
+    from graphmeta.interop.pgmpy import load_bundled
 
     return load_bundled("asia")

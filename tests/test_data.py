@@ -5,7 +5,7 @@ import torch
 from torch_geometric.data import Data
 
 import graphmeta as gm
-from graphmeta.layout import GraphLayout
+from graphmeta.taskgraph import ColumnLayout
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def tensors(T=2, K=4, seed=0):
 def test_layout_of_values_and_features(graph):
     data = tensors()
     batch = gm.TaskBatch.from_tensors(graph, data, data)
-    layout = GraphLayout(graph)
+    layout = ColumnLayout(graph)
     assert batch.num_tasks == 2 and batch.shots == 4 and batch.query_shots == 4
     assert torch.equal(batch.support.features[..., layout.feature_slices["a"]], data["a"][0])
     assert torch.equal(batch.support.values[..., layout.value_slices["a"]], data["a"][1])

@@ -8,7 +8,7 @@ import networkx as nx
 import pytest
 import torch
 
-from graphmeta import GNN, MLP, GraphError, TaskGraph
+from graphmeta import GNN, MLP, ConfigError, GraphError, TaskGraph
 
 
 def chain(*names: str) -> TaskGraph:
@@ -104,10 +104,6 @@ def test_summary_has_a_row_per_subtask_in_order(mixed):
     assert "2 values" in delay and delay.rstrip().endswith("weather, molecule, traffic")
 
 
-def test_repr_png_is_a_png(mixed):
-    assert mixed._repr_png_().startswith(b"\x89PNG")
-
-
 # ---------------------------------------------------------------------- errors
 def test_duplicate_name():
     with pytest.raises(GraphError, match="duplicate subtask name 'a'"):
@@ -162,6 +158,23 @@ def test_validate_returns_the_graph(mixed):
     assert mixed.validate() is mixed
 
 
+def test_an_unknown_keyword_of_add_subtask_names_the_closest_one():
+    """It used to become metadata silently (``attrs={'in_dm': 4}``, ``in_dim`` 0)."""
+    for error in (ConfigError, GraphError):
+        with pytest.raises(error, match=r"unknown keyword 'in_dm' in subtask 'a' \(did you mean 'in_dim'\?\)"):
+            TaskGraph().add_subtask("a", in_dm=4)
+
+
+def test_metadata_is_an_explicit_attrs_mapping():
+    graph = TaskGraph().add_subtask("rain", kind="classification", num_classes=2, attrs={"state_names": ["no", "yes"]})
+    assert graph.subtask("rain").attrs == {"state_names": ["no", "yes"]}
+    assert TaskGraph().add_subtask("a").subtask("a").attrs == {}
+    with pytest.raises(GraphError, match=r"subtask 'a': attrs must be a mapping, got \['x'\] \(list\)"):
+        TaskGraph().add_subtask("a", attrs=["x"])
+    with pytest.raises(GraphError, match="subtask 'a': attribute 'in_dim' clashes"):
+        TaskGraph().add_subtask("a", attrs={"in_dim": 3})
+
+
 def test_bad_specs_name_the_subtask():
     with pytest.raises(GraphError, match="subtask 'a': in_dim must be an integer >= 0, got -1"):
         TaskGraph().add_subtask("a", in_dim=-1)
@@ -213,6 +226,27 @@ def test_unknown_key_in_yaml_names_it_and_the_closest(tmp_path):
         TaskGraph.load(path)
     path.write_text("subtasks:\n  a: {num_class: 3, kind: classification}\n")
     with pytest.raises(GraphError, match=r"unknown key 'num_class' in subtask 'a' \(did you mean 'num_classes'\?\)"):
+        TaskGraph.load(path)
+
+
+def test_unknown_keys_in_a_graph_file_are_config_errors_too(tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text("subtasks:\n  a: {in_dm: 3}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'in_dm' in subtask 'a' \(did you mean 'in_dim'\?\)"):
+        TaskGraph.load(path)
+
+
+@pytest.mark.parametrize("suffix, text, message", [
+    (".yaml", "subtasks:\n  a: {in_dim: 1}\n  b: {}\n  a: {in_dim: 2}\n",
+     r"duplicate key 'a' on line 4 \(first on line 2\)"),
+    (".yaml", "subtasks:\n  a: {in_dim: 1, in_dim: 2}\n", r"duplicate key 'in_dim' on line 2"),
+    (".json", '{"subtasks": {"a": {}, "a": {"in_dim": 2}}}', "duplicate key 'a'"),
+])
+def test_a_duplicate_key_in_a_graph_file_is_refused(tmp_path, suffix, text, message):
+    """Python's ``add_subtask`` refuses a second node of one name; a file used to keep the last silently."""
+    path = tmp_path / f"g{suffix}"
+    path.write_text(text)
+    with pytest.raises(GraphError, match=message):
         TaskGraph.load(path)
 
 
@@ -284,7 +318,7 @@ def test_from_networkx_errors():
     named.add_node("a", name="A")
     with pytest.raises(GraphError, match="attribute 'name' clashes"):
         TaskGraph.from_networkx(named)
-    with pytest.raises(GraphError, match="non-empty strings, got 1"):
+    with pytest.raises(GraphError, match="name must be a non-empty string, got 1"):
         TaskGraph.from_networkx(nx.DiGraph([(1, 2)]))
 
 

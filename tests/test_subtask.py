@@ -44,8 +44,8 @@ def test_to_dict():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"name": ""}, "non-empty strings"),
-        ({"name": 3}, "non-empty strings, got 3"),
+        ({"name": ""}, "name must be a non-empty string, got ''"),
+        ({"name": 3}, "name must be a non-empty string, got 3"),
         ({"in_dim": -1}, "subtask 'a': in_dim must be an integer >= 0, got -1"),
         ({"in_dim": 2.5}, "in_dim must be an integer >= 0, got 2.5"),
         ({"in_dim": True}, "in_dim must be an integer >= 0, got True"),
@@ -53,11 +53,13 @@ def test_to_dict():
         ({"out_dim": "2"}, "out_dim must be an integer >= 1, got '2'"),
         ({"kind": "ranking"}, "kind must be one of"),
         ({"kind": "classification"}, "subtask 'a': a classification subtask needs num_classes"),
-        ({"kind": "classification", "num_classes": 1}, "num_classes must be an integer >= 2, got 1"),
+        ({"kind": "classification", "num_classes": 1}, "num_classes must be an integer >= 2 or null, got 1"),
         ({"kind": "classification", "num_classes": 2.0}, "num_classes must be an integer >= 2"),
         ({"num_classes": 3}, "regression subtask takes out_dim, not num_classes.*kind='classification'"),
         ({"learner": "transformer"}, "unknown learner 'transformer'"),
         ({"learner": "gnn"}, "subtask 'a': a GNN learner needs in_dim >= 1"),
+        ({"in_dm": 2}, r"unknown keyword 'in_dm' in subtask 'a' \(did you mean 'in_dim'\?\)"),
+        ({"attrs": 3}, "subtask 'a': attrs must be a mapping, got 3"),
     ],
 )
 def test_errors_name_the_subtask_and_the_value(kwargs, message):

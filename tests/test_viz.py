@@ -1,8 +1,9 @@
-"""draw_task_graph: figures, files, metrics, labels, and the layered layout behind them."""
+"""draw_task_graph: figures, files, metrics, labels, notebooks, and the drawing layout behind them."""
 
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,10 +11,11 @@ from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
+import graphmeta
 from graphmeta import ConfigError, DataError, GraphError, TaskGraph
-from graphmeta.viz import (
-    MAX_INCHES, MISSING_COLOUR, _crossings, _isotonic, _layout, _room, _spline, _trim, draw_task_graph,
-)
+from graphmeta.viz import draw_task_graph, load_ipython_extension
+from graphmeta.viz.draw import MAX_INCHES, MISSING_COLOUR, _spline, _trim
+from graphmeta.viz.layout import crossings, drawing_layout, isotonic, room
 
 
 def labels(figure: Figure) -> list[str]:
@@ -65,6 +67,29 @@ def test_saves_by_suffix(mixed, tmp_path, suffix, magic):
     path = tmp_path / "sub" / f"graph{suffix}"
     draw_task_graph(mixed, path=path)
     assert path.read_bytes().startswith(magic)
+
+
+def test_short_name_and_positional_path(mixed, tmp_path):
+    assert graphmeta.draw is draw_task_graph
+    graphmeta.draw(mixed, tmp_path / "mixed.svg")
+    assert (tmp_path / "mixed.svg").read_bytes().startswith(b"<?xml")
+    with pytest.raises(TypeError):
+        draw_task_graph(mixed, None, Figure().add_subplot())  # ax is keyword-only
+
+
+def test_notebooks_show_task_graphs_as_png_once_the_extension_is_loaded(mixed):
+    """``%load_ext graphmeta.viz`` registers a PNG formatter for TaskGraph with IPython's display system."""
+
+    class Formatter:  # IPython's BaseFormatter, reduced to what the extension uses
+        def __init__(self):
+            self.printers = {}
+
+        def for_type(self, typ, func):
+            self.printers[typ] = func
+
+    png = Formatter()
+    load_ipython_extension(SimpleNamespace(display_formatter=SimpleNamespace(formatters={"image/png": png})))
+    assert png.printers[TaskGraph](mixed).startswith(b"\x89PNG")
 
 
 def test_unknown_suffix(mixed, tmp_path):
@@ -155,9 +180,9 @@ def test_munin_renders_under_ten_seconds(tmp_path):
     assert (tmp_path / "munin.png").stat().st_size > 0
 
 
-# ---------------------------------------------------------------------- layout
+# -------------------------------------------------------------- drawing layout
 def test_layout_layers_and_routes(alarm):
-    layout = _layout(alarm)
+    layout = drawing_layout(alarm)
     assert layout.num_layers == len(alarm.levels())
     for depth, names in enumerate(alarm.levels()):
         assert all(layout.layer[name] == depth for name in names)
@@ -168,34 +193,34 @@ def test_layout_layers_and_routes(alarm):
 
 
 def test_layout_keeps_nodes_apart(alarm):
-    layout = _layout(alarm)
+    layout = drawing_layout(alarm)
     for names in alarm.levels():
         spots = sorted(layout.position[name] for name in names)
-        assert all(b - a >= sum(_room("node")) - 1e-9 for a, b in zip(spots, spots[1:]))
-    spans = [p + sign * room for p in layout.position.values() for sign, room in zip((-1, 1), _room("node"))]
+        assert all(b - a >= sum(room("node")) - 1e-9 for a, b in zip(spots, spots[1:]))
+    spans = [p + sign * side for p in layout.position.values() for sign, side in zip((-1, 1), room("node"))]
     assert max(spans) - min(spans) <= layout.extent + 1e-9
 
 
-def test_ordering_reduces_crossings(alarm):
-    layout = _layout(alarm)
+def test_ordering_reducescrossings(alarm):
+    layout = drawing_layout(alarm)
     down = {name: alarm.children(name) for name in alarm.names}
     adjacent = {(p, c) for p, c in alarm.edges if layout.layer[c] == layout.layer[p] + 1}
     down_adjacent = {name: [c for c in down[name] if (name, c) in adjacent] for name in alarm.names}
     layers_given = [list(names) for names in alarm.levels()]
     layers_drawn = [sorted(names, key=layout.position.__getitem__) for names in alarm.levels()]
-    assert _crossings(layers_drawn, down_adjacent) <= _crossings(layers_given, down_adjacent)
+    assert crossings(layers_drawn, down_adjacent) <= crossings(layers_given, down_adjacent)
 
 
 def test_crossings_counts_inversions():
     down = {"a": ["d"], "b": ["c"], "c": [], "d": []}
-    assert _crossings([["a", "b"], ["c", "d"]], down) == 1
-    assert _crossings([["a", "b"], ["d", "c"]], down) == 0
+    assert crossings([["a", "b"], ["c", "d"]], down) == 1
+    assert crossings([["a", "b"], ["d", "c"]], down) == 0
 
 
-def test_isotonic():
-    assert np.allclose(_isotonic(np.array([3.0, 1.0, 2.0])), [2, 2, 2])
-    assert np.allclose(_isotonic(np.array([1.0, 3.0, 2.0, 4.0])), [1, 2.5, 2.5, 4])
-    assert np.allclose(_isotonic(np.array([0.0, 1.0])), [0, 1])
+def testisotonic():
+    assert np.allclose(isotonic(np.array([3.0, 1.0, 2.0])), [2, 2, 2])
+    assert np.allclose(isotonic(np.array([1.0, 3.0, 2.0, 4.0])), [1, 2.5, 2.5, 4])
+    assert np.allclose(isotonic(np.array([0.0, 1.0])), [0, 1])
 
 
 def test_spline_and_trim():

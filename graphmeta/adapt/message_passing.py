@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch_geometric.nn import MessagePassing
 
-from ..graph import TaskGraph
+from ..taskgraph import TaskGraph
 from ..learners.bank import Weights
 from ..learners.bank_set import BankSet
 

@@ -33,32 +33,26 @@ import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ..data import Split
-from ..errors import CheckpointError, ConfigError, DataError, GraphError, check_keys
-from ..layout import GraphLayout
+from ..errors import CheckpointError, ConfigError, DataError, GraphError
+from ..taskgraph import ColumnLayout
 from ..model import GraphMetaLearner
 from ..train.checkpoint import load_checkpoint, save_checkpoint
 from ..train.trainer import Trainer
+from ..validation import Gt, Lt, NonNegativeFloat, NonNegativeInt, PositiveInt, checked
 from .baselines import PooledEmpiricalBayes
 from .structure import NetworkStructure
 from .tabular import probe_codes, split_from_codes, tabular_graph
 from .tasks import TableTasks
 
-#: GraphMetaLearner arguments and their defaults (Table learners adapt in closed form, in one step).
-MODEL_DEFAULTS: dict[str, Any] = {"message_passing": True, "message_channels": 64, "message_rounds": 2}
+#: How every variable adapts: Table learners adapt in closed form, in one step.
 ADAPTATION = {"algorithm": "maml", "inner_steps": 1}
-#: meta_fit options (Trainer arguments and the episode sizes) and their defaults.
-FIT_DEFAULTS: dict[str, Any] = {
-    "shots": 5, "query_shots": 100, "meta_batch_size": 16, "outer_lr": 0.02, "grad_clip": 10.0,
-    "val_every": 50, "early_stopping_patience": 6, "val_fraction": 0.2, "seed": 0, "progress": True,
-    "run_dir": None,
-}
 #: Upper bound on meta-training steps when ``steps`` is not given; early stopping usually ends sooner.
 MAX_STEPS = 2000
 CHECKPOINT_KEYS = ("structure", "config", "shots", "model")
@@ -71,7 +65,8 @@ class BayesNetMetaLearner:
         structure: a pgmpy ``DiscreteBayesianNetwork`` (CPD values are ignored; only the DAG,
             the variables and their state names are used) or a bundled network's name.
         state_names: ``{variable: [state, ...]}`` for a structure without CPDs.
-        **config: :class:`~graphmeta.GraphMetaLearner` arguments (see :data:`MODEL_DEFAULTS`).
+        message_passing, message_channels, message_rounds: the
+            :class:`~graphmeta.GraphMetaLearner` arguments of the same names.
 
     Example::
 
@@ -81,14 +76,16 @@ class BayesNetMetaLearner:
         VariableElimination(model).query(["LVFAILURE"], evidence={"HYPOVOLEMIA": "TRUE"})
     """
 
-    def __init__(self, structure: Any, state_names: Mapping[str, Sequence[Any]] | None = None,
-                 **config: Any) -> None:
-        check_keys(config, MODEL_DEFAULTS, "BayesNetMetaLearner arguments")
+    @checked
+    def __init__(self, structure: Any, state_names: Mapping[str, Sequence[Any]] | None = None, *,
+                 message_passing: bool = True, message_channels: PositiveInt = 64,
+                 message_rounds: NonNegativeInt = 2) -> None:
         self.structure = (structure if isinstance(structure, NetworkStructure)
                           else NetworkStructure.from_pgmpy(structure, state_names))
-        self.config = {**MODEL_DEFAULTS, **config}
+        self.config = {"message_passing": message_passing, "message_channels": message_channels,
+                       "message_rounds": message_rounds}
         self.graph = tabular_graph(self.structure)
-        self.layout = GraphLayout(self.graph)
+        self.layout = ColumnLayout(self.graph)
         self.model = GraphMetaLearner(self.graph, **ADAPTATION, **self.config)
         self.shots: int | None = None  # the support size meta-fitted for
         self._probe = probe_codes(self.structure)
@@ -98,43 +95,45 @@ class BayesNetMetaLearner:
         return f"BayesNetMetaLearner({self.graph!r}, {options})"
 
     # ------------------------------------------------------------------ verbs
+    @checked
     def meta_fit(self, tasks: Sequence[pd.DataFrame], val_tasks: Sequence[pd.DataFrame] | None = None,
-                 steps: int | None = None, **options: Any) -> dict[str, Any]:
+                 steps: NonNegativeInt | None = None, *, shots: PositiveInt = 5, query_shots: PositiveInt = 100,
+                 meta_batch_size: PositiveInt = 16, outer_lr: NonNegativeFloat = 0.02,
+                 grad_clip: NonNegativeFloat | None = 10.0, val_every: PositiveInt = 50,
+                 early_stopping_patience: PositiveInt | None = 6,
+                 val_fraction: Annotated[float, Gt(0), Lt(1)] = 0.2, seed: NonNegativeInt = 0,
+                 progress: bool = True, run_dir: str | Path | None = None) -> dict[str, Any]:
         """Meta-train on ``tasks``, one DataFrame per related network (site); returns the
         training summary. Starts afresh each call.
 
         ``val_tasks`` pick the stopping step; without them the last ``val_fraction`` of
         ``tasks`` is held out. ``steps`` bounds the meta-training steps (default: early stopping
-        on the validation loss, at most :data:`MAX_STEPS`). ``options``: ``shots`` (the support
-        size to prepare for: the number of rows you will adapt with), ``query_shots``,
+        on the validation loss, at most :data:`MAX_STEPS`). ``shots`` is the support size to
+        prepare for (the number of rows you will adapt with); ``query_shots``,
         ``meta_batch_size``, ``outer_lr``, ``grad_clip``, ``val_every``,
-        ``early_stopping_patience``, ``val_fraction``, ``seed``, ``progress`` and ``run_dir``
-        (keep the run's metrics and checkpoints there; default: a temporary folder).
+        ``early_stopping_patience``, ``seed`` and ``progress`` are the
+        :class:`~graphmeta.train.Trainer` arguments of the same names; ``run_dir`` keeps the
+        run's metrics and checkpoints (default: a temporary folder).
         A row with missing values (NaN) still teaches every variable whose value and parents'
         values it has.
         """
-        check_keys(options, FIT_DEFAULTS, "meta_fit options")
-        options = {**FIT_DEFAULTS, **options}
-        train, val = self._split_tables(tasks, val_tasks, options["val_fraction"])
+        train, val = self._split_tables(tasks, val_tasks, val_fraction)
         episodes = TableTasks(self.structure, self.graph, {"train": train, "val": val})
-        torch.manual_seed(options["seed"])
+        torch.manual_seed(seed)
         self.model = GraphMetaLearner(self.graph, **ADAPTATION, **self.config)
-        self.shots = options["shots"]
-        pooled = PooledEmpiricalBayes.fit(self.structure, train, val, options["shots"])
+        self.shots = shots
+        pooled = PooledEmpiricalBayes.fit(self.structure, train, val, shots)
         self._initialise_prior(pooled.concentration * pooled.frequencies)
         train_options = {
-            "steps": MAX_STEPS if steps is None else steps, "shots": options["shots"],
-            "query_shots": options["query_shots"], "meta_batch_size": options["meta_batch_size"],
-            "outer_lr": options["outer_lr"], "grad_clip": options["grad_clip"], "val_every": options["val_every"],
-            "val_tasks": max(len(val), 64), "early_stopping_patience": options["early_stopping_patience"],
-            "seed": options["seed"], "progress": options["progress"],
-            "checkpoint_every": MAX_STEPS, "log_every": options["val_every"],
+            "steps": MAX_STEPS if steps is None else steps, "shots": shots, "query_shots": query_shots,
+            "meta_batch_size": meta_batch_size, "outer_lr": outer_lr, "grad_clip": grad_clip,
+            "val_every": val_every, "val_tasks": max(len(val), 64), "early_stopping_patience": early_stopping_patience,
+            "seed": seed, "progress": progress, "checkpoint_every": MAX_STEPS, "log_every": val_every,
         }
         with tempfile.TemporaryDirectory(prefix="graphmeta-bayesnet-") as scratch:
             # a run kept in the user's run_dir gets a fresh timestamped name, a scratch run a fixed one
-            name = None if options["run_dir"] else "meta-fit"
-            trainer = Trainer(self.model, episodes, run_dir=str(options["run_dir"] or scratch), name=name,
-                              **train_options)
+            name = None if run_dir else "meta-fit"
+            trainer = Trainer(self.model, episodes, run_dir=str(run_dir or scratch), name=name, **train_options)
             summary = trainer.fit()
         self.model.eval()
         return summary
@@ -211,15 +210,13 @@ class BayesNetMetaLearner:
 
     def _split_tables(self, tasks: Sequence[pd.DataFrame], val_tasks: Sequence[pd.DataFrame] | None,
                       fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        if isinstance(tasks, pd.DataFrame) or not len(tasks):
+        if not len(tasks):
             raise DataError("meta_fit needs a list of DataFrames, one per related network (site)")
         codes = self.structure.encode(list(tasks), what="task table")
         if val_tasks is not None:
-            if isinstance(val_tasks, pd.DataFrame) or not len(val_tasks):
+            if not len(val_tasks):
                 raise DataError("val_tasks must be a non-empty list of DataFrames")
             return codes, self.structure.encode(list(val_tasks), what="validation table")
-        if not 0 < fraction < 1:
-            raise ConfigError(f"val_fraction must be in (0, 1), got {fraction!r}")
         if len(codes) < 2:
             raise DataError("meta_fit needs at least 2 task tables to hold one out for validation (or val_tasks)")
         held_out = min(len(codes) - 1, max(1, round(fraction * len(codes))))

@@ -1,6 +1,6 @@
 """`NetworkStructure`: the DAG and states of a discrete Bayesian network, and its data as arrays.
 
-Everything here is numpy over the padded CPD layout of :class:`~graphmeta.families.CPDTable`:
+Everything here is numpy over the padded CPD layout of :class:`~graphmeta.interop.cpd_table.CPDTable`:
 variable ``n`` owns the columns ``offsets[n] ... offsets[n] + configs[n] - 1``, one per
 configuration ``u`` of its parents (pgmpy's order, first evidence variable slowest), each of
 width ``max cardinality``. A table of ``T`` tasks is ``[T, columns, width]``.
@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, GraphError, closest
-from ..families.cpd_table import CPDTable
-from ..families.networks import cpd_values, discrete_network
-from ..graph import TaskGraph
-from ..interop.pgmpy_bridge import load_bundled
+from ..taskgraph import TaskGraph
+from ..interop.cpd_table import CPDTable
+from ..interop.pgmpy import discrete_graph_dict, network_evidence, read_network
+from ..interop.tabular_cpds import cpd_values, discrete_network
 
 
 @dataclass(frozen=True)
@@ -49,46 +49,19 @@ class NetworkStructure:
         """From a pgmpy ``DiscreteBayesianNetwork`` (or a bundled network's name).
 
         Only the DAG, the variables and their state names are used; CPD values are ignored.
-        The states (and each variable's parent order) come from the CPDs when the model has
-        them, else from ``state_names`` ``{variable: [state, ...]}``; states are compared and
-        exported as strings.
+        The graph is :meth:`TaskGraph.from_pgmpy`'s, so the states follow its rule (from
+        ``state_names`` ``{variable: [state, ...]}``, else the CPDs; strings); each variable's
+        parents are in its CPD's evidence order (:func:`~graphmeta.interop.pgmpy.network_evidence`).
         """
         from pgmpy.models import DiscreteBayesianNetwork
 
-        model = load_bundled(structure) if isinstance(structure, str) else structure
+        _, model = read_network(structure)
         if not isinstance(model, DiscreteBayesianNetwork):
             raise GraphError(f"the structure must be a pgmpy DiscreteBayesianNetwork or a bundled network name, "
                              f"got {type(model).__name__}")
-        if len(model.nodes()) == 0:
-            raise GraphError("the structure has no variables")
-        given = dict(state_names or {})
-        for variable in given:
-            if variable not in model.nodes():
-                raise GraphError(f"state_names names {variable!r}, which is no variable of the structure"
-                                 f"{closest(str(variable), map(str, model.nodes()))}")
-        states, evidence = {}, {}
-        for variable in model.nodes():
-            cpd = model.get_cpds(variable) if model.cpds else None
-            if variable in given:
-                states[variable] = [str(s) for s in given[variable]]
-            elif cpd is not None:
-                states[variable] = [str(s) for s in cpd.state_names[variable]]
-            else:
-                raise GraphError(f"variable {variable!r} of the structure has no state names: give its CPD, or "
-                                 f"state_names={{{variable!r}: [...]}}")
-            if len(states[variable]) < 2 or len(set(states[variable])) != len(states[variable]):
-                raise GraphError(f"variable {variable!r} needs at least 2 distinct state names, got {states[variable]}")
-            parents = list(cpd.variables[1:]) if cpd is not None else []
-            if sorted(parents, key=str) != sorted(model.get_parents(variable), key=str):
-                parents = list(model.get_parents(variable))
-            evidence[variable] = parents
-        graph = TaskGraph(name=structure if isinstance(structure, str) else "")
-        for variable in model.nodes():
-            graph.add_subtask(variable, kind="classification", num_classes=len(states[variable]),
-                              state_names=states[variable])
-        for parent, child in model.edges():
-            graph.add_dependency(parent, child)
-        return cls(graph.validate(), states, evidence)
+        graph = TaskGraph.from_pgmpy(structure, state_names)
+        states = {name: list(graph.subtask(name).attrs["state_names"]) for name in graph.names}
+        return cls(graph, states, network_evidence(model))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data that :meth:`from_dict` turns back into the structure."""
@@ -97,14 +70,10 @@ class NetworkStructure:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NetworkStructure:
-        graph = TaskGraph(name=data.get("name") or "")
-        for variable, states in data["states"].items():
-            graph.add_subtask(variable, kind="classification", num_classes=len(states), state_names=list(states))
-        for variable, parents in data["evidence"].items():
-            for parent in parents:
-                graph.add_dependency(parent, variable)
-        return cls(graph.validate(), {v: list(s) for v, s in data["states"].items()},
-                   {v: list(p) for v, p in data["evidence"].items()})
+        """Inverse of :meth:`to_dict`."""
+        states = {v: list(s) for v, s in data["states"].items()}
+        evidence = {v: list(p) for v, p in data["evidence"].items()}
+        return cls(TaskGraph.from_dict(discrete_graph_dict(data.get("name") or "", states, evidence)), states, evidence)
 
     # ---------------------------------------------------------------- layout
     @property

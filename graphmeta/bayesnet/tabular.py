@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from ..data import Split
-from ..graph import TaskGraph
-from ..layout import GraphLayout
+from ..taskgraph import TaskGraph
+from ..taskgraph import ColumnLayout
 from ..learners import Table
 from .structure import NetworkStructure
 
@@ -31,7 +31,7 @@ def tabular_graph(structure: NetworkStructure) -> TaskGraph:
     return structure.graph.with_learner(Table())
 
 
-def split_from_codes(structure: NetworkStructure, layout: GraphLayout, codes: np.ndarray,
+def split_from_codes(structure: NetworkStructure, layout: ColumnLayout, codes: np.ndarray,
                      dtype: torch.dtype | None = None) -> Split:
     """The :class:`Split` of state indices ``codes [T, R, N]`` (``-1`` missing) for :func:`tabular_graph`:
     ``values`` every observed variable one-hot, ``observed`` ``codes >= 0``, no own features."""

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..data import TaskBatch
 from ..errors import ConfigError
-from ..graph import TaskGraph
-from ..layout import GraphLayout
+from ..taskgraph import TaskGraph
+from ..taskgraph import ColumnLayout
 from .structure import NetworkStructure
 from .tabular import split_from_codes
 
@@ -28,7 +28,7 @@ class TableTasks:
     def __init__(self, structure: NetworkStructure, graph: TaskGraph, tables: Mapping[str, np.ndarray]) -> None:
         self.structure = structure
         self.graph = graph
-        self.layout = GraphLayout(graph)
+        self.layout = ColumnLayout(graph)
         self.tables = dict(tables)
         self.empty_rows = {split: ~(codes >= 0).any(-1) for split, codes in self.tables.items()}
         self.config = {"network": structure.graph.name, **{f"{s}_tables": len(c) for s, c in self.tables.items()}}

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..train import RunConfig, Trainer
+    from ..train.figures import plot_run_figures
 
     torch.set_num_threads(1)  # small tensors: threads gain nothing here, and wait for each other on a busy machine
     train = {**DEMO["train"], "steps": args.steps, "val_every": min(DEMO["train"]["val_every"], max(args.steps, 1)),
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
           f"meta-training {args.steps} steps with message passing, then {args.steps} without (the ablation)")
     trainer.fit()
     report = trainer.evaluate()
+    plot_run_figures(trainer.run, report)
     print()
     print(report.table())
     gain = report.paired_difference("no_message_passing")
@@ -67,6 +69,6 @@ def run(args: argparse.Namespace) -> int:
           f"(paired over the same {report.num_tasks} tasks, 95% CI)")
     print(f"\nrun directory: {trainer.run.path}")
     print(f"  figures:     {trainer.run.figures}/ (curves.png, graph-test-loss.png, graph-test-improvement.png)")
-    print(f"  results:     {trainer.run.evaluation('test')}, {trainer.run.summary}")
+    print(f"  results:     {trainer.run.evaluation(report.split, report.adapt_steps)}, {trainer.run.summary}")
     print(f"  took {time.perf_counter() - start:.0f} s; evaluate again with: graphmeta evaluate {trainer.run.path}")
     return 0

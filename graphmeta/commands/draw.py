@@ -31,7 +31,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import GraphError
-    from ..graph import TaskGraph
+    from ..taskgraph import TaskGraph
     from ..viz import FORMATS, draw_task_graph
 
     if args.output is not None and args.output.suffix.lower() not in FORMATS:

@@ -12,10 +12,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "evaluate",
         help="evaluate a run on held-out tasks against the baselines",
         description="Evaluate the run in RUN_DIR on held-out tasks: per-node and total query loss (and "
-                    "accuracy for classification), mean ± 95%% CI over tasks, without adaptation, after "
+                    "accuracy for classification), mean ± 95% CI over tasks, without adaptation, after "
                     "adaptation, trained from scratch on the support set and, when the run uses message "
                     "passing, the same configuration trained without it (trained once into RUN_DIR/ablation). "
-                    "Prints a table; writes RUN_DIR/evaluation-<split>.json and figures.",
+                    "Prints a table; writes RUN_DIR/evaluation-<split>-<k>steps.json (k: the adaptation "
+                    "steps, so evaluations with other steps are kept) and figures.",
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory, e.g. runs/sinusoid")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..train import OnlineMetaLearner, Trainer
     from ..train.config import load_run_config, parse_override
+    from ..train.figures import plot_run_figures
 
     options: dict[str, Any] = {}
     for text in args.overrides:
@@ -46,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     online = load_run_config(args.run_dir).train.mode == "online"
     trainer = (OnlineMetaLearner if online else Trainer).from_run(args.run_dir, checkpoint=args.checkpoint)
     report = trainer.evaluate(**options)
+    plot_run_figures(trainer.run, report)
     print(report.table(per_node=args.per_node))
-    print(f"\nwrote {trainer.run.evaluation(report.split)} and {trainer.run.figures}/graph-{report.split}-*.png")
+    print(f"\nwrote {trainer.run.evaluation(report.split, report.adapt_steps)} and "
+          f"{trainer.run.figures}/graph-{report.split}-*.png")
     return 0

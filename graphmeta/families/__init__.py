@@ -4,11 +4,11 @@ Every family has ``graph`` and ``sample(num_tasks, shots, query, split, seed)``;
 cards (``datasets/*.yaml``) name ready-made ones, loaded with :func:`load_family`.
 """
 
+from ..interop.cpd_table import CPDTable
 from .base import SPLITS, TaskFamily
 from .bayesnet import BayesNetFamily, batch_from_dataframes
 from .cards import FAMILIES, Card, available_cards, load_card, load_family
 from .compositional import CompositionalFamily
-from .cpd_table import CPDTable
 from .gaussian import GaussianNetFamily
 from .graph_subtasks import GraphSubtasksFamily
 from .sinusoid import SinusoidFamily

@@ -5,7 +5,7 @@ A family draws every task in two steps, each from its own random stream:
 1. ``draw_params(num_tasks, rng)``: the task parameters (one set per task: a sinusoid's
    amplitude and phase, a Bayesian network's CPDs, ...);
 2. ``draw_examples(params, rows, rng)``: ``rows`` *joint* draws of the whole graph per task,
-   already packed as a :class:`~graphmeta.data.Split` (``GraphLayout`` columns).
+   already packed as a :class:`~graphmeta.data.Split` (``ColumnLayout`` columns).
 
 ``sample`` cuts the rows into ``shots`` support and ``query`` query examples. ``draw_tasks``
 is step 1 of one call together with its example stream, so a family's other forms of the same
@@ -19,40 +19,52 @@ number of shots; the task parameters do not depend on the shots at all, so
 seed)``; and train, val and test tasks come from disjoint seed sequences. ``seed=None`` takes
 the split's next unused seed, ``0, 1, 2, ...`` in call order, so successive calls give new
 tasks and a fresh family replays the same sequence.
+
+Arguments. Every family keeps each constructor argument as the attribute of the same name (the
+convention of scikit-learn's estimators), so ``config``, the arguments in YAML form, is read off
+the signature; constructors and the sampling methods are ``@checked`` (:mod:`graphmeta.validation`),
+so a wrong argument is a :class:`~graphmeta.errors.ConfigError` naming it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 
 from ..data import DenseGraphs, Split, TaskBatch
-from ..errors import ConfigError, closest
-from ..graph import TaskGraph
-from ..layout import GraphLayout
+from ..taskgraph import TaskGraph
+from ..taskgraph import ColumnLayout
+from ..learners import LearnerSpec, learner_to_dict
+from ..validation import NonNegativeInt, OneOf, PositiveInt, checked, parameters
 
 SPLITS = ("train", "val", "test")
+SplitName = Annotated[str, OneOf(SPLITS)]
 
 
 class TaskFamily(ABC):
-    """A distribution over tasks of ``graph``; subclasses define ``draw_params`` and ``draw_examples``.
+    """A distribution over tasks of ``graph``; subclasses define ``draw_params`` and ``draw_examples``,
+    and keep every constructor argument as the attribute of the same name.
 
-    ``config`` holds the constructor arguments (shown by ``repr``); ``card`` is the dataset
-    card the family came from (:func:`~graphmeta.load_family`), if any.
+    ``card`` is the dataset card the family came from (:func:`~graphmeta.load_family`), if any.
     """
 
     card: Any = None
 
-    def __init__(self, graph: TaskGraph, seed: int, config: Mapping[str, Any]) -> None:
+    def __init__(self, graph: TaskGraph, seed: int) -> None:
         self.graph = graph.validate()
-        self.seed = check_seed("family seed", seed)
-        self.config = {**config, "seed": self.seed}
-        self.layout = GraphLayout(graph)
+        self.seed = seed
+        self.layout = ColumnLayout(graph)
         self._next_seed = dict.fromkeys(SPLITS, 0)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments in YAML form (tuples as lists, a learner spec as a mapping),
+        read off the signature: ``type(family)(**family.config)`` builds the same family."""
+        return {name: _yaml_form(getattr(self, name)) for name in parameters(type(self))}
 
     @abstractmethod
     def draw_params(self, num_tasks: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -62,39 +74,40 @@ class TaskFamily(ABC):
     def draw_examples(self, params: dict[str, np.ndarray], rows: int, rng: np.random.Generator) -> Split:
         """``rows`` joint draws of the whole graph for every task of ``params``, all observed."""
 
-    def sample(self, num_tasks: int, shots: int, query: int, split: str = "train",
-               seed: int | None = None) -> TaskBatch:
+    @checked
+    def sample(self, num_tasks: PositiveInt, shots: PositiveInt, query: PositiveInt, split: SplitName = "train",
+               seed: NonNegativeInt | None = None) -> TaskBatch:
         """``num_tasks`` tasks with ``shots`` support and ``query`` query examples per node.
 
         Every example is one joint draw of the graph (a child's input is its own features and
         its parents' values in the same row). Tensors are on the CPU in the default dtype.
         """
-        check_count("shots", shots)
-        check_count("query", query)
         params, examples_rng = self.draw_tasks(num_tasks, split, seed)
         joint = self.draw_examples(params, shots + query, examples_rng)
         return TaskBatch(self.graph, _rows(joint, slice(0, shots)), _rows(joint, slice(shots, shots + query)))
 
-    def task_params(self, num_tasks: int, split: str = "train", seed: int = 0) -> dict[str, np.ndarray]:
+    @checked
+    def task_params(self, num_tasks: PositiveInt, split: SplitName = "train",
+                    seed: NonNegativeInt = 0) -> dict[str, np.ndarray]:
         """The true parameters of the tasks that ``sample(num_tasks, ..., split, seed)`` draws."""
-        return self.draw_tasks(num_tasks, split, check_seed("seed", seed))[0]
+        return self.draw_tasks(num_tasks, split, seed)[0]
 
-    def draw_tasks(self, num_tasks: int, split: str,
-                   seed: int | None) -> tuple[dict[str, np.ndarray], np.random.Generator]:
+    @checked
+    def draw_tasks(self, num_tasks: PositiveInt, split: SplitName,
+                   seed: NonNegativeInt | None) -> tuple[dict[str, np.ndarray], np.random.Generator]:
         """The parameters of the ``num_tasks`` tasks of one call and the stream their examples come
         from: what ``sample`` uses, so that other forms of the same draws (tables) match it."""
-        check_count("num_tasks", num_tasks)
         params_rng, examples_rng = self.generators(split, seed)
         return self.draw_params(num_tasks, params_rng), examples_rng
 
-    def generators(self, split: str, seed: int | None) -> tuple[np.random.Generator, np.random.Generator]:
+    @checked
+    def generators(self, split: SplitName,
+                   seed: NonNegativeInt | None) -> tuple[np.random.Generator, np.random.Generator]:
         """The ``(params, examples)`` random streams of one call (see the module docstring)."""
-        if split not in SPLITS:
-            raise ConfigError(f"unknown split {split!r}{closest(str(split), SPLITS)}; choose one of {SPLITS}")
         if seed is None:
             seed = self._next_seed[split]
             self._next_seed[split] += 1
-        sequence = np.random.SeedSequence([self.seed, SPLITS.index(split), check_seed("seed", seed)])
+        sequence = np.random.SeedSequence([self.seed, SPLITS.index(split), seed])
         params, examples = sequence.spawn(2)
         return np.random.default_rng(params), np.random.default_rng(examples)
 
@@ -105,37 +118,16 @@ class TaskFamily(ABC):
 
 def family_rng(seed: int) -> np.random.Generator:
     """The stream of a family's fixed draws (structure, shared weights): disjoint from every task stream."""
-    return np.random.default_rng(np.random.SeedSequence([check_seed("family seed", seed), len(SPLITS)]))
+    return np.random.default_rng(np.random.SeedSequence([seed, len(SPLITS)]))
 
 
-def check_seed(name: str, seed: Any) -> int:
-    """``seed`` as a non-negative ``int``, or a :class:`ConfigError` naming it."""
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
-        return int(seed)
-    raise ConfigError(f"{name} must be a non-negative integer, got {seed!r}")
-
-
-def check_count(name: str, value: Any, minimum: int = 1) -> int:
-    """``value`` as an ``int >= minimum``, or a :class:`ConfigError` naming it."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum:
-        return int(value)
-    raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def check_positive(name: str, value: Any, allow_zero: bool = False) -> float:
-    """``value`` as a finite ``float > 0`` (``>= 0`` with ``allow_zero``), or a :class:`ConfigError`."""
-    number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and np.isfinite(value)
-    if number and (value > 0 or (allow_zero and value == 0)):
-        return float(value)
-    bound = ">= 0" if allow_zero else "> 0"
-    raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
-
-
-def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    """``value`` if it is one of ``choices``, else a :class:`ConfigError` with the closest one."""
-    if value in choices:
-        return value
-    raise ConfigError(f"unknown {name} {value!r}{closest(str(value), choices)}; choose one of {tuple(choices)}")
+def _yaml_form(value: Any) -> Any:
+    """An argument as YAML writes it: tuples as lists, a learner spec as its mapping."""
+    if isinstance(value, LearnerSpec):
+        return learner_to_dict(value)
+    if isinstance(value, (tuple, list)):
+        return [_yaml_form(item) for item in value]
+    return value
 
 
 def task_latents(rng: np.random.Generator, num_tasks: int, groups: int, dim: int, shared: bool) -> np.ndarray:
@@ -143,29 +135,6 @@ def task_latents(rng: np.random.Generator, num_tasks: int, groups: int, dim: int
     if shared:
         return np.repeat(rng.standard_normal((num_tasks, 1, dim)), groups, axis=1)
     return rng.standard_normal((num_tasks, groups, dim))
-
-
-def padded_parents(graph: TaskGraph, parents: Mapping[str, Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
-    """``(index [N, P], present [N, P])``: each node's parents as indices into ``graph.names``.
-
-    ``parents`` fixes the order of each node's parents (for example pgmpy's evidence order);
-    rows are padded to the largest in-degree ``P`` with index 0 and ``present`` False.
-    """
-    position = {name: i for i, name in enumerate(graph.names)}
-    width = max((len(parents[name]) for name in graph.names), default=0)
-    index = np.zeros((len(graph), width), dtype=np.int64)
-    present = np.zeros((len(graph), width), dtype=bool)
-    for row, name in enumerate(graph.names):
-        columns = [position[parent] for parent in parents[name]]
-        index[row, : len(columns)] = columns
-        present[row, : len(columns)] = True
-    return index, present
-
-
-def level_indices(graph: TaskGraph) -> list[np.ndarray]:
-    """The topological levels of ``graph`` as index arrays into ``graph.names``, for ancestral sampling."""
-    position = {name: i for i, name in enumerate(graph.names)}
-    return [np.array([position[name] for name in level], dtype=np.int64) for level in graph.levels()]
 
 
 def to_tensor(array: np.ndarray) -> torch.Tensor:

@@ -7,23 +7,26 @@ missing values allowed) into a :class:`~graphmeta.data.TaskBatch`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ..data import Split, TaskBatch
-from ..errors import DataError, GraphError, closest
-from ..graph import TaskGraph
-from .base import TaskFamily, check_choice, check_count, check_positive, family_rng, observed_split
-from .cpd_table import CPDTable
-from .networks import cpd_values, discrete_network, resolve_network
+from ..errors import DataError, closest
+from ..interop.cpd_table import CPDTable
+from ..interop.pgmpy import network_evidence, network_states, resolve_network
+from ..interop.tabular_cpds import cpd_values, discrete_network
+from ..taskgraph import TaskGraph
+from ..validation import NonNegativeFloat, NonNegativeInt, OneOf, PositiveFloat, PositiveInt, checked
+from .base import SplitName, TaskFamily, family_rng, observed_split
 
 PRIORS = ("dirichlet", "latent")
 LEARNERS = ("mlp", "table")
 
 
+@checked
 class BayesNetFamily(TaskFamily):
     r"""Tasks are discrete Bayesian networks with the DAG and states of a pgmpy network.
 
@@ -45,7 +48,8 @@ class BayesNetFamily(TaskFamily):
       + s\, W[v, u]^\top z_t\big)` with :math:`W[v, u] \sim N(0, I_d)` fixed by the family seed.
 
     ``network`` is a bundled name (``"asia"``, ``"alarm"``, ``"child"``, ...) or a pgmpy
-    ``DiscreteBayesianNetwork`` with CPDs whose state names are strings. The prior is public:
+    ``DiscreteBayesianNetwork`` with CPDs whose state names are strings (``network`` then holds
+    its name, or the model's class name). The prior is public:
     ``theta_star`` and ``latent_weights`` (``{variable: [card, configs(, d)]}`` in
     ``TabularCPD`` layout, parents in ``evidence[variable]`` order), ``alpha``, ``scale``.
     ``task_params`` gives ``theta [T, columns, width]`` (see :class:`CPDTable`) and, for the
@@ -56,30 +60,25 @@ class BayesNetFamily(TaskFamily):
     def __init__(
         self,
         network: Any = "asia",
-        prior: str = "dirichlet",
-        alpha: float = 10.0,
-        latent_dim: int = 2,
-        scale: float = 1.0,
-        floor: float = 1e-3,
-        seed: int = 0,
-        learner: str = "mlp",
+        prior: Annotated[str, OneOf(PRIORS)] = "dirichlet",
+        alpha: PositiveFloat = 10.0,
+        latent_dim: PositiveInt = 2,
+        scale: NonNegativeFloat = 1.0,
+        floor: PositiveFloat = 1e-3,
+        seed: NonNegativeInt = 0,
+        learner: Annotated[str, OneOf(LEARNERS)] = "mlp",
     ) -> None:
         from pgmpy.models import DiscreteBayesianNetwork
 
         name, model = resolve_network(network, DiscreteBayesianNetwork, "bayesnet")
-        self.prior = check_choice("prior", prior, PRIORS)
-        self.alpha = check_positive("alpha", alpha)
-        self.latent_dim = check_count("latent_dim", latent_dim)
-        self.scale = check_positive("scale", scale, allow_zero=True)
-        self.floor = check_positive("floor", floor)
-        self.states = {variable: _string_states(model, variable) for variable in model.nodes()}
-        self.evidence = {variable: list(model.get_cpds(variable).variables[1:]) for variable in model.nodes()}
-        self.learner = check_choice("learner", learner, LEARNERS)
+        self.network = name or type(model).__name__
+        self.prior, self.alpha, self.latent_dim, self.scale, self.floor = prior, alpha, latent_dim, scale, floor
+        self.learner = learner
+        self.states = network_states(model)
+        self.evidence = network_evidence(model)
         graph = TaskGraph.from_pgmpy(model).with_learner(self.learner)
         graph.name = name
-        config = {"network": name or type(model).__name__, "prior": self.prior, "alpha": self.alpha,
-                  "latent_dim": self.latent_dim, "scale": self.scale, "floor": self.floor, "learner": self.learner}
-        super().__init__(graph, seed, config)
+        super().__init__(graph, seed)
 
         self.table = CPDTable.build(graph, self.evidence)
         self.theta_star = {variable: _floored(cpd_values(model, variable, self.states, self.evidence[variable]),
@@ -118,15 +117,15 @@ class BayesNetFamily(TaskFamily):
         values.scatter_(2, states + offsets, 1.0)
         return observed_split(np.zeros((*states.shape[:2], 0)), values, len(self.graph))
 
-    def sample_dataframes(self, num_tasks: int, rows: int, split: str = "train",
-                          seed: int | None = None) -> list[pd.DataFrame]:
+    @checked
+    def sample_dataframes(self, num_tasks: PositiveInt, rows: PositiveInt, split: SplitName = "train",
+                          seed: NonNegativeInt | None = None) -> list[pd.DataFrame]:
         """``num_tasks`` tables in pgmpy's form: one column per variable, state names as strings.
 
         With the same arguments as :meth:`sample` (``rows = shots + query``) these are the same
         draws, so ``batch_from_dataframes`` of the first ``shots`` and the remaining rows gives
         that batch back. pgmpy's estimators fit them directly.
         """
-        check_count("rows", rows)
         params, examples_rng = self.draw_tasks(num_tasks, split, seed)
         states = self.draw_states(params, rows, examples_rng)
         names = self.graph.names
@@ -211,17 +210,6 @@ def _side(graph: TaskGraph, frames: Sequence[pd.DataFrame], side: str) -> tuple[
             values[name] = torch.as_tensor(np.where(present, numbers, 0.0)[..., None], dtype=torch.get_default_dtype())
         observed[name] = torch.from_numpy(present)
     return values, observed
-
-
-def _string_states(model: Any, variable: str) -> list[str]:
-    states = list(model.get_cpds(variable).state_names[variable])
-    odd = [s for s in states if not isinstance(s, str)]
-    if odd:
-        raise GraphError(
-            f"variable {variable!r} has state names {states} that are not strings ({type(odd[0]).__name__}); "
-            "graphmeta exchanges pgmpy tables with string states: fit the network on df.astype(str), "
-            "or give the CPDs string state_names")
-    return states
 
 
 def _floored(values: np.ndarray, floor: float) -> np.ndarray:

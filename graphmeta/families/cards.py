@@ -18,15 +18,13 @@ a top-level ``datasets`` package, which would shadow Hugging Face's).
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from ..errors import ConfigError, check_keys, closest
+from ..validation import check_arguments, load_yaml
 from .base import TaskFamily
 from .bayesnet import BayesNetFamily
 from .compositional import CompositionalFamily
@@ -45,7 +43,6 @@ FAMILIES: dict[str, type[TaskFamily]] = {
     "graph-subtasks": GraphSubtasksFamily,
 }
 TEXT_FIELDS = ("description", "graph_source", "provenance", "citation", "intended_use")
-CARD_KEYS = ("name", "family", "parameters", *TEXT_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -62,11 +59,14 @@ class Card:
     intended_use: str = ""
 
     def build(self, **overrides: Any) -> TaskFamily:
-        """The family the card describes, with ``overrides`` replacing its parameters."""
+        """The family the card describes, with ``overrides`` (keyword arguments of its family's
+        constructor, checked against it) replacing its parameters."""
         family = FAMILIES[self.family]
-        valid = list(inspect.signature(family).parameters)
-        check_keys(overrides, valid, f"the overrides of card {self.name!r}")
+        overrides = check_arguments(family, overrides, f"the overrides of card {self.name!r}")
         return family(**{**self.parameters, **overrides})
+
+
+CARD_KEYS = tuple(f.name for f in fields(Card))
 
 
 def card_directory() -> Traversable:
@@ -89,7 +89,7 @@ def load_card(name_or_path: str | Path) -> Card:
         path = Path(name_or_path)
         if not path.is_file():
             raise ConfigError(f"no dataset card file at {path}")
-        text, where = path.read_text(), str(path)
+        text, where = path.read_text(), f"card file {str(path)!r}"
     else:
         entry = card_directory() / f"{text_path}.yaml"
         if not entry.is_file():
@@ -97,10 +97,7 @@ def load_card(name_or_path: str | Path) -> Card:
             raise ConfigError(f"unknown dataset card {text_path!r}{closest(text_path, names)}; "
                               f"available: {', '.join(names)}")
         text, where = entry.read_text(), f"dataset card {text_path!r}"
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{where} is not valid YAML: {error}") from error
+    data = load_yaml(text, where)
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must hold a mapping, got {type(data).__name__}")
     check_keys(data, CARD_KEYS, where)
@@ -111,7 +108,7 @@ def load_card(name_or_path: str | Path) -> Card:
     parameters = data.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise ConfigError(f"{where}: parameters must be a mapping, got {type(parameters).__name__}")
-    check_keys(parameters, inspect.signature(FAMILIES[family]).parameters, f"the parameters of {where}")
+    check_arguments(FAMILIES[family], parameters, f"the parameters of {where}")
     fields = {key: str(data[key]).strip() for key in TEXT_FIELDS if data.get(key)}
     name = str(data.get("name") or Path(text_path).stem)
     return Card(name=name, family=family, parameters=dict(parameters), **fields)

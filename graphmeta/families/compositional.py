@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 
 from ..data import Split
-from ..graph import TaskGraph
-from .base import (TaskFamily, check_choice, check_count, check_positive, family_rng, level_indices,
-                   observed_split, padded_parents, task_latents)
+from ..taskgraph import TaskGraph
+from ..interop.cpd_table import level_indices, padded_parents
+from ..validation import NonNegativeFloat, NonNegativeInt, OneOf, PositiveInt, checked
+from .base import TaskFamily, family_rng, observed_split, task_latents
 
 STRUCTURES = ("chain", "tree", "dag")
 
 
+@checked
 class CompositionalFamily(TaskFamily):
     r"""Regression nodes ``n0 ... n{N-1}`` on a chain, a tree or a random DAG.
 
@@ -46,26 +50,20 @@ class CompositionalFamily(TaskFamily):
 
     def __init__(
         self,
-        structure: str = "dag",
-        num_nodes: int = 16,
-        in_dim: int = 1,
-        max_parents: int = 3,
-        branching: int = 2,
-        latent_dim: int = 4,
-        task_scale: float = 1.0,
-        noise: float = 0.05,
+        structure: Annotated[str, OneOf(STRUCTURES)] = "dag",
+        num_nodes: PositiveInt = 16,
+        in_dim: PositiveInt = 1,
+        max_parents: PositiveInt = 3,
+        branching: PositiveInt = 2,
+        latent_dim: PositiveInt = 4,
+        task_scale: NonNegativeFloat = 1.0,
+        noise: NonNegativeFloat = 0.05,
         shared: bool = True,
-        seed: int = 0,
+        seed: NonNegativeInt = 0,
     ) -> None:
-        self.structure = check_choice("structure", structure, STRUCTURES)
-        num_nodes = check_count("num_nodes", num_nodes)
-        self.in_dim = check_count("in_dim", in_dim)
-        max_parents = check_count("max_parents", max_parents)
-        branching = check_count("branching", branching)
-        self.latent_dim = check_count("latent_dim", latent_dim)
-        self.task_scale = check_positive("task_scale", task_scale, allow_zero=True)
-        self.noise = check_positive("noise", noise, allow_zero=True)
-        self.shared = bool(shared)
+        self.structure, self.num_nodes, self.in_dim = structure, num_nodes, in_dim
+        self.max_parents, self.branching, self.latent_dim = max_parents, branching, latent_dim
+        self.task_scale, self.noise, self.shared = task_scale, noise, shared
         rng = family_rng(seed)
         parents = _structure(self.structure, num_nodes, max_parents, branching, rng)
         graph = TaskGraph(f"compositional-{self.structure}")
@@ -73,10 +71,7 @@ class CompositionalFamily(TaskFamily):
             graph.add_subtask(f"n{i}", in_dim=self.in_dim)
             for parent in parents[i]:  # parents precede children, so each edge is checked in O(1)
                 graph.add_dependency(f"n{parent}", f"n{i}")
-        config = {"structure": self.structure, "num_nodes": num_nodes, "in_dim": self.in_dim,
-                  "max_parents": max_parents, "branching": branching, "latent_dim": self.latent_dim,
-                  "task_scale": self.task_scale, "noise": self.noise, "shared": self.shared}
-        super().__init__(graph, seed, config)
+        super().__init__(graph, seed)
 
         named = {f"n{i}": [f"n{p}" for p in ps] for i, ps in enumerate(parents)}
         parent_index, present = padded_parents(graph, named)

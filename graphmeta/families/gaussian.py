@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
 
 from ..data import Split
-from ..graph import TaskGraph
-from .base import (TaskFamily, check_choice, check_count, check_positive, family_rng, level_indices,
-                   observed_split, padded_parents)
-from .networks import resolve_network
+from ..taskgraph import TaskGraph
+from ..interop.cpd_table import level_indices, padded_parents
+from ..interop.pgmpy import resolve_network
+from ..validation import NonNegativeFloat, NonNegativeInt, OneOf, PositiveInt, checked
+from .base import SplitName, TaskFamily, family_rng, observed_split
 
 PRIORS = ("independent", "latent")
 
 
+@checked
 class GaussianNetFamily(TaskFamily):
     r"""Tasks are linear-Gaussian networks with the DAG of a pgmpy network, in standardised units.
 
@@ -41,28 +43,26 @@ class GaussianNetFamily(TaskFamily):
     ``task_params``: ``coefficients [T, N, 1 + P]`` (intercept, then parents in
     ``evidence[variable]`` order, zero past the in-degree) and, for the latent prior,
     ``latent [T, d]``. ``network`` is ``"ecoli70"``, ``"magic-niab"``, ``"magic-irri"``,
-    ``"arth150"`` or a pgmpy ``LinearGaussianBayesianNetwork`` with CPDs.
+    ``"arth150"`` or a pgmpy ``LinearGaussianBayesianNetwork`` with CPDs (``network`` then
+    holds its name, or the model's class name).
     """
 
     def __init__(
         self,
         network: Any = "ecoli70",
-        prior: str = "independent",
-        scale: float = 0.2,
-        latent_dim: int = 2,
-        seed: int = 0,
+        prior: Annotated[str, OneOf(PRIORS)] = "independent",
+        scale: NonNegativeFloat = 0.2,
+        latent_dim: PositiveInt = 2,
+        seed: NonNegativeInt = 0,
     ) -> None:
         from pgmpy.models import LinearGaussianBayesianNetwork
 
         name, model = resolve_network(network, LinearGaussianBayesianNetwork, "gaussian")
-        self.prior = check_choice("prior", prior, PRIORS)
-        self.scale = check_positive("scale", scale, allow_zero=True)
-        self.latent_dim = check_count("latent_dim", latent_dim)
+        self.network = name or type(model).__name__
+        self.prior, self.scale, self.latent_dim = prior, scale, latent_dim
         graph = TaskGraph.from_pgmpy(model)
         graph.name = name
-        config = {"network": name or type(model).__name__, "prior": self.prior, "scale": self.scale,
-                  "latent_dim": self.latent_dim}
-        super().__init__(graph, seed, config)
+        super().__init__(graph, seed)
 
         names = graph.names
         cpds = {v: model.get_cpds(v) for v in names}
@@ -109,10 +109,10 @@ class GaussianNetFamily(TaskFamily):
         x = self.draw_values(params, rows, rng)
         return observed_split(np.zeros((*x.shape[:2], 0)), x, len(self.graph))
 
-    def sample_dataframes(self, num_tasks: int, rows: int, split: str = "train",
-                          seed: int | None = None) -> list[pd.DataFrame]:
+    @checked
+    def sample_dataframes(self, num_tasks: PositiveInt, rows: PositiveInt, split: SplitName = "train",
+                          seed: NonNegativeInt | None = None) -> list[pd.DataFrame]:
         """``num_tasks`` tables, one float column per variable: the draws :meth:`sample` makes with these arguments."""
-        check_count("rows", rows)
         params, examples_rng = self.draw_tasks(num_tasks, split, seed)
         x = self.draw_values(params, rows, examples_rng)
         return [pd.DataFrame(task.astype(np.float64), columns=self.graph.names) for task in x]

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
 import numpy as np
 import torch
 
 from ..data import DenseGraphs, Split
 from ..errors import ConfigError
-from ..graph import TaskGraph
-from ..learners import GNN, learner_from, learner_to_dict, learner_type
-from .base import TaskFamily, check_count, check_positive, family_rng, observed_split, task_latents
+from ..taskgraph import TaskGraph
+from ..learners import GNN, learner_type
+from ..taskgraph.subtask import Learner
+from ..validation import Ge, Le, NonNegativeFloat, NonNegativeInt, PositiveInt, checked
+from .base import TaskFamily, family_rng, observed_split, task_latents
 
 SUBTASKS = ("polarity", "energy", "active")
 GROUPS = ("generator", *SUBTASKS)  # what each task latent drives
 
 
+@checked
 class GraphSubtasksFamily(TaskFamily):
     r"""Three subtasks on one random molecule-like graph per row: two GNN regressions and a label.
 
@@ -60,38 +63,31 @@ class GraphSubtasksFamily(TaskFamily):
 
     def __init__(
         self,
-        num_types: int = 3,
-        min_nodes: int = 6,
-        max_nodes: int = 12,
-        ring_prob: float = 0.05,
-        latent_dim: int = 2,
-        noise: float = 0.05,
+        num_types: Annotated[int, Ge(2)] = 3,
+        min_nodes: Annotated[int, Ge(2)] = 6,
+        max_nodes: Annotated[int, Ge(2)] = 12,
+        ring_prob: Annotated[float, Ge(0), Le(1)] = 0.05,
+        latent_dim: PositiveInt = 2,
+        noise: NonNegativeFloat = 0.05,
         shared: bool = True,
-        learner: Any = None,
-        seed: int = 0,
+        learner: Learner | None = None,
+        seed: NonNegativeInt = 0,
     ) -> None:
-        self.num_types = check_count("num_types", num_types, minimum=2)
-        self.min_nodes = check_count("min_nodes", min_nodes, minimum=2)
-        self.max_nodes = check_count("max_nodes", max_nodes, minimum=self.min_nodes)
-        self.ring_prob = check_positive("ring_prob", ring_prob, allow_zero=True)
-        if self.ring_prob > 1:
-            raise ConfigError(f"ring_prob must be a probability in [0, 1], got {ring_prob!r}")
-        self.latent_dim = check_count("latent_dim", latent_dim)
-        self.noise = check_positive("noise", noise, allow_zero=True)
-        self.shared = bool(shared)
-        gnn = GNN() if learner is None else learner_from(learner)
+        if max_nodes < min_nodes:
+            raise ConfigError(f"GraphSubtasksFamily.max_nodes must be >= min_nodes ({min_nodes}), got {max_nodes}")
+        gnn = GNN() if learner is None else learner
         if not learner_type(gnn).takes_graphs:
-            raise ConfigError(f"learner must take graphs, like a GNN spec (the polarity and energy inputs are graphs), got {gnn!r}")
+            raise ConfigError(f"GraphSubtasksFamily.learner must take graphs, like a GNN spec (the polarity and "
+                              f"energy inputs are graphs), got {gnn!r}")
+        self.num_types, self.min_nodes, self.max_nodes, self.ring_prob = num_types, min_nodes, max_nodes, ring_prob
+        self.latent_dim, self.noise, self.shared, self.learner = latent_dim, noise, shared, gnn
         graph = (TaskGraph("graph-subtasks")
                  .add_subtask("polarity", in_dim=self.num_types, learner=gnn)
                  .add_subtask("energy", in_dim=self.num_types, learner=gnn)
                  .add_subtask("active", kind="classification", num_classes=2)
                  .add_dependency("polarity", "active")
                  .add_dependency("energy", "active"))
-        config = {"num_types": self.num_types, "min_nodes": self.min_nodes, "max_nodes": self.max_nodes,
-                  "ring_prob": self.ring_prob, "latent_dim": self.latent_dim, "noise": self.noise,
-                  "shared": self.shared, "learner": learner_to_dict(gnn)}
-        super().__init__(graph, seed, config)
+        super().__init__(graph, seed)
 
         rng = family_rng(seed)
         scale = 1.0 / np.sqrt(self.latent_dim)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 
 from ..data import Split
 from ..errors import ConfigError
-from ..graph import TaskGraph
-from .base import TaskFamily, check_positive, observed_split
+from ..taskgraph import TaskGraph
+from ..validation import NonNegativeFloat, NonNegativeInt, checked
+from .base import TaskFamily, observed_split
 
 
+@checked
 class SinusoidFamily(TaskFamily):
     r"""One regression node ``sine`` (``in_dim = out_dim = 1``):
 
@@ -27,20 +28,18 @@ class SinusoidFamily(TaskFamily):
 
     def __init__(
         self,
-        amplitude: Sequence[float] = (0.1, 5.0),
-        phase: Sequence[float] = (0.0, math.pi),
-        x_range: Sequence[float] = (-5.0, 5.0),
-        noise: float = 0.0,
-        seed: int = 0,
+        amplitude: tuple[float, float] = (0.1, 5.0),
+        phase: tuple[float, float] = (0.0, math.pi),
+        x_range: tuple[float, float] = (-5.0, 5.0),
+        noise: NonNegativeFloat = 0.0,
+        seed: NonNegativeInt = 0,
     ) -> None:
-        self.amplitude = _interval("amplitude", amplitude)
-        self.phase = _interval("phase", phase)
-        self.x_range = _interval("x_range", x_range)
-        self.noise = check_positive("noise", noise, allow_zero=True)
-        graph = TaskGraph("sinusoid").add_subtask("sine", in_dim=1)
-        config = {"amplitude": list(self.amplitude), "phase": list(self.phase), "x_range": list(self.x_range),
-                  "noise": self.noise}
-        super().__init__(graph, seed, config)
+        for name, (low, high) in (("amplitude", amplitude), ("phase", phase), ("x_range", x_range)):
+            if not low <= high:
+                raise ConfigError(f"SinusoidFamily.{name} must be a [low, high] pair with low <= high, "
+                                  f"got {[low, high]}")
+        self.amplitude, self.phase, self.x_range, self.noise = amplitude, phase, x_range, noise
+        super().__init__(TaskGraph("sinusoid").add_subtask("sine", in_dim=1), seed)
 
     def draw_params(self, num_tasks: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         return {"amplitude": rng.uniform(*self.amplitude, size=num_tasks),
@@ -54,12 +53,3 @@ class SinusoidFamily(TaskFamily):
             y = y + self.noise * rng.standard_normal(y.shape)
         return observed_split(x, y, 1)
 
-
-def _interval(name: str, bounds: Sequence[float]) -> tuple[float, float]:
-    try:
-        low, high = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a [low, high] pair of numbers, got {bounds!r}") from None
-    if not low <= high:
-        raise ConfigError(f"{name} must be a [low, high] pair with low <= high, got {bounds!r}")
-    return low, high

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ..data import Split
-from ..graph import TaskGraph
-from ..layout import GraphLayout
+from ..taskgraph import TaskGraph
+from ..taskgraph import ColumnLayout
 
 #: Named weights of one bank: parameter name -> tensor, node axis first (task axis first for fast weights).
 Weights = Mapping[str, torch.Tensor]
@@ -75,7 +75,7 @@ class LearnerBank(nn.Module):
     def __init__(self, graph: TaskGraph, names: Sequence[str]) -> None:
         super().__init__()
         self.graph = graph
-        self.layout = GraphLayout(graph)
+        self.layout = ColumnLayout(graph)
         self.names = list(names)
         specs = [graph.subtask(name) for name in self.names]
         self.output_width = max(s.width for s in specs)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..data import Split
-from ..graph import TaskGraph
+from ..taskgraph import TaskGraph
 from .bank import LearnerBank, Weights
 from .registry import LearnerSpec, learner_type
 

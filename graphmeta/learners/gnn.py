@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from ..errors import GraphError
+from ..errors import GraphError, SpecError
+from ..validation import Ge, OneOf, checked
 from .mlp import ACTIVATIONS
 from .registry import LearnerSpec, LearnerType, register
 
 
+@checked(error=SpecError)
 @dataclass(frozen=True)
 class GNN(LearnerSpec):
     """A graph network for subtasks whose inputs are graphs.
@@ -20,17 +22,9 @@ class GNN(LearnerSpec):
     of its input graphs.
     """
 
-    hidden: int = 32
-    layers: int = 2
-    activation: str = "relu"
-
-    def __post_init__(self) -> None:
-        for key in ("hidden", "layers"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise GraphError(f"GNN {key} must be a positive integer, got {value!r}")
-        if self.activation not in ACTIVATIONS:
-            raise GraphError(f"unknown GNN activation {self.activation!r}; choose one of {ACTIVATIONS}")
+    hidden: Annotated[int, Ge(1)] = 32
+    layers: Annotated[int, Ge(1)] = 2
+    activation: Annotated[str, OneOf(ACTIVATIONS)] = "relu"
 
     def check_subtask(self, subtask: Any) -> None:
         if subtask.in_dim < 1:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..data import Split
-from ..graph import TaskGraph
+from ..taskgraph import TaskGraph
 from .bank import LearnerBank, Weights, gather_columns, packed_source, uniform_
 from .mlp_bank import ACTIVATION_FUNCTIONS
 from .gnn import GNN

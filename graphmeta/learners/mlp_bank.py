@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..data import Split
-from ..graph import TaskGraph
+from ..taskgraph import TaskGraph
 from .bank import LearnerBank, Weights, gather_columns, packed_source, uniform_
 from .mlp import MLP
 

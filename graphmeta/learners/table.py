@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from ..errors import GraphError
+from ..errors import GraphError, SpecError
+from ..validation import Gt, checked
 from .registry import LearnerSpec, LearnerType, register
 
 
+@checked(error=SpecError)
 @dataclass(frozen=True)
 class Table(LearnerSpec):
     r"""A conditional probability table of a classification subtask over its parents' joint classes.
@@ -25,12 +27,7 @@ class Table(LearnerSpec):
     parents are all classification subtasks.
     """
 
-    prior_strength: float = 1.0
-
-    def __post_init__(self) -> None:
-        if (not isinstance(self.prior_strength, (int, float)) or isinstance(self.prior_strength, bool)
-                or not self.prior_strength > 0):
-            raise GraphError(f"Table prior_strength must be a positive number, got {self.prior_strength!r}")
+    prior_strength: Annotated[float, Gt(0)] = 1.0
 
     def check_subtask(self, subtask: Any) -> None:
         if subtask.kind != "classification" or subtask.in_dim:

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ..data import Split
-from ..graph import TaskGraph
+from ..taskgraph import TaskGraph
 from .bank import LearnerBank, Weights, gather_columns, packed_source
 from .table import Table
 

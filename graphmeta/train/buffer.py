@@ -29,7 +29,7 @@ import torch
 
 from ..data import DenseGraphs, Split, TaskBatch
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError
-from ..graph import TaskGraph
+from ..taskgraph import TaskGraph
 from .sampler import derive_seed
 
 BUFFER_POLICIES = ("reservoir", "fifo")

@@ -8,61 +8,49 @@ A run config has five sections, each optional but ``family``::
     evaluate: {num_tasks: 200, ...}      # Trainer.evaluate arguments, see EvaluateConfig
     online:   {tasks: 300, ...}          # with train.mode: online, see OnlineConfig
 
-Files are read with ``yaml.safe_load``. An unknown key is a :class:`ConfigError` naming it and
-the closest valid key; a wrong type names the key and the type it needs.
+Every section is checked by :mod:`graphmeta.validation` against the signature it configures:
+``train``, ``evaluate`` and ``online`` against the dataclasses below, ``model`` against
+:class:`~graphmeta.GraphMetaLearner`'s constructor, ``family`` against the constructor of the
+card's family. An unknown key is a :class:`ConfigError` naming it and the closest valid key; a
+wrong type or range names the key path, what it needs and what it got
+(``train.outer_lr must be a number >= 0, got -1 (int)``). Files are read with
+:func:`~graphmeta.validation.load_yaml`, which refuses a repeated key.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import types
-import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import torch
-import yaml
 
 from ..errors import CheckpointError, ConfigError, check_keys, closest
-from ..model import OPTIONS as MODEL_OPTIONS
 from ..model import GraphMetaLearner
+from ..validation import (Ge, NonNegativeFloat, NonNegativeInt, OneOf, PositiveInt, check_arguments, checked,
+                          defaults, load_yaml, parameters)
 from .buffer import BUFFER_POLICIES
 from .run_dir import RunDirectory
 from .sampler import Family
 from .schedules import SCHEDULES
 
-SECTIONS = ("family", "model", "train", "evaluate", "online")
 MODES = ("batch", "online")
 SPLITS = ("train", "val", "test")
 NONFINITE_POLICIES = ("stop", "skip")
 
-Section = TypeVar("Section", bound="_Checked")
+Section = TypeVar("Section", bound="CheckedSection")
 
 
-def option(default: Any, minimum: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
-    """A config field with its default and the values it accepts (checked by ``from_dict``)."""
-    return field(default=default, metadata={"minimum": minimum, "choices": choices})
-
-
-class _Checked:
-    """Mixin of the config dataclasses: build from a mapping, checking keys, types and ranges."""
+class CheckedSection:
+    """Base of the section dataclasses: built from a mapping, checked against the fields' types."""
 
     @classmethod
     def from_dict(cls: type[Section], values: Mapping[str, Any] | None = None, where: str = "") -> Section:
-        values = dict(values or {})
+        """The section of ``values``; ``where`` (``"train"``) names its keys in messages."""
         where = where or cls.__name__
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        check_keys(values, fields, where)
-        hints = typing.get_type_hints(cls)
-        checked = {}
-        for name, value in values.items():
-            metadata = fields[name].metadata
-            checked[name] = check_value(f"{where}.{name}", value, hints[name], metadata.get("choices"),
-                                        metadata.get("minimum"))
-        return cls(**checked)
+        return cls(**check_arguments(cls, _mapping(values, where), where))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -72,8 +60,9 @@ class _Checked:
         return type(self).from_dict({**self.to_dict(), **changes})
 
 
+@checked
 @dataclass(frozen=True)
-class TrainConfig(_Checked):
+class TrainConfig(CheckedSection):
     """The ``train:`` section: the arguments of :class:`~graphmeta.train.Trainer`.
 
     Args:
@@ -98,31 +87,32 @@ class TrainConfig(_Checked):
         on_nonfinite: on a non-finite loss or gradient, ``stop`` with a TrainingError or ``skip`` the step.
     """
 
-    mode: str = option("batch", choices=MODES)
-    steps: int = option(1000, minimum=0)
-    meta_batch_size: int = option(16, minimum=1)
-    shots: int = option(5, minimum=1)
-    query_shots: int = option(15, minimum=1)
-    outer_lr: float = option(1e-3, minimum=0)
-    schedule: str = option("constant", choices=SCHEDULES)
-    warmup_steps: int = option(0, minimum=0)
-    final_lr_ratio: float = option(0.01, minimum=0)
-    grad_clip: float | None = option(None, minimum=0)
-    val_every: int = option(100, minimum=1)
-    val_tasks: int = option(64, minimum=1)
-    early_stopping_patience: int | None = option(None, minimum=1)
-    checkpoint_every: int = option(100, minimum=1)
-    log_every: int = option(10, minimum=1)
-    seed: int = option(0, minimum=0)
-    run_dir: str = option("runs")
-    name: str | None = option(None)
-    device: str | None = option(None)
-    progress: bool = option(True)
-    on_nonfinite: str = option("stop", choices=NONFINITE_POLICIES)
+    mode: Annotated[str, OneOf(MODES)] = "batch"
+    steps: NonNegativeInt = 1000
+    meta_batch_size: PositiveInt = 16
+    shots: PositiveInt = 5
+    query_shots: PositiveInt = 15
+    outer_lr: NonNegativeFloat = 1e-3
+    schedule: Annotated[str, OneOf(SCHEDULES)] = "constant"
+    warmup_steps: NonNegativeInt = 0
+    final_lr_ratio: NonNegativeFloat = 0.01
+    grad_clip: NonNegativeFloat | None = None
+    val_every: PositiveInt = 100
+    val_tasks: PositiveInt = 64
+    early_stopping_patience: PositiveInt | None = None
+    checkpoint_every: PositiveInt = 100
+    log_every: PositiveInt = 10
+    seed: NonNegativeInt = 0
+    run_dir: str = "runs"
+    name: str | None = None
+    device: str | None = None
+    progress: bool = True
+    on_nonfinite: Annotated[str, OneOf(NONFINITE_POLICIES)] = "stop"
 
 
+@checked
 @dataclass(frozen=True)
-class EvaluateConfig(_Checked):
+class EvaluateConfig(CheckedSection):
     """The ``evaluate:`` section: the arguments of :meth:`~graphmeta.train.Trainer.evaluate`.
 
     Args:
@@ -135,17 +125,18 @@ class EvaluateConfig(_Checked):
         tasks_per_batch: tasks adapted together (bounds memory).
     """
 
-    split: str = option("test", choices=SPLITS)
-    num_tasks: int = option(100, minimum=2)
-    adapt_steps: int | None = option(None, minimum=0)
-    scratch_steps: int = option(100, minimum=0)
-    scratch_lr: float = option(0.01, minimum=0)
-    ablation: bool = option(True)
-    tasks_per_batch: int = option(64, minimum=1)
+    split: Annotated[str, OneOf(SPLITS)] = "test"
+    num_tasks: Annotated[int, Ge(2)] = 100
+    adapt_steps: NonNegativeInt | None = None
+    scratch_steps: NonNegativeInt = 100
+    scratch_lr: NonNegativeFloat = 0.01
+    ablation: bool = True
+    tasks_per_batch: PositiveInt = 64
 
 
+@checked
 @dataclass(frozen=True)
-class OnlineConfig(_Checked):
+class OnlineConfig(CheckedSection):
     """The ``online:`` section, read when ``train.mode`` is ``online``: the arguments of
     :class:`~graphmeta.train.OnlineMetaLearner` beyond the ``train:`` keys.
 
@@ -161,11 +152,11 @@ class OnlineConfig(_Checked):
             the fewest support examples that reach it (``null``: not measured).
     """
 
-    tasks: int = option(300, minimum=1)
-    updates_per_task: int = option(1, minimum=0)
-    buffer_size: int = option(100, minimum=1)
-    buffer_policy: str = option("reservoir", choices=BUFFER_POLICIES)
-    loss_threshold: float | None = option(None, minimum=0)
+    tasks: PositiveInt = 300
+    updates_per_task: NonNegativeInt = 1
+    buffer_size: PositiveInt = 100
+    buffer_policy: Annotated[str, OneOf(BUFFER_POLICIES)] = "reservoir"
+    loss_threshold: NonNegativeFloat | None = None
 
 
 @dataclass(frozen=True)
@@ -192,10 +183,9 @@ class RunConfig:
         sections = {name: f"{prefix}{name}" for name in SECTIONS}
         return cls(family=_family_section(data["family"], sections["family"]),
                    model=_model_section(data.get("model"), sections["model"]),
-                   train=TrainConfig.from_dict(_mapping(data.get("train"), sections["train"]), sections["train"]),
-                   evaluate=EvaluateConfig.from_dict(_mapping(data.get("evaluate"), sections["evaluate"]),
-                                                     sections["evaluate"]),
-                   online=OnlineConfig.from_dict(_mapping(data.get("online"), sections["online"]), sections["online"]))
+                   train=TrainConfig.from_dict(data.get("train"), sections["train"]),
+                   evaluate=EvaluateConfig.from_dict(data.get("evaluate"), sections["evaluate"]),
+                   online=OnlineConfig.from_dict(data.get("online"), sections["online"]))
 
     def to_dict(self) -> dict[str, Any]:
         return {"family": dict(self.family), "model": dict(self.model), "train": self.train.to_dict(),
@@ -211,16 +201,15 @@ class RunConfig:
         return RunConfig.from_dict(data)
 
 
+SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfig:
     """Read a run config from a YAML file and apply ``--set`` overrides."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"no config file at {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    return RunConfig.from_dict(data or {}, where=str(path)).with_overrides(overrides)
+    return RunConfig.from_dict(load_yaml(path) or {}, where=str(path)).with_overrides(overrides)
 
 
 def load_run_config(path: str | Path) -> RunConfig:
@@ -229,7 +218,7 @@ def load_run_config(path: str | Path) -> RunConfig:
     run = RunDirectory(path)
     if not run.config.is_file():
         raise CheckpointError(f"{run.path} is not a run directory: it has no config.yaml")
-    config = RunConfig.from_dict(yaml.safe_load(run.config.read_text()), where=str(run.config))
+    config = RunConfig.from_dict(load_yaml(run.config), where=str(run.config))
     train = config.train.replace(run_dir=str(run.path.parent), name=run.path.name)
     return dataclasses.replace(config, train=train)
 
@@ -261,15 +250,15 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         raise ConfigError(f"override {text!r} must look like section.key=value, e.g. train.steps=100")
     path, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
+        value = load_yaml(raw, f"--set {text}")
+    except ConfigError:  # not YAML: the text itself, e.g. a device name with a colon
         value = raw
     if "." in path:
         section, key = path.split(".", 1)
         check_keys([section], SECTIONS, f"--set {text}")
         return section, key, value
-    keys = {"model": model_defaults(), "train": _field_names(TrainConfig), "evaluate": _field_names(EvaluateConfig),
-            "online": _field_names(OnlineConfig)}
+    keys = {"model": model_defaults(), "train": parameters(TrainConfig), "evaluate": parameters(EvaluateConfig),
+            "online": parameters(OnlineConfig)}
     owners = [section for section, valid in keys.items() if path in valid]
     if len(owners) > 1:
         raise ConfigError(f"--set {text} is ambiguous: write {' or '.join(f'{s}.{path}' for s in owners)}")
@@ -280,39 +269,9 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 
 def model_defaults() -> dict[str, Any]:
-    """The keyword arguments of :class:`GraphMetaLearner` and their defaults (the ``model:`` keys)."""
-    parameters = inspect.signature(GraphMetaLearner).parameters.values()
-    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
-    return {**defaults, **MODEL_OPTIONS}
-
-
-def check_value(key: str, value: Any, expected: Any, choices: tuple[str, ...] | None = None,
-                minimum: float | None = None) -> Any:
-    """``value`` checked against the type hint ``expected`` (``int``, ``float``, ``bool``,
-    ``str``, or one of them ``| None``), ``choices`` and ``minimum``; ints pass as floats."""
-    union = typing.get_origin(expected) in (typing.Union, types.UnionType)
-    allowed = typing.get_args(expected) if union else (expected,)
-    if value is None and type(None) in allowed:
-        return None
-    if float in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = float(value)
-    elif not any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in allowed):
-        shown = "null" if value is None else f"{value!r} ({type(value).__name__})"
-        raise ConfigError(f"{key} must be {_describe(allowed)}, got {shown}")
-    if choices is not None and value not in choices:
-        raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}{closest(str(value), choices)}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{key} must be >= {minimum:g}, got {value!r}")
-    return value
-
-
-def _describe(allowed: tuple[type, ...]) -> str:
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
-    return " or ".join(names.get(t, t.__name__) for t in allowed)
-
-
-def _field_names(config: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(config)]
+    """The ``model:`` keys and their defaults: the parameters of :class:`GraphMetaLearner` that
+    have a default, read off its signature."""
+    return defaults(GraphMetaLearner)
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:
@@ -324,16 +283,19 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
 
 
 def _family_section(value: Any, where: str) -> dict[str, Any]:
-    if isinstance(value, str):
-        return {"name": value}
-    value = dict(_mapping(value, where))
-    if not isinstance(value.get("name"), str):
+    """``{"name": card, **overrides}``, the overrides checked against the card's family constructor."""
+    from ..families import FAMILIES, load_card
+
+    section = {"name": value} if isinstance(value, str) else dict(_mapping(value, where))
+    overrides = dict(section)
+    name = overrides.pop("name", None)
+    if not isinstance(name, str):
         raise ConfigError(f"{where} needs a 'name': the dataset card (e.g. compositional-dag) or a card file")
-    return value
+    check_arguments(FAMILIES[load_card(name).family], overrides, where)
+    return section  # as written (a YAML list stays a list): the family converts when it is built
 
 
 def _model_section(value: Any, where: str) -> dict[str, Any]:
-    value = dict(_mapping(value, where))
-    defaults = model_defaults()
-    check_keys(value, defaults, where)
-    return {key: check_value(f"{where}.{key}", v, type(defaults[key])) for key, v in value.items()}
+    """The ``model:`` mapping checked against :class:`GraphMetaLearner`'s keyword parameters."""
+    required = set(parameters(GraphMetaLearner)) - set(model_defaults())
+    return check_arguments(GraphMetaLearner, _mapping(value, where), where, exclude=required)

@@ -27,11 +27,9 @@ from typing import Any
 
 import torch
 
-from ..adapted import AdaptedGraph
+from ..adapted_graph import AdaptedGraph
 from ..data import TaskBatch
 from ..model import GraphMetaLearner
-from .config import EvaluateConfig
-from .run_dir import RunDirectory
 
 METHODS = {
     "no_adaptation": "no adaptation",
@@ -134,6 +132,12 @@ class EvaluationReport:
         gain = self.methods["no_adaptation"].loss - self.methods["adapted"].loss
         return {node: Estimate.over_tasks(gain[:, n]).mean for n, node in enumerate(self.nodes)}
 
+    def label(self, method: str) -> str:
+        """The row label of ``method`` in :meth:`table`; the adapted model's names its steps."""
+        if method == "adapted":
+            return f"{METHODS[method]} ({_count(self.adapt_steps, 'step')})"
+        return METHODS[method]
+
     def to_dict(self) -> dict[str, Any]:
         methods = {}
         for key, result in self.methods.items():
@@ -156,13 +160,13 @@ class EvaluationReport:
         rows = []
         for key, result in self.methods.items():
             difference = "" if key == "adapted" else f"{self.paired_difference(key):+}"
-            rows.append([METHODS[key], str(result.total_loss()), difference]
+            rows.append([self.label(key), str(result.total_loss()), difference]
                         + ([str(result.total_accuracy())] if self.has_accuracy else []))
-        title = (f"{self.name}: {self.num_tasks} {self.split} tasks, {self.shots} shots, {self.adapt_steps} "
-                 f"adaptation steps (mean ± 95% CI over tasks)")
+        title = (f"{self.name}: {self.num_tasks} {self.split} tasks, {self.shots} shots, "
+                 f"{_count(self.adapt_steps, 'adaptation step')} (mean ± 95% CI over tasks)")
         text = [title, _format(header, rows)]
         if per_node:
-            header = ["node", *(METHODS[key] for key in self.methods)]
+            header = ["node", *(self.label(key) for key in self.methods)]
             rows = [[node, *(str(result.node_loss(n)) for result in self.methods.values())]
                     for n, node in enumerate(self.nodes)]
             text += ["", "per-node query loss", _format(header, rows)]
@@ -172,7 +176,11 @@ class EvaluationReport:
 def evaluate_methods(model: GraphMetaLearner, tasks: TaskBatch, adapt_steps: int, scratch_steps: int,
                      scratch_lr: float, tasks_per_batch: int, seed: int, name: str, split: str,
                      ablation: GraphMetaLearner | None = None) -> EvaluationReport:
-    """Evaluate ``model`` (and the ``ablation`` model, if given) and the from-scratch baseline on ``tasks``."""
+    """Evaluate ``model`` (and the ``ablation`` model, if given) and the from-scratch baseline on
+    ``tasks``, both models in eval mode; ``name`` and ``split`` label the report."""
+    for evaluated in (model, ablation):
+        if evaluated is not None:
+            evaluated.eval()
     methods = {
         "no_adaptation": query_results(model, tasks, tasks_per_batch, lambda chunk: model.adapt(chunk, steps=0)),
         "adapted": query_results(model, tasks, tasks_per_batch, lambda chunk: model.adapt(chunk, steps=adapt_steps)),
@@ -183,25 +191,6 @@ def evaluate_methods(model: GraphMetaLearner, tasks: TaskBatch, adapt_steps: int
         methods["no_message_passing"] = query_results(ablation, tasks, tasks_per_batch,
                                                       lambda chunk: ablation.adapt(chunk, steps=adapt_steps))
     return EvaluationReport(name, split, tasks.shots, adapt_steps, list(model.graph.names), methods)
-
-
-def evaluate_run(model: GraphMetaLearner, tasks: TaskBatch, options: EvaluateConfig, seed: int, run: RunDirectory,
-                 ablation: Callable[[], GraphMetaLearner]) -> EvaluationReport:
-    """Evaluate the trained ``model`` of ``run`` on ``tasks`` as ``options`` say, with
-    :func:`evaluate_methods`, and write ``evaluation-<split>.json``, the ``evaluation`` section of
-    ``summary.json`` and the per-node figures. ``ablation()`` gives the model trained with message
-    passing off; it is called only when ``options.ablation`` is set and ``model`` passes messages."""
-    from .figures import plot_node_metrics  # matplotlib: imported when a figure is drawn
-
-    ablation_model = ablation() if options.ablation and model.message_passing is not None else None
-    model.eval()
-    steps = model.inner_steps if options.adapt_steps is None else options.adapt_steps
-    report = evaluate_methods(model, tasks, steps, options.scratch_steps, options.scratch_lr, options.tasks_per_batch,
-                              seed, run.path.name, options.split, ablation_model)
-    run.write_json(run.evaluation(options.split), report.to_dict())
-    run.update_summary("evaluation", report.to_dict())
-    plot_node_metrics(model.graph, report, run.figures)
-    return report
 
 
 def query_results(model: GraphMetaLearner, tasks: TaskBatch, tasks_per_batch: int,
@@ -228,6 +217,10 @@ def nanmean(values: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     count = (~values.isnan()).sum(dims)
     total = torch.nan_to_num(values).sum(dims)
     return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, math.nan))
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _format(header: list[str], rows: list[list[str]]) -> str:

@@ -1,7 +1,11 @@
-"""The figures of a run: training and validation curves, and the task graph coloured per node.
+"""The figures of a run: training and validation curves, the learning curve of an online run,
+and the task graph coloured per node by an evaluation.
 
-Everything is drawn on plain :class:`matplotlib.figure.Figure` objects with the Agg canvas
-(no display, no pyplot state), like :mod:`graphmeta.viz`.
+Drawing is the caller's choice: training and evaluation write numbers (``metrics.jsonl``,
+``evaluation-*.json``) and never draw; :func:`plot_run_figures` draws a run's pictures from
+them, as the ``graphmeta train``, ``evaluate`` and ``demo`` commands do. Everything is drawn on
+plain :class:`matplotlib.figure.Figure` objects with the Agg canvas (no display, no pyplot
+state), like :mod:`graphmeta.viz`.
 """
 
 from __future__ import annotations
@@ -10,12 +14,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..graph import TaskGraph
+from ..taskgraph import TaskGraph
 from ..viz import draw_task_graph
+from .config import load_run_config
 from .evaluation import EvaluationReport
+from .run_dir import RunDirectory
 
 CURVES = (("train", "loss_after", "train: after adaptation", "-"),
           ("train", "loss_before", "train: before adaptation", ":"),
@@ -65,6 +72,74 @@ def plot_node_metrics(graph: TaskGraph, report: EvaluationReport, directory: str
         draw_task_graph(graph, path=directory / filename, metrics=metrics, metric_name=label, title=title)
         paths.append(directory / filename)
     return paths
+
+
+def plot_run_figures(run: RunDirectory | str | Path, report: EvaluationReport | None = None) -> list[Path]:
+    """Draw the figures of the run in ``run`` into its ``figures/``: its curves from
+    ``metrics.jsonl`` (``curves.png``, or ``online.png`` for an online run, with the threshold
+    of its config), those of its ablation run when it has one, and with ``report`` (an
+    evaluation of the run) its task graph coloured per node (:func:`plot_node_metrics`).
+    Returns the paths written."""
+    run = run if isinstance(run, RunDirectory) else RunDirectory(run)
+    runs = [directory for directory in (run, RunDirectory(run.ablation)) if directory.metrics.is_file()]
+    paths = [plot_run_curves(directory) for directory in runs]
+    if report is not None:
+        paths += plot_node_metrics(TaskGraph.load(run.graph), report, run.figures)
+    return paths
+
+
+def plot_run_curves(run: RunDirectory) -> Path:
+    """``figures/curves.png`` of a batch run (:func:`plot_training_curves`), or ``figures/online.png``
+    of an online run (:func:`plot_online_curves`), from its ``metrics.jsonl``; returns the path."""
+    records = run.read_metrics()
+    if any(record.get("split") == "online" for record in records):
+        path = run.figures / "online.png"
+        plot_online_curves(records, path, title=run.path.name,
+                           threshold=load_run_config(run.path).online.loss_threshold)
+    else:
+        path = run.figures / "curves.png"
+        plot_training_curves(records, path, title=run.path.name)
+    return path
+
+
+def plot_online_curves(records: Sequence[Mapping[str, Any]], path: str | Path, title: str = "",
+                       threshold: float | None = None, references: Mapping[str, float] | None = None) -> Figure:
+    """The learning curve of an online run from its ``metrics.jsonl`` records: the query loss of
+    every arriving task (before it trains the model), its moving average over a tenth of the
+    stream, and ``references`` (``{label: loss}``) as horizontal lines; with a ``threshold``,
+    a second panel shows the support examples each task needed to reach it."""
+    points = [(r["step"], r["loss"]) for r in records if r.get("loss") is not None]
+    figure = Figure(figsize=(7, 6.4 if threshold is not None else 4.2))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(2 if threshold is not None else 1, 1, sharex=True, squeeze=False)[:, 0]
+    ax = axes[0]
+    if points:
+        steps, losses = torch.tensor(points, dtype=torch.float64).T
+        width = max(1, len(points) // 10)
+        kernel = torch.ones(1, 1, width, dtype=torch.float64) / width
+        smoothed = torch.nn.functional.conv1d(losses[None, None], kernel)[0, 0]
+        ax.plot(steps, losses, ".", color="C0", alpha=0.3, markersize=3, label="arriving task (scored before training)")
+        ax.plot(steps[width - 1:], smoothed, "-", color="C0", label=f"moving average of {width} tasks")
+    for n, (label, value) in enumerate((references or {}).items()):
+        ax.axhline(value, color=f"C{n + 1}", linestyle="--", linewidth=1, label=label)
+    if threshold is not None:
+        ax.axhline(threshold, color="0.5", linestyle=":", linewidth=1, label=f"threshold {threshold:g}")
+        needed = [(r["step"], r["shots_to_threshold"]) for r in records if r.get("shots_to_threshold") is not None]
+        if needed:
+            axes[1].plot(*zip(*needed), ".", color="C0", alpha=0.4, markersize=3)
+            axes[1].set_yscale("log", base=2)
+            sizes = sorted({shots for _, shots in needed})
+            axes[1].set_yticks(sizes, [str(size) for size in sizes])
+        axes[1].set_ylabel("support examples to reach\nthe threshold (if reached)")
+        axes[1].grid(alpha=0.3)
+    ax.set_ylabel("query loss after adaptation")
+    ax.set_title(title or "online meta-learning")
+    if ax.lines:
+        ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("task of the stream")
+    figure.tight_layout()
+    return _save(figure, path)
 
 
 def _save(figure: Figure, path: str | Path) -> Figure:

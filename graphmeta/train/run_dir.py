@@ -9,9 +9,10 @@
         checkpoints/last.pt    the latest state (resume from here)
         checkpoints/best.pt    the state with the lowest validation loss
         figures/*.png          training curves, task graphs coloured by per-node metrics
-        evaluation-<split>.json
-        summary.json           {"training": {...}, "evaluation": {...}}
+        evaluation-<split>-<k>steps.json   an evaluation with k adaptation steps
+        summary.json           {"training": {...}, "evaluation": {...}, "config_changes": [...]}
         tensorboard/           scalars, when TensorBoard is installed
+        ablation/              the same layout: the run's configuration without message passing
 """
 
 from __future__ import annotations
@@ -41,16 +42,26 @@ class RunDirectory:
         self.best = self.checkpoints / "best.pt"
         self.figures = self.path / "figures"
         self.summary = self.path / "summary.json"
+        self.ablation = self.path / "ablation"
         self._tensorboard: Any = None
 
     def __repr__(self) -> str:
         return f"RunDirectory({str(self.path)!r})"
 
-    def evaluation(self, split: str) -> Path:
-        return self.path / f"evaluation-{split}.json"
+    def evaluation(self, split: str, adapt_steps: int) -> Path:
+        """The results of evaluating on ``split`` with ``adapt_steps`` adaptation steps: one file
+        per number of steps, so evaluating with other steps keeps the earlier results."""
+        return self.path / f"evaluation-{split}-{adapt_steps}step{'' if adapt_steps == 1 else 's'}.json"
 
     def write_config(self, config: Mapping[str, Any]) -> Path:
         return atomic_write_text(self.config, yaml.safe_dump(_plain(config), sort_keys=False))
+
+    def read_config(self) -> dict[str, Any]:
+        """The mapping in ``config.yaml`` as written (unchecked; :func:`~graphmeta.train.config.load_run_config`
+        checks it), ``{}`` when there is none."""
+        if not self.config.is_file():
+            return {}
+        return yaml.safe_load(self.config.read_text()) or {}
 
     def write_json(self, path: str | Path, data: Mapping[str, Any]) -> Path:
         return atomic_write_text(path, json.dumps(_plain(data), indent=2) + "\n")
@@ -86,11 +97,13 @@ class RunDirectory:
         kept = [record for record in self.read_metrics() if record["step"] <= step]
         atomic_write_text(self.metrics, "".join(json.dumps(record) + "\n" for record in kept))
 
-    def update_summary(self, section: str, values: Mapping[str, Any]) -> Path:
+    def read_summary(self) -> dict[str, Any]:
+        """The sections of ``summary.json`` (``{}`` before one is written)."""
+        return json.loads(self.summary.read_text()) if self.summary.is_file() else {}
+
+    def update_summary(self, section: str, values: Any) -> Path:
         """Set ``summary.json[section]`` to ``values``, keeping the other sections."""
-        summary = json.loads(self.summary.read_text()) if self.summary.is_file() else {}
-        summary[section] = values
-        return self.write_json(self.summary, summary)
+        return self.write_json(self.summary, {**self.read_summary(), section: values})
 
     def close(self) -> None:
         if self._tensorboard:
@@ -106,6 +119,12 @@ class RunDirectory:
             else:
                 self._tensorboard = SummaryWriter(str(self.path / "tensorboard"))
         return self._tensorboard or None
+
+
+def as_written(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` as it reads back from ``config.yaml`` (tuples as lists, non-finite floats as
+    ``None``), so a config in memory compares equal to the file written from it."""
+    return yaml.safe_load(yaml.safe_dump(_plain(config), sort_keys=False))
 
 
 def _plain(value: Any) -> Any:

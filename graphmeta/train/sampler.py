@@ -15,7 +15,7 @@ import numpy as np
 
 from ..data import TaskBatch
 from ..errors import CheckpointError
-from ..graph import TaskGraph
+from ..taskgraph import TaskGraph
 
 SPLITS = ("train", "val", "test")
 TRAIN_STREAM, FIXED_STREAM = 0, 1

@@ -10,7 +10,7 @@ from graphmeta.bayesnet import NetworkStructure
 
 @pytest.fixture(scope="session")
 def asia():
-    from graphmeta.interop.pgmpy_bridge import load_bundled
+    from graphmeta.interop.pgmpy import load_bundled
 
     return load_bundled("asia")
 

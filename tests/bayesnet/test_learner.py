@@ -178,6 +178,18 @@ def test_bad_task_tables_name_the_offender(tiny):
         learner.meta_fit([good], progress=False)
     with pytest.raises(graphmeta.ConfigError, match="'shot'"):
         learner.meta_fit([good, good], shot=3)
+    with pytest.raises(graphmeta.ConfigError, match=r"meta_fit\(\): val_fraction must be a number > 0 and < 1, got 1\.5"):
+        learner.meta_fit([good, good], val_fraction=1.5)
+    with pytest.raises(graphmeta.ConfigError, match=r"meta_fit\(\): tasks must be a list of DataFrame objects"):
+        learner.meta_fit(good)
+
+
+def test_keywords_are_checked(tiny):
+    with pytest.raises(graphmeta.ConfigError, match=r"unknown keyword 'message_chanels' in BayesNetMetaLearner "
+                                                    r"\(did you mean 'message_channels'\?\)"):
+        BayesNetMetaLearner(tiny, message_chanels=8)
+    with pytest.raises(graphmeta.ConfigError, match=r"BayesNetMetaLearner\.message_rounds must be an integer >= 0"):
+        BayesNetMetaLearner(tiny, message_rounds=-1)
 
 
 def test_structure_without_state_names_is_a_graph_error(tiny):

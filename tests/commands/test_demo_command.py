@@ -12,4 +12,7 @@ def test_demo_short_mode(tmp_path, capsys):
     assert f"run directory: {run}" in out
     for name in ("curves.png", "graph-test-loss.png", "graph-test-improvement.png"):
         assert (run / "figures" / name).is_file()
-    assert (run / "evaluation-test.json").is_file() and (run / "ablation" / "checkpoints" / "best.pt").is_file()
+    evaluation = run / "evaluation-test-1step.json"
+    assert evaluation.is_file() and f"results:     {evaluation}" in out
+    for name in ("checkpoints/best.pt", "figures/curves.png"):
+        assert (run / "ablation" / name).is_file()

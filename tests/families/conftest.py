@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from graphmeta.data import DenseGraphs, Split, TaskBatch
-from graphmeta.layout import GraphLayout
+from graphmeta.taskgraph import ColumnLayout
 
 
 def _node_inputs(batch: TaskBatch, split: Split) -> tuple[dict, dict]:
     """The ``{node: (x, y)}`` and ``{node: observed}`` that ``from_tensors`` takes, read back from ``split``."""
     from torch_geometric.data import Data
 
-    layout = GraphLayout(batch.graph)
+    layout = ColumnLayout(batch.graph)
     data, observed = {}, {}
     for n, name in enumerate(batch.graph.names):
         spec = batch.graph.subtask(name)

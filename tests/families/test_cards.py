@@ -41,6 +41,14 @@ def test_unknown_override_names_the_closest_key():
         load_family("compositional-dag", num_node=10)
 
 
+def test_overrides_are_checked_against_the_family_constructor():
+    with pytest.raises(ConfigError, match=r"the overrides of card 'compositional-dag': num_nodes must be an integer "
+                                          r">= 1, got 'many' \(str\)"):
+        load_family("compositional-dag", num_nodes="many")
+    with pytest.raises(ConfigError, match=r"structure must be one of chain, tree, dag, got 'dga'.*did you mean 'dag'"):
+        load_family("compositional-dag", structure="dga")
+
+
 def test_unknown_card_lists_the_available_ones():
     expected = r"unknown dataset card 'alarm-dirichlt' \(did you mean 'alarm-dirichlet'\?\)"
     with pytest.raises(ConfigError, match=expected) as info:
@@ -61,6 +69,10 @@ def test_a_card_file_by_path(tmp_path):
     ("family: sinus\n", "unknown family 'sinus'.*did you mean 'sinusoid'"),
     ("family: sinusoid\nparameters: {amplitud: [1, 2]}\n", "unknown key 'amplitud'.*did you mean 'amplitude'"),
     ("family: sinusoid\nparameters: [1, 2]\n", "parameters must be a mapping"),
+    ("family: sinusoid\nparameters: {noise: -1}\n", r"the parameters of card file '.*bad\.yaml': noise must be a number >= 0"),
+    ("family: sinusoid\nparameters: {noise: 0.1}\nfamily: compositional\n",
+     r"duplicate key 'family' on line 3 \(first on line 1\)"),
+    ("family: sinusoid\nparameters: {noise: 0.1, noise: 0.2}\n", r"duplicate key 'noise' on line 2"),
     ("- just a list\n", "must hold a mapping"),
     ("family: [unclosed\n", "not valid YAML"),
 ])

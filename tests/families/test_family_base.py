@@ -94,8 +94,28 @@ def test_bad_split_and_seed():
         SinusoidFamily().sample(2, 3, 3, split="trian")
     with pytest.raises(ConfigError, match="seed"):
         SinusoidFamily().sample(2, 3, 3, seed=-1)
-    with pytest.raises(ConfigError, match="family seed"):
+    with pytest.raises(ConfigError, match=r"SinusoidFamily\.seed must be an integer >= 0, got 'zero'"):
         SinusoidFamily(seed="zero")
+
+
+@pytest.mark.parametrize("family_class, typo, meant", [
+    (SinusoidFamily, "amplitudes", "amplitude"), (CompositionalFamily, "num_node", "num_nodes"),
+    (BayesNetFamily, "netwrok", "network"), (GaussianNetFamily, "latent_dims", "latent_dim"),
+    (GraphSubtasksFamily, "ring_probability", "ring_prob"),
+])
+def test_a_typo_in_a_constructor_keyword_names_the_closest_one(family_class, typo, meant):
+    with pytest.raises(ConfigError, match=rf"unknown keyword '{typo}' in {family_class.__name__} "
+                                          rf"\(did you mean '{meant}'\?\)"):
+        family_class(**{typo: 1})
+
+
+def test_config_holds_every_argument_and_rebuilds_the_family(family):
+    """``config`` is read off the signature, so it cannot miss an argument."""
+    import inspect
+
+    assert list(family.config) == list(inspect.signature(type(family)).parameters)
+    rebuilt = type(family)(**family.config)
+    assert rebuilt.config == family.config and _equal(rebuilt.sample(2, 3, 3, seed=0), family.sample(2, 3, 3, seed=0))
 
 
 def test_repr_shows_the_configuration():

@@ -1,4 +1,5 @@
-"""Task graphs from pgmpy: bundled networks, user-built networks, and structure learned from tables."""
+"""Task graphs from pgmpy: bundled networks, user-built networks, structure learned from tables,
+and the one path (one state-name rule) that every pgmpy reader in graphmeta takes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import pandas as pd
 import pytest
 
 from graphmeta import GraphError, TaskGraph
+from graphmeta.bayesnet import NetworkStructure
+from graphmeta.families import BayesNetFamily
+from graphmeta.interop.pgmpy import load_bundled, network_evidence, network_states, read_network
 
 
 @pytest.fixture(scope="module")
@@ -131,5 +135,66 @@ def test_non_string_state_names_error():
     model.add_cpds(TabularCPD("a", 2, [[0.5], [0.5]], state_names={"a": [0, 1]}),
                    TabularCPD("b", 2, [[0.3, 0.6], [0.7, 0.4]], evidence=["a"], evidence_card=[2],
                               state_names={"b": [0, 1], "a": [0, 1]}))
-    with pytest.raises(GraphError, match="variable 'a' has non-string state names.*astype\\(str\\)"):
+    with pytest.raises(GraphError, match=r"variable 'a' has state names \[0, 1\] that are not strings.*astype\(str\)"):
         TaskGraph.from_pgmpy(model)
+    with pytest.raises(GraphError, match="variable 'a' has state names .* not strings"):
+        NetworkStructure.from_pgmpy(model)  # the same rule, wherever a network is read
+    named = TaskGraph.from_pgmpy(model, state_names={"a": ["off", "on"], "b": [0, 1]})
+    assert named.subtask("a").attrs["state_names"] == ["off", "on"]
+    assert named.subtask("b").attrs["state_names"] == ["0", "1"]  # names given are taken as strings
+
+
+def test_state_names_name_the_states_of_a_bare_network():
+    graph = TaskGraph.from_pgmpy(sprinkler(state_names=False),
+                                 state_names={"rain": ["no", "yes"], "sprinkler": ["off", "on"], "wet": "abc"})
+    assert graph.subtask("wet").attrs["state_names"] == ["a", "b", "c"]
+    with pytest.raises(GraphError, match=r"state_names names 'rian', which is no variable.*did you mean 'rain'"):
+        TaskGraph.from_pgmpy(sprinkler(), state_names={"rian": ["no", "yes"]})
+    with pytest.raises(GraphError, match=r"variable 'rain' needs at least 2 distinct state names, got \['no', 'no'\]"):
+        TaskGraph.from_pgmpy(sprinkler(), state_names={"rain": ["no", "no"]})
+    with pytest.raises(GraphError, match="state_names apply to discrete networks"):
+        TaskGraph.from_pgmpy("ecoli70", state_names={"sucA": ["lo", "hi"]})
+
+
+def test_states_named_only_by_a_child_cpd_are_used():
+    model = sprinkler()
+    model.remove_cpds("rain")  # wet's CPD still names rain's states
+    assert network_states(model)["rain"] == ["no", "yes"]
+
+
+def test_evidence_follows_the_cpd_order_else_the_dag():
+    from pgmpy.factors.discrete import TabularCPD
+
+    assert network_evidence(sprinkler())["wet"] == ["rain", "sprinkler"]
+    flipped = sprinkler()
+    cpd = flipped.get_cpds("wet")
+    flipped.remove_cpds(cpd)
+    values = cpd.get_values().reshape(3, 2, 2).transpose(0, 2, 1).reshape(3, 4)
+    flipped.add_cpds(TabularCPD("wet", 3, values, evidence=["sprinkler", "rain"], evidence_card=[2, 2],
+                                state_names=cpd.state_names))
+    assert network_evidence(flipped)["wet"] == ["sprinkler", "rain"]
+    assert network_evidence(sprinkler(state_names=False))["wet"] == ["rain", "sprinkler"]
+
+
+def test_bundled_networks_are_shared_read_only_and_copied_on_request():
+    assert read_network("asia")[1] is read_network("asia")[1]
+    assert read_network("asia")[0] == "asia"
+    assert load_bundled("asia") is not load_bundled("asia")
+
+
+@pytest.mark.parametrize("network", ["asia", "alarm"])
+def test_every_former_path_reads_the_same_graph(network):
+    """TaskGraph.from_pgmpy, the Bayesian-network family and NetworkStructure once had three readers
+    with different state-name rules; they now share one, so they agree on every variable."""
+    family, structure = BayesNetFamily(network), NetworkStructure.from_pgmpy(network)
+    graphs = {"from_pgmpy": TaskGraph.from_pgmpy(network), "family": family.graph, "structure": structure.graph}
+
+    def described(graph):
+        return (graph.name, graph.names, graph.edges,
+                {n: (graph.subtask(n).kind, graph.subtask(n).num_classes, graph.subtask(n).attrs) for n in graph})
+
+    reference = described(graphs["from_pgmpy"])
+    assert all(described(graph) == reference for graph in graphs.values())
+    assert family.states == structure.states == network_states(read_network(network)[1])
+    assert family.evidence == structure.evidence
+    assert all(reference[3][n][2]["state_names"] == structure.states[n] for n in structure.names)

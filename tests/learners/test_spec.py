@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from graphmeta import GNN, MLP, GraphError
+from graphmeta import GNN, MLP, ConfigError, GraphError
+from graphmeta.learners import Table
 from graphmeta.learners import learner_from, learner_to_dict
 
 
@@ -22,20 +23,32 @@ def test_gnn():
 
 @pytest.mark.parametrize("hidden", [(0,), (-3,), (2.5,), (True,), ("8",)])
 def test_mlp_rejects_bad_widths(hidden):
-    with pytest.raises(GraphError, match="MLP hidden widths must be positive integers"):
+    with pytest.raises(GraphError, match=r"MLP\.hidden must be a list of integers >= 1, got"):
         MLP(hidden=hidden)
 
 
 @pytest.mark.parametrize(("key", "value"), [("hidden", 0), ("layers", -1), ("hidden", 1.5), ("layers", False)])
 def test_gnn_rejects_bad_sizes(key, value):
-    with pytest.raises(GraphError, match=f"GNN {key} must be a positive integer"):
+    with pytest.raises(GraphError, match=rf"GNN\.{key} must be an integer >= 1, got {value!r}"):
         GNN(**{key: value})
 
 
 @pytest.mark.parametrize("spec", [MLP, GNN])
 def test_unknown_activation(spec):
-    with pytest.raises(GraphError, match="unknown .* activation 'sigmoidal'"):
+    with pytest.raises(GraphError, match=rf"{spec.__name__}\.activation must be one of relu, tanh, gelu, silu, "
+                                         r"got 'sigmoidal'"):
         spec(activation="sigmoidal")
+
+
+@pytest.mark.parametrize(("spec", "keywords", "message"), [
+    (MLP, {"hiden": (4,)}, r"unknown keyword 'hiden' in MLP \(did you mean 'hidden'\?\)"),
+    (GNN, {"layer": 3}, r"unknown keyword 'layer' in GNN \(did you mean 'layers'\?\)"),
+    (Table, {"prior_strenght": 2.0}, r"unknown keyword 'prior_strenght' in Table \(did you mean 'prior_strength'\?\)"),
+    (Table, {"prior_strength": 0}, r"Table\.prior_strength must be a number > 0, got 0"),
+])
+def test_spec_keywords_are_checked(spec, keywords, message):
+    with pytest.raises(ConfigError, match=message):
+        spec(**keywords)
 
 
 def test_learner_from_strings_specs_and_mappings():

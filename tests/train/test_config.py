@@ -36,7 +36,7 @@ def test_unknown_key_names_it_and_the_closest(data, names):
     ("train", "steps", "100", "an integer"),
     ("train", "steps", True, "an integer"),
     ("train", "outer_lr", "fast", "a number"),
-    ("train", "grad_clip", [1], "a number or null"),
+    ("train", "grad_clip", [1], r"a number >= 0 or null, got \[1\] \(list\)"),
     ("train", "progress", "yes", "true or false"),
     ("train", "name", 3, "a string"),
     ("model", "inner_steps", 1.5, "an integer"),
@@ -49,11 +49,71 @@ def test_wrong_type_names_key_and_type(section, key, value, expected):
 
 
 def test_ranges_and_choices():
-    with pytest.raises(gm.ConfigError, match=r"train\.steps must be >= 0"):
+    with pytest.raises(gm.ConfigError, match=r"train\.steps must be an integer >= 0, got -1"):
         TrainConfig.from_dict({"steps": -1}, "train")
     with pytest.raises(gm.ConfigError, match=r"did you mean 'cosine'"):
         TrainConfig.from_dict({"schedule": "cosin"}, "train")
     assert TrainConfig.from_dict({"outer_lr": 1}).outer_lr == 1.0  # an int is a number
+
+
+@pytest.mark.parametrize("section, text, names", [
+    ("family", "family:\n  name: compositional-dag\n  num_node: 8\n",
+     [r"unknown key 'num_node' in .*run\.yaml: family \(did you mean 'num_nodes'\?\)"]),
+    ("model", "family: sinusoid\nmodel:\n  inner_setps: 2\n", [r"'inner_setps' in .*model.*'inner_steps'"]),
+    ("train", "family: sinusoid\ntrain:\n  outer_rl: 0.1\n", [r"'outer_rl' in .*train.*'outer_lr'"]),
+    ("evaluate", "family: sinusoid\nevaluate:\n  scratch_step: 3\n", [r"'scratch_step' in .*evaluate.*'scratch_steps'"]),
+    ("online", "family: sinusoid\nonline:\n  buffer_sise: 3\n", [r"'buffer_sise' in .*online.*'buffer_size'"]),
+])
+def test_a_typo_in_any_section_of_a_file_names_the_closest_key(tmp_path, section, text, names):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    for name in names:
+        with pytest.raises(gm.ConfigError, match=name):
+            load_config(path)
+
+
+def test_family_overrides_are_checked_against_the_card_family():
+    with pytest.raises(gm.ConfigError, match=r"^family\.num_nodes must be an integer >= 1, got 0 \(int\)"):
+        RunConfig.from_dict({"family": {"name": "compositional-dag", "num_nodes": 0}})
+    with pytest.raises(gm.ConfigError, match=r"family\.prior must be one of dirichlet, latent.*did you mean 'latent'"):
+        RunConfig.from_dict({"family": {"name": "asia-dirichlet", "prior": "latnet"}})
+    with pytest.raises(gm.ConfigError, match="unknown dataset card 'sinusiod'"):
+        RunConfig.from_dict({"family": "sinusiod"})
+    config = RunConfig.from_dict({"family": {"name": "sinusoid", "amplitude": [1, 2]}})
+    assert config.family == {"name": "sinusoid", "amplitude": [1, 2]}  # as written: it is YAML again in config.yaml
+
+
+def test_model_keys_and_types_are_graph_meta_learner_keywords():
+    """No second list: the ``model:`` keys, defaults and types are GraphMetaLearner's signature."""
+    import inspect
+
+    from graphmeta.train.config import model_defaults
+
+    signature = inspect.signature(gm.GraphMetaLearner).parameters.values()
+    assert model_defaults() == {p.name: p.default for p in signature if p.default is not p.empty}
+    assert RunConfig.from_dict({"family": "sinusoid", "model": {"message_channels": 8}}).model == {"message_channels": 8}
+    assert RunConfig.from_dict({"family": "sinusoid", "model": {"inner_lr": 1}}).model == {"inner_lr": 1.0}
+    with pytest.raises(gm.ConfigError, match=r"model\.message_channels must be an integer.*got 'wide' \(str\)"):
+        RunConfig.from_dict({"family": "sinusoid", "model": {"message_channels": "wide"}})
+    with pytest.raises(gm.ConfigError, match="unknown key 'graph' in model"):
+        RunConfig.from_dict({"family": "sinusoid", "model": {"graph": None}})
+
+
+def test_a_duplicate_key_in_a_run_config_is_refused(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("family: sinusoid\ntrain:\n  steps: 3\n  outer_lr: 0.1\n  steps: 30\n")
+    with pytest.raises(gm.ConfigError, match=r"run\.yaml: duplicate key 'steps' on line 5 \(first on line 3\)"):
+        load_config(path)
+    path.write_text("family: sinusoid\ntrain: {}\nfamily: compositional-dag\n")
+    with pytest.raises(gm.ConfigError, match=r"duplicate key 'family' on line 3 \(first on line 1\)"):
+        load_config(path)
+
+
+def test_sections_are_checked_as_python_keywords_too():
+    with pytest.raises(gm.ConfigError, match=r"unknown keyword 'stpes' in TrainConfig \(did you mean 'steps'\?\)"):
+        TrainConfig(stpes=3)
+    with pytest.raises(gm.ConfigError, match=r"TrainConfig\.outer_lr must be a number >= 0, got -1"):
+        TrainConfig(outer_lr=-1)
 
 
 def test_family_section_needs_a_name():

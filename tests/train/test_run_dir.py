@@ -1,9 +1,11 @@
-"""RunDirectory: metrics survive a torn last line, resume truncates them, TensorBoard only when installed."""
+"""RunDirectory: metrics survive a torn last line, resume truncates them, TensorBoard only when
+installed, one evaluation file per number of adaptation steps, config read back as written."""
 
 import sys
 import types
 
 from graphmeta.train import RunDirectory
+from graphmeta.train.run_dir import as_written
 
 
 def test_metrics_log_read_and_truncate(tmp_path):
@@ -48,3 +50,18 @@ def test_tensorboard_scalars_when_installed(tmp_path, monkeypatch):
     run.log({"step": 5, "split": "val", "loss": 0.25, "best": True, "per_node": {"a": 1.0}})
     run.close()
     assert written == [("dir", str(tmp_path / "tensorboard")), ("val/loss", 0.25, 5), ("closed",)]
+
+
+def test_one_evaluation_file_per_number_of_adaptation_steps(tmp_path):
+    run = RunDirectory(tmp_path)
+    assert run.evaluation("test", 10) == tmp_path / "evaluation-test-10steps.json"
+    assert run.evaluation("val", 1) == tmp_path / "evaluation-val-1step.json"
+    assert run.evaluation("test", 0) == tmp_path / "evaluation-test-0steps.json"
+
+
+def test_config_reads_back_as_written(tmp_path):
+    run = RunDirectory(tmp_path)
+    assert run.read_config() == {} and run.read_summary() == {}
+    config = {"model": {"hidden": (32, 32), "lr": float("inf")}, "train": {"steps": 3}}
+    run.write_config(config)
+    assert run.read_config() == as_written(config) == {"model": {"hidden": [32, 32], "lr": None}, "train": {"steps": 3}}

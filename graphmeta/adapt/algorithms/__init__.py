@@ -1,12 +1,12 @@
 """The adaptation algorithms, one class per file, and the registry that names them.
 
-A new algorithm is a subclass of :class:`~.base.Algorithm` in its own file and one line in
-:data:`ALGORITHMS`.
+A new algorithm is a subclass of :class:`~.base.Algorithm` in its own file and its class in
+:data:`ALGORITHMS` (``GraphMetaLearner(algorithm=...)`` and the ``model.algorithm`` config key
+accept every name there).
 """
 
 from __future__ import annotations
 
-from ...errors import ConfigError, closest
 from .anil import ANIL
 from .base import Adaptation, Algorithm, InnerLoopSettings
 from .cavia import CAVIA
@@ -21,12 +21,5 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
 }
 
 
-def algorithm_named(name: str) -> type[Algorithm]:
-    """The algorithm class called ``name``; a :class:`ConfigError` with a hint otherwise."""
-    if name not in ALGORITHMS:
-        raise ConfigError(f"unknown algorithm {name!r}{closest(name, ALGORITHMS)}; choose one of {', '.join(ALGORITHMS)}")
-    return ALGORITHMS[name]
-
-
 __all__ = ["ALGORITHMS", "ANIL", "CAVIA", "FOMAML", "MAML", "Adaptation", "Algorithm", "InnerLoopSettings",
-           "MAMLPlusPlus", "MetaSGD", "Reptile", "algorithm_named"]
+           "MAMLPlusPlus", "MetaSGD", "Reptile"]

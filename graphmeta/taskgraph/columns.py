@@ -1,4 +1,5 @@
-"""`GraphLayout`: where each node's features and value live in the packed example tensors.
+"""`ColumnLayout`: where each node's features and value live in the packed example tensors
+(the column layout of the data, not the drawing layout of :mod:`graphmeta.viz.layout`).
 
 Every example (one row of one task) is stored as two flat vectors, in ``graph.names`` order:
 
@@ -22,7 +23,7 @@ from .graph import TaskGraph
 
 
 @dataclass(frozen=True)
-class GraphLayout:
+class ColumnLayout:
     """Column offsets of every node in the packed ``features`` and ``values`` tensors."""
 
     graph: TaskGraph

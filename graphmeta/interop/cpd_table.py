@@ -1,4 +1,5 @@
-"""`CPDTable`: every CPD of a discrete Bayesian network in one padded array, for vectorised sampling."""
+"""`CPDTable`: every CPD of a discrete Bayesian network in one padded array, for vectorised sampling
+and counting; and the graph's parents and levels as index arrays that it (and the network families) gather with."""
 
 from __future__ import annotations
 
@@ -7,8 +8,30 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..graph import TaskGraph
-from .base import level_indices, padded_parents
+from ..taskgraph import TaskGraph
+
+
+def padded_parents(graph: TaskGraph, parents: Mapping[str, Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """``(index [N, P], present [N, P])``: each node's parents as indices into ``graph.names``.
+
+    ``parents`` fixes the order of each node's parents (for example pgmpy's evidence order);
+    rows are padded to the largest in-degree ``P`` with index 0 and ``present`` False.
+    """
+    position = {name: i for i, name in enumerate(graph.names)}
+    width = max((len(parents[name]) for name in graph.names), default=0)
+    index = np.zeros((len(graph), width), dtype=np.int64)
+    present = np.zeros((len(graph), width), dtype=bool)
+    for row, name in enumerate(graph.names):
+        columns = [position[parent] for parent in parents[name]]
+        index[row, : len(columns)] = columns
+        present[row, : len(columns)] = True
+    return index, present
+
+
+def level_indices(graph: TaskGraph) -> list[np.ndarray]:
+    """The topological levels of ``graph`` as index arrays into ``graph.names``, for ancestral sampling."""
+    position = {name: i for i, name in enumerate(graph.names)}
+    return [np.array([position[name] for name in level], dtype=np.int64) for level in graph.levels()]
 
 
 @dataclass(frozen=True)

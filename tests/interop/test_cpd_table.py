@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphmeta.families import BayesNetFamily, CPDTable
+from graphmeta.families import BayesNetFamily
+from graphmeta.interop.cpd_table import CPDTable
 
 
 def test_columns_follow_pgmpy_order_first_evidence_slowest():

@@ -13,7 +13,6 @@ and can come from, and go back to, networkx, pgmpy, PyG, dicts, YAML and JSON.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -22,11 +21,12 @@ from typing import Any
 import networkx as nx
 import torch
 
-from .errors import GraphError, check_keys, closest
-from .learners import LearnerSpec, learner_from, learner_to_dict
-from .subtask import Subtask
+from ..errors import GraphError, SpecError, check_keys, closest
+from ..learners import LearnerSpec, learner_from, learner_to_dict
+from ..validation import keywords_checked, load_yaml, parameters
+from .subtask import Subtask, subtask_label
 
-SUBTASK_KEYS = ("in_dim", "kind", "out_dim", "num_classes", "learner", "attrs")
+SUBTASK_KEYS = tuple(key for key in parameters(Subtask) if key != "name")
 FILE_KEYS = ("name", "subtasks", "dependencies")
 
 
@@ -44,6 +44,7 @@ class TaskGraph:
         self._position: dict[str, int] = {}
 
     # ------------------------------------------------------------------ building
+    @keywords_checked(where=subtask_label, error=SpecError)
     def add_subtask(
         self,
         name: str,
@@ -53,12 +54,14 @@ class TaskGraph:
         out_dim: int = 1,
         num_classes: int | None = None,
         learner: str | LearnerSpec | Mapping[str, Any] = "mlp",
-        **attrs: Any,
+        attrs: Mapping[str, Any] | None = None,
     ) -> TaskGraph:
-        """Add a node; returns the graph for chaining. See :class:`Subtask` for the arguments."""
+        """Add a node; returns the graph for chaining. See :class:`Subtask` for the arguments
+        (``attrs``: free-form metadata). An unknown keyword is a :class:`~graphmeta.errors.SpecError`
+        naming the closest valid one."""
         if name in self._dag:
             raise GraphError(f"duplicate subtask name {name!r}: each subtask needs a unique name")
-        subtask = Subtask(name, in_dim, kind, out_dim, num_classes, learner, dict(attrs))
+        subtask = Subtask(name, in_dim, kind, out_dim, num_classes, learner, {} if attrs is None else attrs)
         self._dag.add_node(name, subtask=subtask, index=len(self._dag))
         self._order = None
         return self
@@ -204,10 +207,11 @@ class TaskGraph:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskGraph:
-        """Inverse of :meth:`to_dict`; an unknown key is a :class:`GraphError` naming it."""
+        """Inverse of :meth:`to_dict`; an unknown key is a :class:`~graphmeta.errors.SpecError`
+        (a :class:`GraphError` and a :class:`~graphmeta.errors.ConfigError`) naming it."""
         if not isinstance(data, Mapping):
             raise GraphError(f"a task graph file must hold a mapping, got {type(data).__name__}")
-        check_keys(data, FILE_KEYS, "task graph", GraphError)
+        check_keys(data, FILE_KEYS, "task graph", SpecError)
         graph = cls(name=data.get("name") or "")
         subtasks = data.get("subtasks") or {}
         if not isinstance(subtasks, Mapping):
@@ -217,9 +221,8 @@ class TaskGraph:
                 raise GraphError(f"subtask {name!r}: the spec must be a mapping with keys among "
                                  f"{', '.join(SUBTASK_KEYS)}, got {spec!r}")
             spec = dict(spec or {})
-            check_keys(spec, SUBTASK_KEYS, f"subtask {name!r}", GraphError)
-            attrs = spec.pop("attrs", None) or {}
-            graph.add_subtask(name, **spec, **_free_attrs(name, attrs))
+            check_keys(spec, SUBTASK_KEYS, f"subtask {name!r}", SpecError)
+            graph.add_subtask(name, **spec)
         for edge in data.get("dependencies") or []:
             if not isinstance(edge, (list, tuple)) or len(edge) != 2:
                 raise GraphError(f"a dependency must be a [parent, child] pair, got {edge!r}")
@@ -259,7 +262,7 @@ class TaskGraph:
         for name, data in dag.nodes(data=True):
             spec = {key: value for key, value in data.items() if key in SUBTASK_KEYS and key != "attrs"}
             attrs = {**(data.get("attrs") or {}), **{k: v for k, v in data.items() if k not in SUBTASK_KEYS}}
-            graph.add_subtask(name, **spec, **_free_attrs(name, attrs))
+            graph.add_subtask(name, **spec, attrs=attrs)
         graph._dag.add_edges_from(dag.edges)  # checked as a whole, so the cycle is reported in full
         return graph.validate()
 
@@ -272,39 +275,30 @@ class TaskGraph:
         return edge_index, names
 
     @classmethod
-    def from_pgmpy(cls, model: Any) -> TaskGraph:
+    def from_pgmpy(cls, model: Any, state_names: Mapping[str, Any] | None = None) -> TaskGraph:
         """One subtask per variable of a pgmpy Bayesian network, or of a bundled network by name.
 
         A ``DiscreteBayesianNetwork`` gives classification subtasks (``num_classes`` = the
         variable's cardinality, ``state_names`` kept in ``attrs``); a
         ``LinearGaussianBayesianNetwork`` gives scalar regression subtasks. Parents are the
         network's parents. A string (``"alarm"``, ``"asia"``, ``"child"``, ...) loads the
-        network bundled with pgmpy, offline.
+        network bundled with pgmpy, offline. ``state_names`` ``{variable: [state, ...]}``
+        names the states of variables without CPDs (see :mod:`graphmeta.interop.pgmpy` for
+        the rule every pgmpy reader in graphmeta follows).
         """
-        from .interop.pgmpy_bridge import graph_from_pgmpy
+        from ..interop.pgmpy import network_graph_dict
 
-        return graph_from_pgmpy(cls, model)
+        return cls.from_dict(network_graph_dict(model, state_names))
 
     @classmethod
     def from_data(cls, data: Any, method: str = "hill_climb", **kwargs: Any) -> TaskGraph:
         """Learn a decomposition from a table with pgmpy's structure learning.
 
-        See :func:`graphmeta.interop.pgmpy_bridge.learn_structure` for the methods and scores.
+        See :func:`graphmeta.interop.structure_learning.learned_graph_dict` for the methods and scores.
         """
-        from .interop.pgmpy_bridge import learn_structure
+        from ..interop.structure_learning import learned_graph_dict
 
-        return learn_structure(cls, data, method=method, **kwargs)
-
-    def _repr_png_(self) -> bytes:
-        import matplotlib.pyplot as plt
-
-        from .viz import draw_task_graph
-
-        figure = draw_task_graph(self)
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=80)
-        plt.close(figure)
-        return buffer.getvalue()
+        return cls.from_dict(learned_graph_dict(data, method=method, **kwargs))
 
     # ----------------------------------------------------------------- helpers
     def _require(self, name: str) -> str:
@@ -315,16 +309,6 @@ class TaskGraph:
     def _ordered(self, nodes: Iterator[str]) -> list[str]:
         self.names  # noqa: B018 -- refreshes the cached order and positions
         return sorted(nodes, key=self._position.__getitem__)
-
-
-def _free_attrs(name: str, attrs: Any) -> dict[str, Any]:
-    """``attrs`` checked to be a mapping whose keys do not clash with a :class:`Subtask` field."""
-    if not isinstance(attrs, Mapping):
-        raise GraphError(f"subtask {name!r}: attrs must be a mapping, got {attrs!r}")
-    for key in attrs:
-        if key == "name" or key in SUBTASK_KEYS:
-            raise GraphError(f"subtask {name!r}: attribute {key!r} clashes with a subtask field; rename or drop it")
-    return dict(attrs)
 
 
 def _dump(data: dict[str, Any], suffix: str) -> str:
@@ -339,15 +323,21 @@ def _dump(data: dict[str, Any], suffix: str) -> str:
 
 def _parse(text: str, suffix: str, path: Path) -> Any:
     if suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise GraphError(f"{path} is not valid YAML: {error}") from error
+        return load_yaml(text, str(path), GraphError)
     if suffix == ".json":
         try:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path))
         except json.JSONDecodeError as error:
             raise GraphError(f"{path} is not valid JSON: {error}") from error
     raise GraphError(f"unknown task graph file type {suffix!r}: use .yaml, .yml or .json")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]], path: Path) -> dict[str, Any]:
+    """A JSON object, refusing a repeated key (``json`` would keep the last), as YAML files do."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise GraphError(f"{path}: duplicate key {key!r}; JSON would keep only the last value, so remove or "
+                             "rename one")
+        data[key] = value
+    return data

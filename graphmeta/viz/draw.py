@@ -1,31 +1,14 @@
-"""Pictures of task graphs: a layered drawing, optionally coloured by a per-node metric.
+"""Pictures of task graphs: the layered drawing of :mod:`graphmeta.viz.layout`, optionally coloured by
+a per-node metric.
 
-Layout (a small Sugiyama scheme). Node ``v`` sits on layer ``d(v)``, its topological
-generation (:meth:`TaskGraph.levels`), so the picture shows the levels that run as batched
-calls. An edge spanning ``d(v) - d(u) > 1`` layers gets a dummy point on every layer in
-between, so long edges are routed around nodes. Within a layer, items are ordered by
-barycenter sweeps, alternately down and up, each item keyed by the mean rank of its
-neighbours on the layer just swept,
-
-    key(v) = mean { rank(w) : w neighbour of v on the previous layer },
-
-keeping the ordering with the fewest crossings seen. Positions along a layer then solve, per
-layer and sweep,
-
-    min_p  sum_i (p_i - t_i)^2   subject to   p_i - p_{i-1} >= g_i,
-
-where ``t_i`` is the mean position of item ``i``'s neighbours and ``g_i`` the room the two
-items need (a node reserves room after its marker for its label; a dummy is thin). With
-``c_i = g_1 + ... + g_i`` this is isotonic regression of ``t_i - c_i``, solved exactly by
-pooling adjacent violators. Edges are quadratic B-splines through their dummy points.
-
-Everything is drawn on a plain :class:`matplotlib.figure.Figure` with the Agg canvas, so no
-display and no pyplot state are involved; pass ``ax`` to draw into a figure of your own.
+Edges are quadratic B-splines through their dummy points. Everything is drawn on a plain
+:class:`matplotlib.figure.Figure` with the Agg canvas, so no display and no pyplot state are
+involved; pass ``ax`` to draw into a figure of your own.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from math import ceil
@@ -42,18 +25,16 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import offset_copy
 
-from .errors import ConfigError, DataError, GraphError, closest
-from .graph import TaskGraph
-from .learners import learner_type, registered
+from ..errors import ConfigError, DataError, GraphError, closest
+from ..taskgraph import TaskGraph
+from ..learners import learner_type, registered
+from .layout import DrawingLayout, drawing_layout
 
 FORMATS = (".png", ".svg", ".pdf")
 DIRECTIONS = ("LR", "TB")
 KIND_COLOURS = {"regression": "#4C72B0", "classification": "#DD8452"}
 MISSING_COLOUR = "#BBBBBB"
 EDGE_COLOUR = "#505050"
-DUMMY_ROOM = 0.35  # of a node's room along its layer
-NODE_ROOM = (0.25, 0.75)  # before and after a node's marker: its label lies after it
-ORDER_SWEEPS, PLACE_ROUNDS = 8, 6
 # Inches between layers and per node slot: labels lie below markers (LR) or right of them (TB).
 LAYER_INCHES = {"LR": 1.25, "TB": 0.8}
 SLOT_INCHES = {"LR": 0.55, "TB": 1.15}
@@ -65,8 +46,9 @@ CHAR_WIDTH = 0.7  # glyph width of DejaVu Sans capitals, in font sizes
 
 def draw_task_graph(
     graph: TaskGraph,
-    ax: Axes | None = None,
     path: str | Path | None = None,
+    *,
+    ax: Axes | None = None,
     metrics: Mapping[str, float] | None = None,
     metric_name: str | None = None,
     cmap: str = "viridis",
@@ -76,10 +58,12 @@ def draw_task_graph(
 ) -> Figure:
     """Draw ``graph`` layered by topological generation; return the figure.
 
+    Also importable as ``graphmeta.draw``.
+
     Args:
         graph: the task graph to draw.
-        ax: axes to draw into; by default a new figure sized to the graph.
         path: also save the figure there, as PNG, SVG or PDF by the suffix.
+        ax: axes to draw into; by default a new figure sized to the graph.
         metrics: ``{subtask: value}``; nodes are then coloured by value, with a colorbar;
             nodes without a finite value are grey.
         metric_name: the colorbar's title.
@@ -104,7 +88,7 @@ def draw_task_graph(
                          f"use one of {', '.join(FORMATS)}")
     graph.validate()
     values = _check_metrics(graph, metrics)
-    layout = _layout(graph)
+    layout = drawing_layout(graph)
 
     colorbar_axes = None
     if ax is None:
@@ -130,6 +114,16 @@ def draw_task_graph(
     return figure
 
 
+draw = draw_task_graph  # the short name: graphmeta.draw
+
+
+def task_graph_png(graph: TaskGraph, dpi: float = 80) -> bytes:
+    """The picture of ``graph`` as PNG bytes, as a notebook shows it (``%load_ext graphmeta.viz``)."""
+    buffer = io.BytesIO()
+    draw_task_graph(graph).savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
 def _check_metrics(graph: TaskGraph, metrics: Mapping[str, float] | None) -> dict[str, float] | None:
     if metrics is None:
         return None
@@ -146,130 +140,13 @@ def _check_metrics(graph: TaskGraph, metrics: Mapping[str, float] | None) -> dic
     return values
 
 
-# ---------------------------------------------------------------------- layout
-@dataclass(frozen=True)
-class _Layout:
-    """Layer and position along the layer of every node, and the points every edge passes."""
-
-    layer: dict[str, int]
-    position: dict[str, float]
-    routes: dict[tuple[str, str], list[tuple[int, float]]]
-    num_layers: int
-    extent: float  # span of all positions with their room, in node slots
-
-
-def _layout(graph: TaskGraph) -> _Layout:
-    levels = graph.levels()
-    layer = {name: depth for depth, names in enumerate(levels) for name in names}
-    layers: list[list[object]] = [list(names) for names in levels]
-    down: dict[object, list[object]] = {name: [] for name in graph.names}
-    up: dict[object, list[object]] = {name: [] for name in graph.names}
-    chains: dict[tuple[str, str], list[object]] = {}
-    for parent, child in graph.edges:
-        chain: list[object] = [parent]
-        for depth in range(layer[parent] + 1, layer[child]):
-            dummy = (parent, child, depth)
-            layers[depth].append(dummy)
-            down[dummy], up[dummy] = [], []
-            chain.append(dummy)
-        chain.append(child)
-        for a, b in zip(chain, chain[1:]):
-            down[a].append(b)
-            up[b].append(a)
-        chains[(parent, child)] = chain
-
-    layers = _order(layers, down, up)
-    position = _place(layers, down, up)
-    low = min(p - _room(item)[0] for item, p in position.items())
-    high = max(p + _room(item)[1] for item, p in position.items())
-    position = {item: p - (low + high) / 2 for item, p in position.items()}
-    routes = {edge: [(layer[edge[0]] + i, position[item]) for i, item in enumerate(chain)]
-              for edge, chain in chains.items()}
-    return _Layout(layer, {name: position[name] for name in graph.names}, routes, len(layers), high - low)
-
-
-def _order(layers: list[list[object]], down: dict, up: dict) -> list[list[object]]:
-    """Barycenter sweeps; the ordering with the fewest crossings seen."""
-    best, fewest = [list(items) for items in layers], _crossings(layers, down)
-    for sweep in range(ORDER_SWEEPS):
-        going_down = sweep % 2 == 0
-        neighbours = up if going_down else down
-        for depth in range(1, len(layers)) if going_down else range(len(layers) - 2, -1, -1):
-            reference = layers[depth - 1] if going_down else layers[depth + 1]
-            rank = {item: i for i, item in enumerate(reference)}
-            stretch = len(layers[depth]) / len(reference)
-            keys = []
-            for i, item in enumerate(layers[depth]):
-                near = [rank[n] for n in neighbours[item]]
-                keys.append((sum(near) / len(near) * stretch if near else float(i), i, item))
-            layers[depth] = [item for _, _, item in sorted(keys, key=lambda key: key[:2])]
-        crossings = _crossings(layers, down)
-        if crossings < fewest:
-            best, fewest = [list(items) for items in layers], crossings
-    return best
-
-
-def _crossings(layers: list[list[object]], down: dict) -> int:
-    """Crossings between adjacent layers: inversions of the lower ends, edges sorted by upper end."""
-    total = 0
-    for upper, lower in zip(layers, layers[1:]):
-        rank = {item: i for i, item in enumerate(lower)}
-        seen: list[int] = []
-        for end in (b for a in upper for b in sorted(rank[n] for n in down[a])):
-            total += len(seen) - bisect_right(seen, end)
-            insort(seen, end)
-    return total
-
-
-def _room(item: object) -> tuple[float, float]:
-    """Room an item needs before and after its position, in node slots."""
-    return (DUMMY_ROOM / 2, DUMMY_ROOM / 2) if isinstance(item, tuple) else NODE_ROOM
-
-
-def _offsets(items: list[object]) -> np.ndarray:
-    """Positions of ``items`` packed as tightly as their room allows, the first at 0."""
-    return np.cumsum([0.0] + [_room(a)[1] + _room(b)[0] for a, b in zip(items, items[1:])])
-
-
-def _place(layers: list[list[object]], down: dict, up: dict) -> dict[object, float]:
-    """Positions along the layers: each item pulled to its neighbours' mean, order and room kept."""
-    position: dict[object, float] = {}
-    for items in layers:
-        offsets = _offsets(items)
-        position.update(zip(items, (offsets - offsets[-1] / 2).tolist()))
-    sweep = list(range(len(layers))) + list(range(len(layers) - 2, 0, -1))
-    for _ in range(PLACE_ROUNDS):
-        for depth in sweep:
-            items = layers[depth]
-            target = [float(np.mean([position[n] for n in up[item] + down[item]])) if up[item] or down[item]
-                      else position[item] for item in items]
-            offsets = _offsets(items)
-            position.update(zip(items, (_isotonic(np.asarray(target) - offsets) + offsets).tolist()))
-    return position
-
-
-def _isotonic(values: np.ndarray) -> np.ndarray:
-    """The non-decreasing sequence closest to ``values`` in squared error (pool adjacent violators)."""
-    means: list[float] = []
-    sizes: list[int] = []
-    for value in values.tolist():
-        means.append(value)
-        sizes.append(1)
-        while len(means) > 1 and means[-2] > means[-1]:
-            mean, size = means.pop(), sizes.pop()
-            means[-1] = (means[-1] * sizes[-1] + mean * size) / (sizes[-1] + size)
-            sizes[-1] += size
-    return np.repeat(means, sizes)
-
-
-def _figure_size(layout: _Layout, direction: str, colorbar: bool) -> tuple[float, float]:
+def _figure_size(layout: DrawingLayout, direction: str, colorbar: bool) -> tuple[float, float]:
     along = float(np.clip(LAYER_INCHES[direction] * layout.num_layers + 0.5, MIN_INCHES, MAX_INCHES))
     across = float(np.clip(SLOT_INCHES[direction] * layout.extent + 1.5, 0.8 * MIN_INCHES, MAX_INCHES))
     width, height = (along, across) if direction == "LR" else (across, along)
     return width + (COLORBAR_INCHES if colorbar else 0.0), height
 
 
-# --------------------------------------------------------------------- drawing
 @dataclass(frozen=True)
 class _Frame:
     """How the layout maps onto the axes."""
@@ -291,7 +168,7 @@ class _LabelStyle:
     keep: frozenset[str]  # the nodes labelled
 
 
-def _draw(graph: TaskGraph, layout: _Layout, ax: Axes, values: dict[str, float] | None,
+def _draw(graph: TaskGraph, layout: DrawingLayout, ax: Axes, values: dict[str, float] | None,
           metric_name: str | None, cmap: str, direction: str, colorbar_axes: Axes | None) -> None:
     ax.set_axis_off()
     norm = None
@@ -312,7 +189,7 @@ def _draw(graph: TaskGraph, layout: _Layout, ax: Axes, values: dict[str, float] 
     _draw_legend(graph, ax, values)
 
 
-def _frame(ax: Axes, layout: _Layout, direction: str) -> _Frame:
+def _frame(ax: Axes, layout: DrawingLayout, direction: str) -> _Frame:
     along = (-0.6, layout.num_layers - 0.4)
     across = (-layout.extent / 2 - 0.2, layout.extent / 2 + 0.2)
     if direction == "LR":
@@ -329,7 +206,7 @@ def _frame(ax: Axes, layout: _Layout, direction: str) -> _Frame:
     return _Frame(direction, float(layer_pt), float(slot_pt), scale)
 
 
-def _draw_edges(layout: _Layout, ax: Axes, frame: _Frame, diameter: float) -> None:
+def _draw_edges(layout: DrawingLayout, ax: Axes, frame: _Frame, diameter: float) -> None:
     """Edges as curves through their dummy points, ending in an arrowhead at the child's marker."""
     if not layout.routes:
         return
@@ -374,7 +251,7 @@ def _trim(curve: np.ndarray, length: float) -> np.ndarray:
     return np.vstack([curve[:end], curve[end] + (curve[end - 1] - curve[end]) * fraction])
 
 
-def _draw_nodes(graph: TaskGraph, layout: _Layout, ax: Axes, frame: _Frame, diameter: float,
+def _draw_nodes(graph: TaskGraph, layout: DrawingLayout, ax: Axes, frame: _Frame, diameter: float,
                 values: dict[str, float] | None, norm: Normalize | None, cmap: str) -> None:
     colormap = matplotlib.colormaps[cmap]
     by_marker: dict[str, list[str]] = {}
@@ -397,7 +274,7 @@ def _known(values: dict[str, float], name: str) -> bool:
     return bool(np.isfinite(values.get(name, np.nan)))
 
 
-def _draw_labels(graph: TaskGraph, layout: _Layout, ax: Axes, frame: _Frame, diameter: float,
+def _draw_labels(graph: TaskGraph, layout: DrawingLayout, ax: Axes, frame: _Frame, diameter: float,
                  values: dict[str, float] | None) -> None:
     style = _label_style(graph, layout, frame, diameter, 3 if values is not None else 2)
     offset = diameter / 2 + 1.5
@@ -416,7 +293,8 @@ def _draw_labels(graph: TaskGraph, layout: _Layout, ax: Axes, frame: _Frame, dia
                     linespacing=1.0, zorder=4, clip_on=False, **align, **backing)
 
 
-def _label_style(graph: TaskGraph, layout: _Layout, frame: _Frame, diameter: float, most_lines: int) -> _LabelStyle:
+def _label_style(graph: TaskGraph, layout: DrawingLayout, frame: _Frame, diameter: float,
+                 most_lines: int) -> _LabelStyle:
     """The largest style whose labels all fit; else the smallest, thinned, best connected nodes first."""
     longest = max(len(name) for name in graph.names)
     tiers = [(size, lines) for lines in range(most_lines, 1, -1) for size in (9, 8, 7)]

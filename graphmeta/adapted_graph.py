@@ -10,12 +10,12 @@ import torch
 
 from .data import Split, TaskBatch, dense_graphs
 from .errors import DataError
-from .layout import GraphLayout
+from .taskgraph import ColumnLayout
 from .learners.bank import Weights
 
 if TYPE_CHECKING:
+    from .taskgraph import TaskGraph
     from .learners.bank_set import BankSet
-    from .model import GraphMetaLearner
 
 
 class AdaptedGraph:
@@ -26,12 +26,11 @@ class AdaptedGraph:
     or class probabilities in place of a one-hot value.
     """
 
-    def __init__(self, model: GraphMetaLearner, fast: list[Weights], banks: BankSet | None = None) -> None:
-        self.model = model
-        self.graph = model.graph
+    def __init__(self, graph: TaskGraph, banks: BankSet, fast: list[Weights]) -> None:
+        self.graph = graph
         self.fast = fast
-        self.banks = model.banks if banks is None else banks
-        self.layout = GraphLayout(self.graph)
+        self.banks = banks
+        self.layout = ColumnLayout(self.graph)
 
     @property
     def num_tasks(self) -> int:

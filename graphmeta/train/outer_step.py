@@ -1,0 +1,50 @@
+"""One outer (meta-)step: the only place the meta-parameters of a run change.
+
+With the meta-loss ``L(theta) = mean_{tasks} L_query(U(theta, support), query)`` of a
+meta-batch, the step is ``g = grad L(theta)``, ``g <- g * min(1, c / ||g||)`` (the total norm
+clipped to ``c = grad_clip``), then one step of the outer optimizer (Adam) on ``g``. A
+non-finite loss or gradient norm takes no step and leaves no gradient behind, so the caller can
+skip it or stop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..data import TaskBatch
+from ..model import GraphMetaLearner
+
+
+@dataclass(frozen=True)
+class MetaUpdate:
+    """What :func:`meta_update` did: the meta-``loss`` and ``metrics`` of the meta-batch, the
+    total gradient norm before clipping (``None`` when the loss was not finite), and
+    ``nonfinite``: what was not finite, with its value (``"meta-loss (nan)"``), when no step was taken."""
+
+    loss: torch.Tensor
+    metrics: dict[str, torch.Tensor]
+    grad_norm: torch.Tensor | None = None
+    nonfinite: str | None = None
+
+
+def meta_update(model: GraphMetaLearner, optimizer: torch.optim.Optimizer, batch: TaskBatch,
+                grad_clip: float | None, metrics: bool = True) -> MetaUpdate:
+    """One outer step of ``optimizer`` on the meta-loss of ``batch``, the total gradient norm
+    clipped to ``grad_clip`` (``None``: no clipping). The caller steps the schedule.
+    ``metrics=False`` skips the per-node metrics (and the forward pass they cost)."""
+    model.train()
+    loss, metrics = model.meta_loss(batch, metrics=metrics)
+    optimizer.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        return MetaUpdate(loss, metrics, nonfinite=f"meta-loss ({float(loss.detach())})")
+    loss.backward()
+    clip = math.inf if grad_clip is None else grad_clip
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    if not torch.isfinite(grad_norm):
+        optimizer.zero_grad(set_to_none=True)
+        return MetaUpdate(loss, metrics, grad_norm, nonfinite=f"gradient norm ({float(grad_norm.detach())})")
+    optimizer.step()
+    return MetaUpdate(loss, metrics, grad_norm)
