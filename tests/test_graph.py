@@ -90,6 +90,9 @@ def test_equality(mixed):
 def test_repr(mixed):
     assert repr(mixed) == "TaskGraph('mixed', 5 subtasks, 5 dependencies: 2 classification, 3 regression)"
     assert repr(TaskGraph()) == "TaskGraph(0 subtasks, 0 dependencies: empty)"
+    one = TaskGraph().add_subtask("a").add_subtask("b").add_dependency("a", "b")
+    assert repr(one) == "TaskGraph(2 subtasks, 1 dependency: 2 regression)"
+    assert repr(TaskGraph().add_subtask("a")) == "TaskGraph(1 subtask, 0 dependencies: 1 regression)"
 
 
 def test_summary_has_a_row_per_subtask_in_order(mixed):

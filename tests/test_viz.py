@@ -231,3 +231,26 @@ def test_spline_and_trim():
     line = np.array([[0.0, 0.0], [10.0, 0.0]])
     assert np.allclose(_trim(line, 3.0), [[0, 0], [7, 0]])
     assert np.allclose(_trim(line, 100.0), [[0, 0], [1, 0]])  # never below a tenth
+
+
+def test_a_long_title_over_a_one_node_graph_fits_in_the_figure():
+    graph = TaskGraph("sinusoid-maml-10shot-with-a-long-run-name").add_subtask("sine", in_dim=1)
+    figure = draw_task_graph(graph)
+    figure.canvas.draw()
+    title = figure.axes[0].title
+    box = title.get_window_extent(figure.canvas.get_renderer())
+    assert title.get_text().replace("\n", " ") == "sinusoid-maml-10shot-with-a-long-run-name: 1 subtask, 0 dependencies"
+    assert box.x0 >= 0 and box.x1 <= figure.bbox.width and box.y1 <= figure.bbox.height
+
+
+def test_training_curves_keep_the_legend_off_the_curves_and_plain_log_ticks(tmp_path):
+    from graphmeta.train.figures import plot_training_curves
+
+    records = [{"step": s, "split": "train", "loss_after": 0.5 + 1 / (s + 1), "loss_before": 3.0} for s in range(0, 200, 10)]
+    figure = plot_training_curves(records, tmp_path / "curves.png", title="run")
+    figure.canvas.draw()
+    ax = figure.axes[0]
+    renderer = figure.canvas.get_renderer()
+    assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+    labels = [label.get_text() for label in ax.get_yticklabels(minor=True) + ax.get_yticklabels() if label.get_text()]
+    assert labels and not any("10^" in label or "times" in label for label in labels), labels

@@ -151,7 +151,9 @@ class TaskGraph:
             kinds[kind] = kinds.get(kind, 0) + 1
         mix = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
         label = f"{self.name!r}, " if self.name else ""
-        return f"TaskGraph({label}{len(self)} subtasks, {self._dag.number_of_edges()} dependencies: {mix or 'empty'})"
+        edges = self._dag.number_of_edges()
+        return (f"TaskGraph({label}{len(self)} subtask{'s' * (len(self) != 1)}, {edges} "
+                f"dependenc{'y' if edges == 1 else 'ies'}: {mix or 'empty'})")
 
     def summary(self) -> str:
         """A table a person can read: one row per subtask, in ``names`` order."""

@@ -82,7 +82,11 @@ class TrainConfig(CheckedSection):
         log_every: append the mean training metrics of this many steps to ``metrics.jsonl``.
         seed: seeds the model (when built from a config), the task stream and every RNG.
         run_dir, name: the run lives in ``run_dir/name`` (``name`` defaults to a timestamp).
-        device: move the model there (``null``: where it is).
+        device: move the model there (``null``: where it is); checked to exist (:mod:`.device`).
+        threads: torch's intra-op threads while the run trains and evaluates; ``auto``: the cores
+            idle now. One thread by default: graphmeta's many small batched ops gain little from
+            more, a machine shared with other jobs can make threads wait a hundredfold, and a
+            fixed count keeps resumed runs bit-identical (see :mod:`.device`).
         progress: show a progress bar.
         on_nonfinite: on a non-finite loss or gradient, ``stop`` with a TrainingError or ``skip`` the step.
     """
@@ -106,6 +110,7 @@ class TrainConfig(CheckedSection):
     run_dir: str = "runs"
     name: str | None = None
     device: str | None = None
+    threads: PositiveInt | Annotated[str, OneOf(("auto",))] = 1
     progress: bool = True
     on_nonfinite: Annotated[str, OneOf(NONFINITE_POLICIES)] = "stop"
 

@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from ..taskgraph import TaskGraph
 from ..viz import draw_task_graph
+from ..viz.draw import fit_title
 from .config import load_run_config
 from .evaluation import EvaluationReport
 from .run_dir import RunDirectory
@@ -32,7 +35,7 @@ CURVES = (("train", "loss_after", "train: after adaptation", "-"),
 
 def plot_training_curves(records: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> Figure:
     """Query loss against step, from ``metrics.jsonl`` records; the best validation step is marked."""
-    figure = Figure(figsize=(7, 4.2))
+    figure = Figure(figsize=(8.5, 4.2))  # room for the legend beside the axes
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
     positive = True
@@ -48,12 +51,13 @@ def plot_training_curves(records: Sequence[Mapping[str, Any]], path: str | Path,
         ax.axvline(step, color="0.5", linewidth=0.8, linestyle="--", label=f"best (step {step})")
     if positive and ax.lines:
         ax.set_yscale("log")
+        plain_tick_labels(ax)
     ax.set_xlabel("step")
     ax.set_ylabel("query loss")
-    ax.set_title(title or "meta-training")
-    if ax.lines:
-        ax.legend(fontsize="small")
+    if ax.lines:  # beside the axes, so it never covers a curve
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(alpha=0.3)
+    fit_title(ax, title or "meta-training")
     figure.tight_layout()
     return _save(figure, path)
 
@@ -133,13 +137,20 @@ def plot_online_curves(records: Sequence[Mapping[str, Any]], path: str | Path, t
         axes[1].set_ylabel("support examples to reach\nthe threshold (if reached)")
         axes[1].grid(alpha=0.3)
     ax.set_ylabel("query loss after adaptation")
-    ax.set_title(title or "online meta-learning")
+    fit_title(ax, title or "online meta-learning")
     if ax.lines:
         ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     axes[-1].set_xlabel("task of the stream")
     figure.tight_layout()
     return _save(figure, path)
+
+
+def plain_tick_labels(ax: Axes) -> None:
+    """Tick labels of a log-scaled y axis as plain numbers (``0.6``, not ``6x10^-1``)."""
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
 
 
 def _save(figure: Figure, path: str | Path) -> Figure:

@@ -57,12 +57,13 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, TrainingError
+from ..errors import CheckpointError, ConfigError, TrainingError
 from ..model import GraphMetaLearner
 from .checkpoint import (load_checkpoint, require_finite_parameters, restore_model_and_optimizer, rng_state,
                          save_checkpoint, seed_everything, set_rng_state)
 from .config import (EvaluateConfig, OnlineConfig, RunConfig, TrainConfig, family_spec, load_family_and_model,
                      load_run_config)
+from .device import resolve_device, thread_count
 from .evaluation import EvaluationReport, evaluate_methods
 from .hooks import CheckpointEvent, StepEvent, ValidationEvent, call_hooks, check_hook
 from .outer_step import MetaUpdate, meta_update
@@ -137,7 +138,7 @@ class RunLoop:
                  total_updates: int, hooks: Iterable[Any] = ()) -> None:
         model.check_graph(family.graph)
         if config.device is not None:
-            model.to(config.device)
+            model.to(resolve_device(config.device))
         self.config = config
         self.model = model
         self.family = family
@@ -222,6 +223,9 @@ class RunLoop:
             raise ConfigError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
         learner = cls.from_config(load_run_config(path), hooks)
         run = learner.run
+        if not run.best.is_file() and not run.last.is_file():
+            raise CheckpointError(f"run {run.path} has no checkpoint ({run.last.parent} holds neither best.pt nor "
+                                  "last.pt): train it first, or resume it with graphmeta train CONFIG --resume")
         return learner.load(run.best if checkpoint == "best" and run.best.is_file() else run.last)
 
     def run_config(self) -> dict[str, Any]:
@@ -256,6 +260,10 @@ class RunLoop:
         module docstring). Without ``resume``, a run directory that already holds a checkpoint is
         an error, so no run is overwritten.
         """
+        with thread_count(self.config.threads):
+            return self._fit(resume, allow_changes)
+
+    def _fit(self, resume: bool, allow_changes: bool) -> dict[str, Any]:
         self.stop_reason = None
         self._start(resume, allow_changes)
         total = self.total_units()
@@ -412,7 +420,10 @@ class RunLoop:
         over ``evaluate_config``. With ``ablation`` and message passing on, the ablation is
         trained first (:meth:`train_ablation`) and evaluated on the same tasks.
         """
-        options = EvaluateConfig.from_dict({**self.evaluate_config.to_dict(), **config}, "evaluate")
+        with thread_count(self.config.threads):
+            return self._evaluate(EvaluateConfig.from_dict({**self.evaluate_config.to_dict(), **config}, "evaluate"))
+
+    def _evaluate(self, options: EvaluateConfig) -> EvaluationReport:
         ablation = self.train_ablation() if options.ablation and self.model.config["message_passing"] else None
         steps = self.model.config["inner_steps"] if options.adapt_steps is None else options.adapt_steps
         report = evaluate_methods(self.model, self.sampler.fixed(options.split, options.num_tasks), steps,

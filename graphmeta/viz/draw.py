@@ -9,6 +9,7 @@ involved; pass ``ax`` to draw into a figure of your own.
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from math import ceil
@@ -26,8 +27,8 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import offset_copy
 
 from ..errors import ConfigError, DataError, GraphError, closest
-from ..taskgraph import TaskGraph
 from ..learners import learner_type, registered
+from ..taskgraph import TaskGraph
 from .layout import DrawingLayout, drawing_layout
 
 FORMATS = (".png", ".svg", ".pdf")
@@ -42,6 +43,7 @@ MIN_INCHES, MAX_INCHES = 5.0, 30.0
 COLORBAR_INCHES = 1.1
 MAX_PIXELS = 4000
 CHAR_WIDTH = 0.7  # glyph width of DejaVu Sans capitals, in font sizes
+TEXT_CHAR_WIDTH = 0.6  # mean glyph width of mixed DejaVu Sans text, in font sizes
 
 
 def draw_task_graph(
@@ -102,9 +104,11 @@ def draw_task_graph(
     figure = ax.figure
     _draw(graph, layout, ax, values, metric_name, cmap, direction, colorbar_axes)
     if title is None:
-        title = f"{graph.name or 'task graph'}: {len(graph)} subtasks, {len(graph.edges)} dependencies"
+        edges = len(graph.edges)
+        title = (f"{graph.name or 'task graph'}: {len(graph)} subtask{'s' * (len(graph) != 1)}, {edges} "
+                 f"dependenc{'y' if edges == 1 else 'ies'}")
     if title:
-        ax.set_title(title)
+        fit_title(ax, title)
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,6 +119,14 @@ def draw_task_graph(
 
 
 draw = draw_task_graph  # the short name: graphmeta.draw
+
+
+def fit_title(ax: Axes, title: str, fontsize: float = 12.0, smallest: float = 7.0) -> None:
+    """Set ``title`` so that it fits above ``ax``: the font shrinks down to ``smallest`` points,
+    then the text wraps at word boundaries (a long run name over a one-node graph is never cut)."""
+    width_pt = ax.get_position().width * ax.figure.get_figwidth() * 72
+    size = float(np.clip(width_pt / (TEXT_CHAR_WIDTH * max(len(title), 1)), smallest, fontsize))
+    ax.set_title(textwrap.fill(title, max(8, int(width_pt / (TEXT_CHAR_WIDTH * size)))), fontsize=size)
 
 
 def task_graph_png(graph: TaskGraph, dpi: float = 80) -> bytes:
