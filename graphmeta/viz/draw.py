@@ -296,7 +296,7 @@ def _draw_labels(graph: TaskGraph, layout: DrawingLayout, ax: Axes, frame: _Fram
         shift, align = {"x": offset}, {"ha": "left", "va": "center"}
     transform = offset_copy(ax.transData, fig=ax.figure, units="points", **shift)
     # A white backing keeps labels legible over edges; small print on big graphs goes without (it is slow).
-    box = {"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.7}
+    box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.9}
     backing = {"bbox": box} if style.lines > 1 else {}
     for name in graph.names:
         if name in style.keep:
