@@ -10,6 +10,17 @@ With ``W`` warmup steps, ``S`` steps in all, ``r`` the final ratio and
     cosine:          m(s) = r + (1 - r) * (1 + cos(pi * u)) / 2
 
 so exponential and cosine fall from ``outer_lr`` to ``r * outer_lr`` at the last step.
+
+**Exponential decay and its rate.** ``r ** u`` multiplies the rate by the same factor every step
+after warmup, ``gamma = r ** (1 / (S - W - 1))`` (torch's ``ExponentialLR`` with that ``gamma``);
+its half-life is ``(S - W - 1) * ln 2 / ln(1 / r)`` steps. The ratio ``r`` is the decay's one
+parameter, the same whatever the run's length, so it is what a search varies, on a log scale
+since its effect is multiplicative (``r = 1`` is the constant schedule, ``r`` must be above 0)::
+
+    tune:
+      space:
+        train.schedule: [constant, exponential, cosine]
+        train.final_lr_ratio: {low: 0.001, high: 1.0, log: true}
 """
 
 from __future__ import annotations
