@@ -5,6 +5,11 @@ meta-batch, the step is ``g = grad L(theta)``, ``g <- g * min(1, c / ||g||)`` (t
 clipped to ``c = grad_clip``), then one step of the outer optimizer (Adam) on ``g``. A
 non-finite loss or gradient norm takes no step and leaves no gradient behind, so the caller can
 skip it or stop.
+
+In a data-parallel run (:mod:`.distributed`) ``batch`` is this process's share of the meta-batch
+and the meta-loss runs through the model's :class:`~.distributed.Replica`: its backward leaves
+the mean gradient over the processes (DDP), and the loss and metrics are averaged too, so every
+process clips the same gradient and takes the same decision on a non-finite one.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import torch
 
 from ..data import TaskBatch
 from ..model import GraphMetaLearner
+from .distributed import Replica
 
 
 @dataclass(frozen=True)
@@ -31,16 +37,20 @@ class MetaUpdate:
 
 
 def meta_update(model: GraphMetaLearner, optimizer: torch.optim.Optimizer, batch: TaskBatch,
-                grad_clip: float | None, metrics: bool = True) -> MetaUpdate:
+                grad_clip: float | None, metrics: bool = True, replica: Replica | None = None) -> MetaUpdate:
     """One outer step of ``optimizer`` on the meta-loss of ``batch``, the total gradient norm
     clipped to ``grad_clip`` (``None``: no clipping). The caller steps the schedule.
-    ``metrics=False`` skips the per-node metrics (and the forward pass they cost)."""
+    ``metrics=False`` skips the per-node metrics (and the forward pass they cost). ``replica``:
+    ``model`` in a data-parallel run (see the module docstring)."""
     model.train()
-    loss, metrics = model.meta_loss(batch, metrics=metrics)
+    loss, metrics = (model.meta_loss if replica is None else replica.module)(batch, metrics=metrics)
     optimizer.zero_grad(set_to_none=True)
+    loss.backward()  # a non-finite loss too: every process of a data-parallel run joins the all-reduce
+    if replica is not None:
+        loss, metrics = replica.mean(loss, metrics)
     if not torch.isfinite(loss):
+        optimizer.zero_grad(set_to_none=True)
         return MetaUpdate(loss, metrics, nonfinite=f"meta-loss ({float(loss.detach())})")
-    loss.backward()
     clip = math.inf if grad_clip is None else grad_clip
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     if not torch.isfinite(grad_norm):
