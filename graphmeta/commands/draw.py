@@ -1,4 +1,5 @@
-"""``graphmeta draw``: picture a task graph from a YAML/JSON file or a network bundled with pgmpy."""
+"""``graphmeta draw``: picture a task graph from a YAML/JSON file, a network bundled with pgmpy, or the
+task family of a run config (a card, or your own table)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("graph", nargs="?", type=Path, help="task graph file (.yaml, .yml or .json)")
     source.add_argument("--pgmpy", metavar="NAME", help="a network bundled with pgmpy instead, e.g. alarm")
+    source.add_argument("--config", type=Path, metavar="CONFIG",
+                        help="the graph of a run config's family instead (for a table: given or learned)")
     parser.add_argument("-o", "--output", type=Path,
                         help="picture to write (.png, .svg, .pdf); default: <graph name>.png here")
     parser.add_argument("--metrics", type=Path, metavar="JSON",
@@ -36,7 +39,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output is not None and args.output.suffix.lower() not in FORMATS:
         raise GraphError(f"cannot write a picture to {str(args.output)!r}: use a suffix of {', '.join(FORMATS)}")
-    graph = TaskGraph.from_pgmpy(args.pgmpy) if args.pgmpy else TaskGraph.load(args.graph)
+    if args.config:
+        from ..families import FamilySection
+        from ..train.config import load_config
+
+        graph = FamilySection.read(load_config(args.config).family).build().graph
+    else:
+        graph = TaskGraph.from_pgmpy(args.pgmpy) if args.pgmpy else TaskGraph.load(args.graph)
     metrics = _read_metrics(args.metrics) if args.metrics else None
     output = args.output or Path(f"{graph.name or (args.graph.stem if args.graph else 'graph')}.png")
     draw_task_graph(graph, path=output, metrics=metrics, direction=args.direction, title=args.title,

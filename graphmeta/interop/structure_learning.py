@@ -16,7 +16,8 @@ def learned_graph_dict(data: Any, method: str = "hill_climb", **kwargs: Any) -> 
     """The task graph (as :meth:`TaskGraph.to_dict` data) of the DAG pgmpy learns from a DataFrame.
 
     ``method="hill_climb"`` runs :class:`pgmpy.estimators.HillClimbSearch` scored by BIC
-    (``scoring_method="bic-d"`` for discrete, ``"bic-g"`` for continuous columns). BIC is
+    (``scoring_method="bic-d"`` for discrete, ``"bic-g"`` for continuous columns, ``"bic-cg"``,
+    the conditional-Gaussian BIC, for a table that has both). BIC is
     consistent and penalises parameters by ``log(n)/2`` each, so on the small tables
     meta-learning users have it keeps decompositions sparse rather than fitting noise
     (BDeu's result depends strongly on its equivalent sample size). ``method="pc"`` runs the
@@ -30,9 +31,6 @@ def learned_graph_dict(data: Any, method: str = "hill_climb", **kwargs: Any) -> 
         raise GraphError("from_data needs a non-empty pandas DataFrame (one column per variable)")
     discrete = [c for c in data.columns
                 if not pd.api.types.is_numeric_dtype(data[c]) or pd.api.types.is_bool_dtype(data[c])]
-    if 0 < len(discrete) < len(data.columns):
-        raise GraphError(f"from_data needs all columns discrete or all numeric; {discrete[0]!r} is discrete but "
-                         f"{next(c for c in data.columns if c not in discrete)!r} is numeric")
     subtasks = {}
     for column in data.columns:
         if column in discrete:
@@ -48,7 +46,8 @@ def learned_graph_dict(data: Any, method: str = "hill_climb", **kwargs: Any) -> 
         from pgmpy.estimators import PC, HillClimbSearch
 
         if method == "hill_climb":
-            kwargs.setdefault("scoring_method", "bic-d" if discrete else "bic-g")
+            mixed = 0 < len(discrete) < len(data.columns)
+            kwargs.setdefault("scoring_method", "bic-cg" if mixed else "bic-d" if discrete else "bic-g")
             kwargs.setdefault("show_progress", False)
             dag = HillClimbSearch(data).estimate(**kwargs)
         elif method == "pc":

@@ -112,6 +112,15 @@ def test_from_data_pc(asia_sample):
     assert frozenset({"either", "xray"}) in {frozenset(edge) for edge in graph.edges}
 
 
+def test_from_data_mixed_columns_use_the_conditional_gaussian_bic():
+    rng = np.random.default_rng(0)
+    group = rng.choice(["x", "y"], 400)
+    level = np.where(group == "x", 2.0, -2.0) + rng.normal(size=400)
+    graph = TaskGraph.from_data(pd.DataFrame({"group": group, "level": level}))
+    assert graph.subtask("group").kind == "classification" and graph.subtask("level").kind == "regression"
+    assert {frozenset(edge) for edge in graph.edges} == {frozenset({"group", "level"})}
+
+
 @pytest.mark.parametrize(
     ("data", "kwargs", "message"),
     [
@@ -119,7 +128,6 @@ def test_from_data_pc(asia_sample):
         (pd.DataFrame(), {}, "needs a non-empty pandas DataFrame"),
         (pd.DataFrame({"a": ["x", "y"], "b": ["u", "u"]}), {}, "column 'b' has fewer than 2 distinct values"),
         (pd.DataFrame({"a": ["x", "y"]}), {"method": "magic"}, "unknown structure-learning method 'magic'"),
-        (pd.DataFrame({"a": ["x", "y"], "b": [0.5, 1.5]}), {}, "'a' is discrete but 'b' is numeric"),
     ],
 )
 def test_from_data_errors(data, kwargs, message):
