@@ -14,6 +14,7 @@ All take the support counts :math:`n(u, v)` (``[T, columns, width]``, see
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,16 +44,18 @@ class PooledEmpiricalBayes:
     concentration: float  # c
 
     @classmethod
-    def fit(cls, structure: NetworkStructure, train: np.ndarray, val: np.ndarray, shots: int,
+    def fit(cls, structure: NetworkStructure, train: np.ndarray, val: np.ndarray, shots: int | Sequence[int],
             grid: np.ndarray | None = None) -> PooledEmpiricalBayes:
         r""":math:`\hat\theta` from all rows of ``train [T, R, N]``; :math:`c` from ``grid`` (default
-        :math:`10^{-1} \dots 10^{4}`) maximising the log-likelihood of rows ``shots:`` of every
-        ``val`` table given its first ``shots`` rows."""
+        :math:`10^{-1} \dots 10^{4}`) maximising the log-likelihood of rows ``K:`` of every ``val``
+        table given its first ``K`` rows, averaged over the support sizes ``K`` in ``shots``."""
         frequencies = smoothed_frequencies(structure, structure.counts(train).sum(0))
-        support, query = val[:, :shots], val[:, shots:]
-        counts = structure.counts(support)
         grid = np.logspace(-1, 4, 51) if grid is None else np.asarray(grid, dtype=np.float64)
-        scores = [structure.log_likelihood(dirichlet_posterior(counts, c * frequencies), query).mean() for c in grid]
+        scores = np.zeros(len(grid))
+        for k in np.atleast_1d(shots):
+            counts, query = structure.counts(val[:, :k]), val[:, k:]
+            scores += [structure.log_likelihood(dirichlet_posterior(counts, c * frequencies), query).mean()
+                       for c in grid]
         return cls(frequencies, float(grid[int(np.argmax(scores))]))
 
     def tables(self, counts: np.ndarray) -> np.ndarray:

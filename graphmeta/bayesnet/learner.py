@@ -20,11 +20,23 @@ so graphmeta's estimate approaches it as the prior is learned.
 When sites differ through a shared factor (one hospital's population shifts every CPD
 together), a variable's own rows say little, but all variables' updates together say a lot:
 message passing of the updates along the network (``message_passing=True``, the default)
-corrects every variable's adapted pseudo-counts with that evidence (the ``latent``
-families). What message passing learns depends on how many rows a site gives, so a learner
-is meta-trained for the support size it will adapt with: ``shots`` in
-:meth:`~BayesNetMetaLearner.meta_fit` (adapting with message passing to a very different size
-warns). Measured results: ``benchmarks/results/bayesnet_fewshot.md``.
+reads every variable's support counts and corrects its *prior* with that evidence (the
+``latent`` families), :math:`\beta \to \beta e^{c}`, before the counts are added:
+
+.. math::
+    P(v \mid u) = \frac{\beta(u, v) e^{c(u, v)} + n(u, v)}{\sum_{v'} \beta(u, v') e^{c(u, v')} + n(u)},
+
+still the exact posterior of a Dirichlet prior (see :mod:`graphmeta.adapt.message_passing`). So
+more rows never leave a column behind its own data: as :math:`n(u)` grows the estimate goes
+to the column's frequencies, as pgmpy's estimators do, and the other variables' evidence
+weighs only as the pull of a prior of :math:`\sum_v \beta e^{c}` pseudo-counts.
+
+How strongly to trust the other variables depends on how many rows a site gives, so
+:meth:`~BayesNetMetaLearner.meta_fit` prepares for a range of support sizes, by default
+:data:`DEFAULT_SHOTS` (1 to 200 rows): every episode draws its own size log-uniformly from the
+range and message passing sees each variable's counts and support size. ``shots=K`` specialises
+a fit to one size (adapting far outside the sizes fitted for warns). Measured results:
+``benchmarks/results/bayesnet_fewshot.md``.
 """
 
 from __future__ import annotations
@@ -44,6 +56,7 @@ from ..errors import CheckpointError, ConfigError, DataError, GraphError
 from ..taskgraph import ColumnLayout
 from ..model import GraphMetaLearner
 from ..train.checkpoint import load_checkpoint, save_checkpoint
+from ..train.sampler import Shots
 from ..train.trainer import Trainer
 from ..validation import Gt, Lt, NonNegativeFloat, NonNegativeInt, PositiveInt, checked
 from .baselines import PooledEmpiricalBayes
@@ -55,6 +68,12 @@ from .tasks import TableTasks
 ADAPTATION = {"algorithm": "maml", "inner_steps": 1}
 #: Upper bound on meta-training steps when ``steps`` is not given; early stopping usually ends sooner.
 MAX_STEPS = 2000
+#: The outer rate decays exponentially to this fraction of ``outer_lr`` over the meta-training steps.
+FINAL_LR_RATIO = 0.05
+#: The support sizes a meta-fit prepares for by default: from 1 to 200 rows.
+DEFAULT_SHOTS = (1, 200)
+#: How many support sizes, spread evenly on a log scale over the range, choose pooled empirical Bayes' strength.
+PRIOR_STRENGTH_SIZES = 8
 CHECKPOINT_KEYS = ("structure", "config", "shots", "model")
 
 
@@ -71,7 +90,7 @@ class BayesNetMetaLearner:
     Example::
 
         learner = BayesNetMetaLearner(structure)
-        learner.meta_fit(site_tables, shots=20)      # DataFrames of related sites
+        learner.meta_fit(site_tables)                 # DataFrames of related sites; for 1 to 200 rows
         model = learner.adapt(new_site)               # a pgmpy DiscreteBayesianNetwork
         VariableElimination(model).query(["LVFAILURE"], evidence={"HYPOVOLEMIA": "TRUE"})
     """
@@ -87,7 +106,7 @@ class BayesNetMetaLearner:
         self.graph = tabular_graph(self.structure)
         self.layout = ColumnLayout(self.graph)
         self.model = GraphMetaLearner(self.graph, **ADAPTATION, **self.config)
-        self.shots: int | None = None  # the support size meta-fitted for
+        self.shots: tuple[int, int] | None = None  # the range of support sizes meta-fitted for
         self._probe = probe_codes(self.structure)
 
     def __repr__(self) -> str:
@@ -97,7 +116,7 @@ class BayesNetMetaLearner:
     # ------------------------------------------------------------------ verbs
     @checked
     def meta_fit(self, tasks: Sequence[pd.DataFrame], val_tasks: Sequence[pd.DataFrame] | None = None,
-                 steps: NonNegativeInt | None = None, *, shots: PositiveInt = 5, query_shots: PositiveInt = 100,
+                 steps: NonNegativeInt | None = None, *, shots: Shots = DEFAULT_SHOTS, query_shots: PositiveInt = 100,
                  meta_batch_size: PositiveInt = 16, outer_lr: NonNegativeFloat = 0.02,
                  grad_clip: NonNegativeFloat | None = 10.0, val_every: PositiveInt = 50,
                  early_stopping_patience: PositiveInt | None = 6,
@@ -108,8 +127,15 @@ class BayesNetMetaLearner:
 
         ``val_tasks`` pick the stopping step; without them the last ``val_fraction`` of
         ``tasks`` is held out. ``steps`` bounds the meta-training steps (default: early stopping
-        on the validation loss, at most :data:`MAX_STEPS`). ``shots`` is the support size to
-        prepare for (the number of rows you will adapt with); ``query_shots``,
+        on the validation loss, at most :data:`MAX_STEPS`); the outer rate decays exponentially
+        from ``outer_lr`` to :data:`FINAL_LR_RATIO` times it over them, so the prior and the
+        message passing settle instead of wandering at the step size.
+
+        ``shots`` are the support sizes to prepare for (the numbers of rows you will adapt
+        with): a range ``(low, high)``, by default 1 to 200 rows, or one count to specialise for
+        it. Each episode's support takes at most half of its table's rows. The prior starts at
+        pooled empirical Bayes with its strength chosen for :data:`PRIOR_STRENGTH_SIZES` sizes
+        spread over the range (at most half a validation table's rows). ``query_shots``,
         ``meta_batch_size``, ``outer_lr``, ``grad_clip``, ``val_every``,
         ``early_stopping_patience``, ``seed`` and ``progress`` are the
         :class:`~graphmeta.train.Trainer` arguments of the same names; ``run_dir`` keeps the
@@ -121,14 +147,16 @@ class BayesNetMetaLearner:
         episodes = TableTasks(self.structure, self.graph, {"train": train, "val": val})
         torch.manual_seed(seed)
         self.model = GraphMetaLearner(self.graph, **ADAPTATION, **self.config)
-        self.shots = shots
-        pooled = PooledEmpiricalBayes.fit(self.structure, train, val, shots)
+        self.shots = (shots, shots) if isinstance(shots, int) else shots
+        sizes = np.geomspace(*self.shots, PRIOR_STRENGTH_SIZES).round().astype(int)
+        pooled = PooledEmpiricalBayes.fit(self.structure, train, val, np.unique(np.minimum(sizes, val.shape[1] // 2)))
         self._initialise_prior(pooled.concentration * pooled.frequencies)
         train_options = {
             "steps": MAX_STEPS if steps is None else steps, "shots": shots, "query_shots": query_shots,
             "meta_batch_size": meta_batch_size, "outer_lr": outer_lr, "grad_clip": grad_clip,
             "val_every": val_every, "val_tasks": max(len(val), 64), "early_stopping_patience": early_stopping_patience,
             "seed": seed, "progress": progress, "checkpoint_every": MAX_STEPS, "log_every": val_every,
+            "schedule": "exponential", "final_lr_ratio": FINAL_LR_RATIO,
         }
         with tempfile.TemporaryDirectory(prefix="graphmeta-bayesnet-") as scratch:
             # a run kept in the user's run_dir gets a fresh timestamped name, a scratch run a fixed one
@@ -168,7 +196,8 @@ class BayesNetMetaLearner:
         except (ConfigError, GraphError, RuntimeError, KeyError, TypeError) as error:
             raise CheckpointError(f"{path} does not hold a BayesNetMetaLearner of this graphmeta version: "
                                   f"{error}") from None
-        learner.shots = state["shots"]
+        shots = state["shots"]  # one count in checkpoints of a specialised fit written before ranges
+        learner.shots = None if shots is None else (shots, shots) if isinstance(shots, int) else tuple(shots)
         learner.model.eval()
         return learner
 
@@ -185,10 +214,13 @@ class BayesNetMetaLearner:
             label = what if len(codes) == 1 else f"{what} {int(np.argmin(rows))}"
             raise DataError(f"{label} has no observed value: give at least one row")
         if (self.shots is not None and self.model.message_passing is not None
-                and not self.shots / 2 <= np.median(rows) <= self.shots * 2):
-            warnings.warn(f"the learner was meta-fitted for {self.shots} support rows but adapts to "
-                          f"{int(np.median(rows))}: its message passing is tuned to the support size, so "
-                          f"meta_fit(..., shots={int(np.median(rows))}) will fit these sites better", stacklevel=3)
+                and not self.shots[0] / 2 <= np.median(rows) <= self.shots[1] * 2):
+            fitted = self.shots[0] if self.shots[0] == self.shots[1] else "{} to {}".format(*self.shots)
+            size = int(np.median(rows))
+            warnings.warn(f"the learner was meta-fitted for {fitted} support rows but adapts to {size}: its "
+                          f"message passing is tuned to the sizes it was fitted for, so meta_fit(..., shots="
+                          f"{(min(self.shots[0], size), max(self.shots[1], size))}) will fit these sites better",
+                          stacklevel=3)
         adapted = self.model.adapt(self._split(codes))
         probe = self._split(np.broadcast_to(self._probe, (len(codes), *self._probe.shape)))
         inputs = {name: probe.features[..., self.layout.feature_slices[name]] for name in self.graph.names

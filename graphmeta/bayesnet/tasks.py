@@ -1,15 +1,18 @@
 """`TableTasks`: the tables of related networks as a task family, so the Trainer can meta-train on them.
 
 Each task is one table (one site's records) of state indices. An episode of split ``s``
-draws ``num_tasks`` of the split's tables and, in each, a random ``shots`` rows as the
-support set and ``query`` further rows as the query set (fewer where a table is short; the
-rest is padding, unobserved). The draw is a function of ``seed`` alone, so the Trainer's
-fixed validation episode is the same at every validation.
+draws ``num_tasks`` of the split's tables and, in each, ``K_t`` random rows as the support set
+and ``query`` further rows as the query set, where ``K_t`` is ``shots`` (one count, or one per
+task: :mod:`graphmeta.train.sampler` draws them from a range) but at most half of the table's
+rows, so every episode keeps rows to score on. Where a table is short the query set has fewer
+rows; the rest of the padded ``[T, max K_t]`` support and ``[T, query]`` query is unobserved.
+The draw is a function of ``seed`` alone, so the Trainer's fixed validation episode is the same
+at every validation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -33,7 +36,7 @@ class TableTasks:
         self.empty_rows = {split: ~(codes >= 0).any(-1) for split, codes in self.tables.items()}
         self.config = {"network": structure.graph.name, **{f"{s}_tables": len(c) for s, c in self.tables.items()}}
 
-    def sample(self, num_tasks: int, shots: int, query: int, split: str = "train",
+    def sample(self, num_tasks: int, shots: int | Sequence[int], query: int, split: str = "train",
                seed: int | None = None) -> TaskBatch:
         """``num_tasks`` episodes of ``split`` (tables drawn without replacement while they last)."""
         if split not in self.tables:
@@ -45,10 +48,13 @@ class TableTasks:
         # a random order of each table's rows, rows without any value (padding) last; then support | query
         order = np.argsort(rng.random((num_tasks, codes.shape[1])) + empty[tasks], axis=1)
         picked = np.take_along_axis(codes[tasks], order[..., None], axis=1)
-        episode = np.full((num_tasks, shots + query, codes.shape[2]), -1, dtype=np.int64)
-        width = min(shots + query, picked.shape[1])
-        episode[:, :width] = picked[:, :width]
-        support, query_rows = episode[:, :shots], episode[:, shots:]
+        real_rows = (~empty[tasks]).sum(1)
+        sizes = np.minimum(np.broadcast_to(shots, (num_tasks,)), np.maximum(real_rows // 2, 1))
+        support = np.where((np.arange(sizes.max()) < sizes[:, None])[..., None], picked[:, :sizes.max()], -1)
+        rows = sizes[:, None] + np.arange(query)  # each task's query rows follow its own support rows
+        inside = rows < picked.shape[1]
+        query_rows = np.where(inside[..., None],
+                              np.take_along_axis(picked, np.minimum(rows, picked.shape[1] - 1)[..., None], 1), -1)
         return TaskBatch(self.graph, split_from_codes(self.structure, self.layout, support),
                          split_from_codes(self.structure, self.layout, query_rows))
 

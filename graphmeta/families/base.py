@@ -7,7 +7,10 @@ A family draws every task in two steps, each from its own random stream:
 2. ``draw_examples(params, rows, rng)``: ``rows`` *joint* draws of the whole graph per task,
    already packed as a :class:`~graphmeta.data.Split` (``ColumnLayout`` columns).
 
-``sample`` cuts the rows into ``shots`` support and ``query`` query examples. ``draw_tasks``
+``sample`` cuts the rows into ``shots`` support and ``query`` query examples; with one support
+size per task (a list ``shots``, as a range of sizes in :mod:`graphmeta.train.sampler` gives),
+the support keeps the padded ``[T, max K_t]`` layout and task ``t``'s rows past ``K_t`` are
+unobserved (values and features 0), so a batch can mix sizes. ``draw_tasks``
 is step 1 of one call together with its example stream, so a family's other forms of the same
 draws (``sample_dataframes``) start where ``sample`` does.
 
@@ -29,13 +32,14 @@ so a wrong argument is a :class:`~graphmeta.errors.ConfigError` naming it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 import numpy as np
 import torch
 
 from ..data import DenseGraphs, Split, TaskBatch
+from ..errors import ConfigError
 from ..taskgraph import TaskGraph
 from ..taskgraph import ColumnLayout
 from ..learners import LearnerSpec, learner_to_dict
@@ -75,16 +79,25 @@ class TaskFamily(ABC):
         """``rows`` joint draws of the whole graph for every task of ``params``, all observed."""
 
     @checked
-    def sample(self, num_tasks: PositiveInt, shots: PositiveInt, query: PositiveInt, split: SplitName = "train",
-               seed: NonNegativeInt | None = None) -> TaskBatch:
-        """``num_tasks`` tasks with ``shots`` support and ``query`` query examples per node.
+    def sample(self, num_tasks: PositiveInt, shots: PositiveInt | Sequence[PositiveInt], query: PositiveInt,
+               split: SplitName = "train", seed: NonNegativeInt | None = None) -> TaskBatch:
+        """``num_tasks`` tasks with ``shots`` support (one count, or one per task) and ``query``
+        query examples per node.
 
         Every example is one joint draw of the graph (a child's input is its own features and
         its parents' values in the same row). Tensors are on the CPU in the default dtype.
         """
+        sizes = [shots] * num_tasks if isinstance(shots, int) else list(shots)
+        if len(sizes) != num_tasks:
+            raise ConfigError(f"{type(self).__name__}.sample(): shots lists {len(sizes)} support sizes for "
+                              f"{num_tasks} tasks; give one per task, or one count for all")
+        widest = max(sizes)
         params, examples_rng = self.draw_tasks(num_tasks, split, seed)
-        joint = self.draw_examples(params, shots + query, examples_rng)
-        return TaskBatch(self.graph, _rows(joint, slice(0, shots)), _rows(joint, slice(shots, shots + query)))
+        joint = self.draw_examples(params, widest + query, examples_rng)
+        support = _rows(joint, slice(0, widest))
+        if min(sizes) < widest:
+            support = _first_rows(support, torch.tensor(sizes))
+        return TaskBatch(self.graph, support, _rows(joint, slice(widest, widest + query)))
 
     @checked
     def task_params(self, num_tasks: PositiveInt, split: SplitName = "train",
@@ -150,6 +163,13 @@ def observed_split(
     values = values if isinstance(values, torch.Tensor) else to_tensor(values)
     observed = torch.ones(*values.shape[:2], num_nodes, dtype=torch.bool)
     return Split(to_tensor(features), values, observed, dict(graphs or {}))
+
+
+def _first_rows(split: Split, sizes: torch.Tensor) -> Split:
+    """``split`` with task ``t``'s rows from ``sizes[t]`` on unobserved, their values and features 0."""
+    dropped = (torch.arange(split.shots) >= sizes[:, None])[..., None]  # [T, K, 1]
+    return Split(split.features.masked_fill(dropped, 0), split.values.masked_fill(dropped, 0),
+                 split.observed & ~dropped, split.graphs)
 
 
 def _rows(split: Split, rows: slice) -> Split:

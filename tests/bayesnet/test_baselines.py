@@ -30,6 +30,10 @@ def test_pooled_empirical_bayes_finds_the_family_concentration():
     assert 10 < fitted.concentration < 100
     reference = structure.table.pack(family.theta_star)
     assert np.abs(fitted.frequencies - reference).max() < 0.1  # rare configurations are seen a few times only
+    # over several support sizes the family's one concentration still fits them all
+    several = PooledEmpiricalBayes.fit(structure, train[:40], train[40:], shots=[1, 10, 100])
+    assert 10 < several.concentration < 100
+    assert PooledEmpiricalBayes.fit(structure, train[:40], train[40:], shots=[10]).concentration == fitted.concentration
 
 
 def test_latent_posterior_recovers_the_task():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -125,9 +127,49 @@ def test_save_and_load_round_trip(tmp_path):
     again = BayesNetMetaLearner.load(path)
     site = family.sample_dataframes(1, 5, "test", seed=0)
     np.testing.assert_allclose(again.cpd_tables(site), learner.cpd_tables(site), atol=1e-7)
-    assert again.shots == 5
+    assert again.shots == (5, 5)
     with pytest.warns(UserWarning, match="meta-fitted for 5 support rows but adapts to 30"):
         again.cpd_tables(family.sample_dataframes(1, 30, "test", seed=0))
+
+
+def test_default_meta_fit_serves_every_support_size_without_a_warning(tmp_path):
+    family = graphmeta.load_family("asia-latent")
+    learner = BayesNetMetaLearner("asia", message_channels=8)
+    learner.meta_fit(family.sample_dataframes(6, 60, "train", seed=0), steps=2, query_shots=10, val_every=2,
+                     progress=False)
+    assert learner.shots == (1, 200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for rows in (1, 30, 200):
+            learner.cpd_tables(family.sample_dataframes(1, rows, "test", seed=0))
+    with pytest.warns(UserWarning, match=r"meta-fitted for 1 to 200 support rows but adapts to 1000.*shots=\(1, 1000\)"):
+        learner.cpd_tables(family.sample_dataframes(1, 1000, "test", seed=0))
+    state = torch.load(learner.save(tmp_path / "asia.pt"), weights_only=True)
+    torch.save({**state, "shots": 20}, tmp_path / "specialised.pt")  # written before ranges: one count
+    assert BayesNetMetaLearner.load(tmp_path / "specialised.pt").shots == (20, 20)
+
+
+def test_more_rows_bring_every_column_to_its_own_frequencies():
+    """Message passing corrects the prior, never the data: with its gates wide open, every seen
+    column still goes to its own frequencies as its rows grow, as fast as under a fixed prior."""
+    torch.manual_seed(0)
+    learner = BayesNetMetaLearner("asia")
+    with torch.no_grad():
+        for gate in learner.model.message_passing.gates:
+            gate.fill_(1.0)
+        learner.model.message_passing.node_embedding.normal_()
+    structure = learner.structure
+    site = graphmeta.load_family("asia-latent").sample_dataframes(1, 50, "test", seed=0)[0]
+    deviations = []
+    for repeat in (1, 10, 100, 1000):
+        support = pd.concat([site] * repeat, ignore_index=True)
+        counts = structure.counts(structure.encode([support]))[0]
+        seen = counts.sum(-1) > 0
+        frequencies = counts[seen] / counts[seen].sum(-1, keepdims=True)
+        deviations.append(np.abs(learner.cpd_tables([support])[0][seen] - frequencies).max())
+    assert deviations[0] > 0.05  # the correction is there
+    assert all(later < earlier / 5 for earlier, later in zip(deviations, deviations[1:]))  # about 1 / rows
+    assert deviations[-1] < 1e-3
 
 
 def test_a_checkpoint_of_another_learner_is_a_checkpoint_error(tmp_path, tiny):

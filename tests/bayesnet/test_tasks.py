@@ -33,3 +33,18 @@ def test_episodes_are_disjoint_rows_of_one_table_and_reproducible(tiny_structure
         assert len(support) == 4 and len(query) == 7 and not support & query
         owner = [t for t, table in enumerate(tables) if support | query <= table]
         assert len(owner) == 1
+
+
+def test_each_task_draws_its_own_support_size_at_most_half_its_table(tiny_structure):
+    distinct = np.array(list(itertools.product(range(3), range(2), range(3))))  # 18 different rows
+    codes = np.stack([distinct[np.random.default_rng(t).permutation(18)[:10]] for t in range(3)])
+    tasks = TableTasks(tiny_structure, tabular_graph(tiny_structure), {"train": codes})
+    batch = tasks.sample(3, shots=[1, 3, 5], query=4, split="train", seed=0)
+    assert batch.shots == 5
+    assert [len(rows) for rows in decode(batch.support, tiny_structure)] == [1, 3, 5]
+    for support, query in zip(decode(batch.support, tiny_structure), decode(batch.query, tiny_structure)):
+        assert len(query) == 4 and not support & query
+    codes[2, 4:] = -1  # a short table of 4 rows gives half of them, and keeps the other half to score on
+    short = TableTasks(tiny_structure, tabular_graph(tiny_structure), {"train": codes}).sample(3, 5, 3, seed=0)
+    assert sorted(len(rows) for rows in decode(short.support, tiny_structure)) == [2, 5, 5]
+    assert sorted(len(rows) for rows in decode(short.query, tiny_structure)) == [2, 3, 3]
