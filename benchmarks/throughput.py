@@ -1,37 +1,59 @@
-"""Meta-step throughput of the batched engine against the per-node reference loop.
+"""Meta-step throughput of graphmeta against a hand-written ``torch.func`` per-node loop.
 
 One meta-step = forward + backward of ``GraphMetaLearner.meta_loss(batch, metrics=False)``: T=16 tasks, K=10
 support and 10 query shots, 8-dim own inputs, MLP 40-40, second-order MAML, one inner step,
 on random DAGs of N nodes (each node has up to two parents), message passing off and on.
 
-Each configuration runs in a fresh subprocess so its peak memory (max RSS above the
-process's footprint after warm-up imports) is its own. The per-node reference
-(:mod:`graphmeta.testing.reference`, one ``autograd.grad`` per task and node, as a
-learn2learn-style loop runs) is timed in full up to ``--reference-max`` (task, node) pairs;
-beyond that it is timed on a sample of tasks and extrapolated linearly in T x N, and the
-table says so. Achieved GFLOP/s (matmul FLOPs counted by ``torch.utils.flop_counter``) is
-shown next to a 2048 x 2048 float32 matmul on the same machine and thread count.
+The script does what a user script does: it builds the model and calls ``meta_loss``; it
+calls nothing to tune torch or ``malloc`` but ``torch.set_num_threads(--threads)``.
 
-    python benchmarks/throughput.py                 # the README table (1 thread)
-    python benchmarks/throughput.py --nodes 1 8 64  # a subset
+The peer is the strongest loop one writes by hand for this graph: for each node, an
+``nn.Module`` MLP whose second-order MAML loss runs as ``torch.func.vmap`` over the 16 tasks,
+``torch.func.grad`` inside and ``functional_call`` on the adapted weights, initialised from the
+model's own weights (its loss is checked to equal graphmeta's). Beyond ``--peer-nodes`` nodes the
+peer runs on the first ``--peer-nodes`` and its time is scaled by N over that (its cost is a
+sum over nodes), and the table says so.
+
+Every timing of one N comes from one process, in rounds: a step with message passing off, a
+step with it on, a peer step, three per-node-shape matmuls ``[N, 160, 40] @ [N, 40, 40]``
+(the shapes of one node's 160 rows through a 40x40 layer), so a busy neighbour slows each alike;
+the table shows medians. Achieved GFLOP/s counts the matmul FLOPs of the executed step
+(``torch.utils.flop_counter``; element-wise work uncounted) over its median time. Peak memory
+is the growth of the max RSS over two steps, in a fresh process per configuration: as a user
+gets it (the engine turns ``malloc``'s page recycling on at its first step, which keeps the
+peak heap, holes included) and with ``GRAPHMETA_REUSE_ALLOCATIONS=0`` (glibc's defaults, the
+memory the step really holds, at the price of page faults).
+
+    python benchmarks/throughput.py                      # the README table (1 thread)
+    python benchmarks/throughput.py --nodes 64 --rounds 5 # a quick look
     python benchmarks/throughput.py --device cuda --nodes 64 4096 65536
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-T, K, IN_DIM, HIDDEN = 16, 10, 8, (40, 40)
+from _results import ROOT, destination, graphmeta_commit, write_results
+from graphmeta.allocator import OPT_OUT_VARIABLE
+
+T, K, IN_DIM, HIDDEN, INNER_LR = 16, 10, 8, (40, 40), 0.01
+RESULTS = ROOT / "benchmarks" / "results" / "throughput.md"
 
 
 def random_dag(num_nodes: int, seed: int = 0):
@@ -47,7 +69,7 @@ def random_dag(num_nodes: int, seed: int = 0):
     return graph
 
 
-def random_data(graph, num_tasks: int, seed: int, device: str):
+def random_data(graph, num_tasks: int, seed: int, device: str) -> dict:
     generator = torch.Generator().manual_seed(seed)
     return {name: (torch.randn(num_tasks, K, IN_DIM, generator=generator).to(device),
                    torch.randn(num_tasks, K, 1, generator=generator).to(device)) for name in graph.names}
@@ -56,20 +78,6 @@ def random_data(graph, num_tasks: int, seed: int, device: str):
 def synchronize(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
-
-
-def time_call(step, device: str, repeats: int, min_seconds: float = 1.0) -> float:
-    """Median seconds of ``step()`` after one warm-up call."""
-    step()
-    synchronize(device)
-    times = []
-    start = time.perf_counter()
-    while len(times) < repeats or (time.perf_counter() - start < min_seconds and len(times) < 50):
-        t0 = time.perf_counter()
-        step()
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 class MatmulFlops(TorchDispatchMode):
@@ -87,59 +95,192 @@ class MatmulFlops(TorchDispatchMode):
         return out
 
 
-def run_one(num_nodes: int, message_passing: bool, device: str, reference_max: int) -> dict:
-    """Time one configuration; called in its own subprocess."""
-    import graphmeta as gm
-    from graphmeta.allocator import reuse_large_allocations
-    from graphmeta.testing.reference import reference_meta_loss
+def torch_func_peer(model, graph, support: dict, query: dict, nodes: list[str]):
+    """The peer's meta-step on ``nodes``: per node a vmap over tasks of second-order MAML, the
+    node's loss the mean over tasks, the step's loss the mean over ``nodes``; MLPs initialised
+    from the model's meta-initialisation (unpadded), so the loss is the model's."""
+    bank = model.banks[0]
+    theta = {name: p.detach() for name, p in bank.theta.items()}
 
-    reuse_large_allocations()
-    torch.manual_seed(0)
+    def inputs(data: dict, name: str) -> torch.Tensor:
+        return torch.cat([data[name][0]] + [data[parent][1] for parent in graph.parents(name)], dim=-1)
+
+    steps = []
+    for name in nodes:
+        row, width = bank.names.index(name), IN_DIM + len(graph.parents(name))
+        widths = [width, *HIDDEN, 1]
+        mlp = nn.Sequential(*[module for d_in, d_out in zip(widths[:-1], widths[1:])
+                              for module in (nn.Linear(d_in, d_out), nn.ReLU())][:-1]).to(support[name][0].device)
+        with torch.no_grad():
+            for linear, layer in zip(mlp[::2], bank.layers):
+                linear.weight.copy_(theta[f"{layer}_weight"][row, :linear.in_features].T)
+                linear.bias.copy_(theta[f"{layer}_bias"][row])
+
+        def loss(params, x, y, mlp=mlp):
+            return ((functional_call(mlp, params, (x,)) - y) ** 2).mean()
+
+        def task_loss(params, x_support, y_support, x_query, y_query, loss=loss):
+            grads = grad(loss)(params, x_support, y_support)
+            adapted = {key: params[key] - INNER_LR * grads[key] for key in params}
+            return loss(adapted, x_query, y_query)
+
+        data = (inputs(support, name), support[name][1], inputs(query, name), query[name][1])
+        steps.append((mlp, vmap(task_loss, in_dims=(None, 0, 0, 0, 0)), data))
+
+    def meta_loss() -> torch.Tensor:
+        return sum(node_loss(dict(mlp.named_parameters()), *data).mean() for mlp, node_loss, data in steps) / len(steps)
+
+    def step() -> torch.Tensor:
+        for mlp, _, _ in steps:
+            mlp.zero_grad(set_to_none=True)
+        loss = meta_loss()
+        loss.backward()
+        return loss
+
+    return step, meta_loss
+
+
+def timing(num_nodes: int, device: str, rounds: int, peer_nodes: int) -> dict:
+    """Interleaved medians for one N (run in its own process; see the module docstring)."""
+    import graphmeta as gm
+
     graph = random_dag(num_nodes)
     support, query = random_data(graph, T, 1, device), random_data(graph, T, 2, device)
     batch = gm.TaskBatch.from_tensors(graph, support, query)
-    model = gm.GraphMetaLearner(graph, algorithm="maml", inner_steps=1, inner_lr=0.01,
-                                message_passing=message_passing).to(device)
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    models = {}
+    for message_passing in (False, True):
+        torch.manual_seed(0)
+        models[message_passing] = gm.GraphMetaLearner(graph, algorithm="maml", inner_steps=1, inner_lr=INNER_LR,
+                                                      message_passing=message_passing).to(device)
 
-    def step():
-        model.zero_grad(set_to_none=True)
-        loss, _ = model.meta_loss(batch, metrics=False)
-        loss.backward()
+    def graphmeta_step(message_passing: bool):
+        model = models[message_passing]
 
-    seconds = time_call(step, device, repeats=5 if num_nodes < 4096 else 3)
-    if device == "cuda":
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak_mb = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_rss) / 1024
-    with MatmulFlops() as counter:
-        step()
-    flops = counter.total
-
-    result = {"nodes": num_nodes, "message_passing": message_passing, "seconds": seconds,
-              "peak_mb": peak_mb, "gflops": flops / seconds / 1e9}
-    if not message_passing:
-        sample_tasks = max(1, min(T, reference_max // num_nodes))
-        ref_support = {k: (x[:sample_tasks], y[:sample_tasks]) for k, (x, y) in support.items()}
-        ref_query = {k: (x[:sample_tasks], y[:sample_tasks]) for k, (x, y) in query.items()}
-
-        def reference_step():
+        def step() -> None:
             model.zero_grad(set_to_none=True)
-            reference_meta_loss(model, ref_support, ref_query).backward()
+            loss, _ = model.meta_loss(batch, metrics=False)
+            loss.backward()
+        return step
 
-        reference_seconds = time_call(reference_step, device, repeats=1, min_seconds=0.0)
-        result["reference_seconds"] = reference_seconds * T / sample_tasks
-        result["reference_extrapolated"] = sample_tasks < T
+    sampled = graph.names[:min(num_nodes, peer_nodes)]
+    peer_step, peer_loss = torch_func_peer(models[False], graph, support, query, sampled)
+    if len(sampled) == num_nodes:  # the same loss, so the same work
+        ours = models[False].meta_loss(batch, metrics=False)[0]
+        torch.testing.assert_close(peer_loss(), ours, rtol=1e-4, atol=1e-6)
+    layer_input = torch.randn(num_nodes, T * K, HIDDEN[0], device=device)
+    layer_weight = torch.randn(num_nodes, HIDDEN[0], HIDDEN[1], device=device)
+
+    contenders = {"off": graphmeta_step(False), "on": graphmeta_step(True), "peer": peer_step,
+                  "matmul": lambda: torch.bmm(layer_input, layer_weight)}
+    wall: dict[str, list[float]] = {name: [] for name in contenders}
+    cpu: dict[str, list[float]] = {name: [] for name in contenders}
+    for run in contenders.values():  # warm-up: first-call costs
+        run()
+    synchronize(device)
+    loads = [os.getloadavg()[0]]
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            for _ in range(3 if name == "matmul" else 1):
+                start, start_cpu = time.perf_counter(), time.thread_time()
+                run()
+                synchronize(device)
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.thread_time() - start_cpu)
+    loads.append(os.getloadavg()[0])
+    with MatmulFlops() as counter:
+        graphmeta_step(False)()
+    matmul_flops = 2 * num_nodes * T * K * HIDDEN[0] * HIDDEN[1]
+    result = {"nodes": num_nodes, "peer_nodes": len(sampled), "flops": counter.total, "matmul_flops": matmul_flops,
+              "load": loads, "rounds": rounds}
+    for clock, seconds in (("wall", wall), ("cpu", cpu)):
+        median = {name: statistics.median(values) for name, values in seconds.items()}
+        result[clock] = {"off": median["off"], "on": median["on"], "peer": median["peer"] * num_nodes / len(sampled),
+                         "matmul": median["matmul"]}
     return result
 
 
-def matmul_gflops(device: str) -> float:
-    a = torch.randn(2048, 2048, device=device)
-    b = torch.randn(2048, 2048, device=device)
-    seconds = time_call(lambda: a @ b, device, repeats=5)
-    return 2 * 2048**3 / seconds / 1e9
+def peak_memory(num_nodes: int, message_passing: bool, device: str) -> float:
+    """MB the max RSS (CUDA: the allocator's peak) grows by over two meta-steps; in its own process."""
+    import graphmeta as gm
+
+    graph = random_dag(num_nodes)
+    batch = gm.TaskBatch.from_tensors(graph, random_data(graph, T, 1, device), random_data(graph, T, 2, device))
+    torch.manual_seed(0)
+    model = gm.GraphMetaLearner(graph, algorithm="maml", inner_steps=1, inner_lr=INNER_LR,
+                                message_passing=message_passing).to(device)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(2):
+        model.zero_grad(set_to_none=True)
+        loss, _ = model.meta_loss(batch, metrics=False)
+        loss.backward()
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) / 1024
+
+
+def in_subprocess(args: argparse.Namespace, *extra: str, environment: dict[str, str] | None = None) -> dict | float:
+    command = [sys.executable, __file__, "--threads", str(args.threads), "--device", args.device,
+               "--rounds", str(args.rounds), "--peer-nodes", str(args.peer_nodes), *extra]
+    output = subprocess.run(command, check=True, capture_output=True, text=True,
+                            env={**os.environ, **(environment or {})}).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def report(rows: list[dict], memory: dict, args: argparse.Namespace, device: str, started: datetime.datetime,
+           minutes: float) -> str:
+    loads = [load for row in rows for load in row["load"]]
+    lines = [
+        "# Meta-step throughput: graphmeta and a torch.func per-node loop", "",
+        f"- command: `{shlex.join(['python', 'benchmarks/throughput.py', *sys.argv[1:]])}`",
+        f"- date: {started:%Y-%m-%d %H:%M} UTC; run time {minutes:.1f} min; graphmeta at {graphmeta_commit()}",
+        f"- {device}, torch {torch.__version__}, {args.threads} thread(s) (`torch.set_num_threads`), "
+        f"{os.cpu_count()} cores visible; 1-min load average during the timings {min(loads):.1f}-{max(loads):.1f}: "
+        "the machine is shared, so every comparison is of steps interleaved in one process, and each cell "
+        "gives the median wall time and, in brackets, the median CPU time of the thread (what the step cost "
+        "while it ran)",
+        f"- meta-step: forward + backward of `meta_loss(batch, metrics=False)`, T={T}, K={K}+{K}, in_dim={IN_DIM}, "
+        "MLP 40-40, second-order MAML, 1 inner step; medians of "
+        + ", ".join(f"{row['rounds']} rounds at N={row['nodes']}" for row in rows), "",
+        "| N | step, MP off | step, MP on | MP overhead | per node, MP off | torch.func peer | speed-up over peer |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def both(row: dict, cell) -> str:
+        """``cell(figures)`` for the wall-clock figures, then for the CPU-time ones in brackets."""
+        return f"{cell(row['wall'])} ({cell(row['cpu'])})"
+
+    for row in rows:
+        n = row["nodes"]
+        sampled = f", from {row['peer_nodes']} nodes" if row["peer_nodes"] < n else ""
+        cells = [both(row, lambda f: f"{f['off'] * 1e3:.1f} ms"), both(row, lambda f: f"{f['on'] * 1e3:.1f} ms"),
+                 both(row, lambda f: f"{f['on'] / f['off'] - 1:+.0%}"), both(row, lambda f: f"{f['off'] / n * 1e6:.0f} us"),
+                 both(row, lambda f: f"{f['peer'] * 1e3:.0f} ms") + sampled,
+                 both(row, lambda f: f"{f['peer'] / f['off']:.1f}x")]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines += ["", "| N | step matmul FLOPs | step GFLOP/s | per-node matmul GFLOP/s | step / matmul rate "
+                  "| peak mem MP off / on | peak mem per node, MP off | the same, glibc's malloc defaults |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        n, off_mb, on_mb = row["nodes"], memory[row["nodes"], False], memory[row["nodes"], True]
+
+        def step_rate(f: dict, row=row) -> float:
+            return row["flops"] / f["off"] / 1e9
+
+        def matmul_rate(f: dict, row=row) -> float:
+            return row["matmul_flops"] / f["matmul"] / 1e9
+
+        cells = [f"{row['flops'] / 1e6:.0f} M", both(row, lambda f: f"{step_rate(f):.1f}"),
+                 both(row, lambda f: f"{matmul_rate(f):.1f}"), both(row, lambda f: f"{step_rate(f) / matmul_rate(f):.0%}"),
+                 f"{off_mb:.0f} / {on_mb:.0f} MB", f"{off_mb / n * 1024:.0f} KB",
+                 f"{memory[n, 'malloc defaults'] / n * 1024:.0f} KB"]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    by_nodes = {row["nodes"]: row for row in rows}
+    if 64 in by_nodes and 4096 in by_nodes:
+        ratio = {c: (by_nodes[4096][c]["off"] / 4096) / (by_nodes[64][c]["off"] / 64) for c in ("wall", "cpu")}
+        lines += ["", f"Per-node time at N=4096 / at N=64: {ratio['wall']:.2f} ({ratio['cpu']:.2f})."]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -147,46 +288,35 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 8, 64, 512, 4096])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--reference-max", type=int, default=1024,
-                        help="largest T x N the reference loop is timed in full; beyond, sampled and extrapolated")
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per N (N >= 4096: a third, at least 3)")
+    parser.add_argument("--peer-nodes", type=int, default=512, help="largest N the peer runs in full; beyond, sampled")
+    parser.add_argument("--output", type=Path, help=f"where to write the report (default {RESULTS.relative_to(ROOT)})")
+    parser.add_argument("--timing", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--memory", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--mp", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.one is not None:
-        print(json.dumps(run_one(args.one, args.mp, args.device, args.reference_max)))
+    if args.timing is not None:
+        rounds = args.rounds if args.timing < 4096 else max(3, args.rounds // 3)
+        print(json.dumps(timing(args.timing, args.device, rounds, args.peer_nodes)))
+        return
+    if args.memory is not None:
+        print(json.dumps(peak_memory(args.memory, args.mp, args.device)))
         return
 
-    rows = []
+    started, clock = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
+    rows, memory = [], {}
     for nodes in args.nodes:
-        for mp in (False, True):
-            command = [sys.executable, __file__, "--one", str(nodes), "--threads", str(args.threads),
-                       "--device", args.device, "--reference-max", str(args.reference_max)] + (["--mp"] if mp else [])
-            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            rows.append(json.loads(output.strip().splitlines()[-1]))
-            print(f"  measured N={nodes} message_passing={mp}", file=sys.stderr)
-    peak = matmul_gflops(args.device)
-    by_key = {(r["nodes"], r["message_passing"]): r for r in rows}
+        rows.append(in_subprocess(args, "--timing", str(nodes)))
+        for message_passing in (False, True):
+            memory[nodes, message_passing] = in_subprocess(args, "--memory", str(nodes), *(["--mp"] if message_passing else []))
+        memory[nodes, "malloc defaults"] = in_subprocess(args, "--memory", str(nodes),
+                                                         environment={OPT_OUT_VARIABLE: "0"})
+        print(f"  measured N={nodes}", file=sys.stderr)
     device = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
-    print(f"\nMeta-step (forward + backward of meta_loss), T={T}, K={K}+{K}, in_dim={IN_DIM}, MLP 40-40, "
-          f"second-order MAML, 1 inner step; {device}, {args.threads} thread(s), "
-          "graphmeta.allocator.reuse_large_allocations() on; "
-          f"2048x2048 matmul: {peak:.1f} GFLOP/s\n")
-    print("| N | step, MP off | step, MP on | MP overhead | per node, MP off | reference loop | speed-up "
-          "| peak mem MP off / on | GFLOP/s MP off |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for nodes in args.nodes:
-        off, on = by_key[nodes, False], by_key[nodes, True]
-        reference = f"{off['reference_seconds']:.3g} s" + (" (extrapolated)" if off["reference_extrapolated"] else "")
-        print(f"| {nodes} | {off['seconds'] * 1e3:.2f} ms | {on['seconds'] * 1e3:.2f} ms "
-              f"| {on['seconds'] / off['seconds'] - 1:+.0%} | {off['seconds'] / nodes * 1e6:.1f} us "
-              f"| {reference} | {off['reference_seconds'] / off['seconds']:.0f}x "
-              f"| {off['peak_mb']:.0f} / {on['peak_mb']:.0f} MB | {off['gflops']:.2f} |")
-    n64, n4096 = by_key.get((64, False)), by_key.get((4096, False))
-    if n64 and n4096:
-        ratio = (n4096["seconds"] / 4096) / (n64["seconds"] / 64)
-        print(f"\nper-node time at N=4096 / at N=64: {ratio:.2f}")
-    print(f"\ncommand: python benchmarks/throughput.py {' '.join(sys.argv[1:])}".rstrip())
+    text = report(rows, memory, args, device, started, (time.perf_counter() - clock) / 60)
+    print(text)
+    write_results(text, destination(args.output, RESULTS, quick=args.nodes != parser.get_default("nodes")))
 
 
 if __name__ == "__main__":

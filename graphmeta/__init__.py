@@ -14,17 +14,22 @@ from .errors import CheckpointError, ConfigError, DataError, GraphError, GraphMe
 __version__ = "0.1.0"
 
 _LAZY = {
-    "AdaptedGraph": "adapted_graph", "GNN": "learners", "GraphMetaLearner": "model", "Hook": "train",
-    "MLP": "learners", "OnlineMetaLearner": "train", "Subtask": "taskgraph", "Table": "learners",
+    "AdaptedGraph": "adapted_graph", "DataFrameFamily": "families.dataframe", "GNN": "learners",
+    "GraphMetaLearner": "model", "Hook": "train", "MLP": "learners", "OnlineMetaLearner": "train",
+    "Subtask": "taskgraph", "Table": "learners",
     "TaskBatch": "data", "TaskGraph": "taskgraph", "Trainer": "train", "draw": "viz.draw",
     "load_family": "families.cards",
 }
+#: Subpackages that import on first use as ``graphmeta.<name>``; ``graphmeta.tune(config)`` runs a study.
+_LAZY_MODULES = ("tune",)
 
 __all__ = ["CheckpointError", "ConfigError", "DataError", "GraphError", "GraphMetaError", "SpecError", "TrainingError",
-           *_LAZY]
+           *_LAZY, *_LAZY_MODULES]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
     if name not in _LAZY:
         raise AttributeError(f"module 'graphmeta' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)

@@ -1,25 +1,36 @@
 """Keep large CPU tensor allocations in the heap instead of fresh ``mmap`` calls.
 
-glibc's ``malloc`` serves every allocation above 32 MiB with its own ``mmap`` and returns it
-with ``munmap`` on free. A meta-step on thousands of nodes allocates and frees several such
-buffers (fast weights ``[T, N, ...]`` and their gradients) every step, so the kernel zeroes
-and maps the same pages again each time: on a 4,096-node graph half the step was page
-faults. Turning ``mmap`` off for ``malloc`` and trimming off for the heap (threshold ``-1``:
-a finite threshold, even 2 GiB, is crossed by the multi-GiB steps of such graphs, and the
-pages are returned and faulted in again every step) reuses the pages instead. It is
-process-wide, so the library never does it on import; the ``graphmeta`` commands and the
-benchmarks call it, and users may (glibc's ``MALLOC_MMAP_MAX_`` and ``MALLOC_TRIM_THRESHOLD_``
-environment variables set the same two parameters).
+glibc's ``malloc`` serves every block above its ``mmap`` threshold (128 KiB, rising to at most
+32 MiB as such blocks are freed) with its own ``mmap`` and returns it with ``munmap`` on free,
+and it hands the top of the heap back to the kernel once more than the trim threshold is free.
+A meta-step allocates and frees many activation-sized buffers, so without help the kernel
+zeroes and maps the same pages again at every step: the step of a 64-node graph took 1.8x as
+long, that of a 4,096-node graph 3.4x. Turning ``mmap`` off for ``malloc`` and trimming off
+for the heap (threshold ``-1``: a finite one, even 2 GiB, is crossed by the multi-GiB steps of
+large graphs, and the pages are returned and faulted in again every step) reuses the pages
+instead. The price is memory: the process keeps its peak heap, holes included, until it ends.
+
+It is process-wide, so the library never does it on import. The engine does it once, the
+first time it runs on the CPU (:func:`reuse_large_allocations_once`, called by
+:class:`~graphmeta.GraphMetaLearner`), so a plain script gets the speed the benchmarks measure;
+set the environment variable ``GRAPHMETA_REUSE_ALLOCATIONS=0`` to keep glibc's defaults
+(glibc's own ``MALLOC_MMAP_MAX_`` and ``MALLOC_TRIM_THRESHOLD_`` variables set the same two
+parameters). The ``graphmeta`` commands call :func:`reuse_large_allocations` at start.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
+#: The environment variable that, set to ``0``, keeps the engine from changing ``malloc``'s settings.
+OPT_OUT_VARIABLE = "GRAPHMETA_REUSE_ALLOCATIONS"
+
+_engine_has_run = False
 
 
 def reuse_large_allocations() -> bool:
@@ -32,3 +43,14 @@ def reuse_large_allocations() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, -1))
+
+
+def reuse_large_allocations_once() -> None:
+    """:func:`reuse_large_allocations` the first time the engine runs in this process, unless
+    ``GRAPHMETA_REUSE_ALLOCATIONS=0``; later calls do nothing."""
+    global _engine_has_run
+    if _engine_has_run:
+        return
+    _engine_has_run = True
+    if os.environ.get(OPT_OUT_VARIABLE, "1").strip() != "0":
+        reuse_large_allocations()

@@ -15,7 +15,7 @@ The model composes these three; it knows no algorithm and no learner type by nam
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Annotated, Any
 
 import torch
@@ -25,11 +25,13 @@ from .adapt.algorithms import ALGORITHMS, Adaptation, InnerLoopSettings
 from .adapt.inner_loop import inner_loop
 from .adapt.message_passing import ParameterMessagePassing
 from .adapted_graph import AdaptedGraph
+from .allocator import reuse_large_allocations_once
 from .data import Split, TaskBatch
 from .errors import ConfigError, DataError
 from .taskgraph import TaskGraph
 from .learners.bank import Weights
 from .learners.bank_set import BankSet
+from .learners.low_rank import dense_weights
 from .validation import NonNegativeInt, OneOf, PositiveFloat, PositiveInt, checked
 
 
@@ -108,32 +110,49 @@ class GraphMetaLearner(nn.Module):
         """Adapt every node to ``support`` (a TaskBatch, a Split, or one task's ``{node: (x, y)}``).
 
         ``steps`` overrides ``inner_steps``: the standard protocol evaluates with more steps
-        than it trains with. Steps beyond the learned per-step rates reuse the last rate.
+        than it trains with. Learned rates (Meta-SGD, MAML++, ``learn_inner_lr``) then take the
+        trained steps as trained and the last trained rate times ``inner_steps / steps`` after
+        them (:func:`~graphmeta.adapt.algorithms.base.trained_step`); a fixed ``inner_lr`` is
+        taken at every step.
         """
         split = self._support_split(support)
         steps = self.inner_steps if steps is None else _check_steps(steps)
         adaptation = self._adapt(split, steps, create_graph=False, track_meta_gradient=False)
-        return AdaptedGraph(self.graph, self.banks, [{name: w.detach() for name, w in weights.items()}
+        return AdaptedGraph(self.graph, self.banks, [{name: w.detach() for name, w in dense_weights(weights).items()}
                                                      for weights in self._composed(adaptation.adapted)])
 
     def fit_from_scratch(self, support: TaskBatch | Split | Mapping[str, Any], steps: int = 100,
                          lr: float = 0.01, seed: int = 0) -> AdaptedGraph:
         """Baseline: freshly initialised learners (not the meta-init) trained on the support set
         alone with Adam for ``steps`` steps. Uses no meta-learned state."""
+        return next(self.fits_from_scratch(support, lr, (steps,), seed))[1]
+
+    def fits_from_scratch(self, support: TaskBatch | Split | Mapping[str, Any], lr: float,
+                          checkpoints: Iterable[int], seed: int = 0, batch_rows: int | None = None
+                          ) -> Iterator[tuple[int, AdaptedGraph]]:
+        """:meth:`fit_from_scratch` seen along the way: fresh learners (initialised from ``seed``)
+        trained with Adam at ``lr``, each task on its own support rows, all of them every step or
+        ``batch_rows`` of them drawn anew (shared by the tasks); yields ``(steps, adapted)`` at each
+        of the increasing ``checkpoints``. Stop iterating to stop training."""
         split = self._support_split(support)
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
-        fresh = BankSet(self.graph).to(device=split.values.device, dtype=split.values.dtype)
-        torch.random.set_rng_state(generator_state)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            fresh = BankSet(self.graph).to(device=split.values.device, dtype=split.values.dtype)
         fast = [{name: w.detach().clone().requires_grad_() for name, w in weights.items()}
                 for weights in fresh.expand(split.num_tasks)]
         optimizer = torch.optim.Adam([w for weights in fast for w in weights.values()], lr=lr)
-        with torch.enable_grad():
-            for _ in range(steps):
-                optimizer.zero_grad()
-                fresh.losses(fast, split)[0].sum().backward()
-                optimizer.step()
-        return AdaptedGraph(self.graph, fresh, [{name: w.detach() for name, w in weights.items()} for weights in fast])
+        generator = torch.Generator().manual_seed(seed)
+        done = 0
+        for checkpoint in checkpoints:
+            for _ in range(checkpoint - done):
+                rows = split if batch_rows is None else _random_rows(split, batch_rows, generator)
+                with torch.enable_grad():
+                    optimizer.zero_grad()
+                    fresh.losses(fast, rows)[0].sum().backward()
+                    optimizer.step()
+            done = checkpoint
+            yield checkpoint, AdaptedGraph(self.graph, fresh, [{name: w.detach().clone() for name, w in weights.items()}
+                                                               for weights in fast])
 
     def check_graph(self, graph: TaskGraph) -> None:
         """A :class:`~graphmeta.DataError` naming the nodes and edges in which ``graph`` (of a
@@ -166,6 +185,8 @@ class GraphMetaLearner(nn.Module):
         algorithm's own rule (Reptile) or none is tracked, message passing reads the updates
         and statistics as constants."""
         self._check_graph(support)
+        if support.values.device.type == "cpu":
+            reuse_large_allocations_once()
         initial = [self.algorithm.initial(b, bank, support.num_tasks) for b, bank in enumerate(self.banks)]
         plain, support_loss, every_step = inner_loop(
             self.banks, self.algorithm, initial, support, steps, create_graph, track_meta_gradient,
@@ -216,6 +237,15 @@ def _check_steps(steps: Any) -> int:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ConfigError(f"steps must be an integer >= 0, got {steps!r}")
     return steps
+
+
+def _random_rows(split: Split, count: int, generator: torch.Generator) -> Split:
+    """``count`` rows of ``split`` drawn without replacement (all of them when it has no more); rows
+    drawn this way carry no graph inputs (tables)."""
+    if split.shots <= count:
+        return split
+    index = torch.randperm(split.shots, generator=generator)[:count].to(split.values.device)
+    return Split(split.features[:, index], split.values[:, index], split.observed[:, index])
 
 
 def _mean(losses: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -61,8 +61,8 @@ from typing_extensions import TypedDict
 from .errors import ConfigError, GraphMetaError, check_keys, closest
 
 __all__ = ["BeforeValidator", "Ge", "Gt", "Le", "Lt", "MinLen", "NonNegativeFloat", "NonNegativeInt", "OneOf",
-           "PositiveFloat", "PositiveInt", "check_arguments", "checked", "defaults", "describe", "keywords_checked",
-           "load_yaml", "parameters"]
+           "Ordered", "PositiveFloat", "PositiveInt", "check_arguments", "checked", "defaults", "describe",
+           "keywords_checked", "load_yaml", "parameters"]
 
 Where = Union[str, Callable[[Mapping[str, Any]], str], None]
 
@@ -94,6 +94,23 @@ class OneOf:
     def _check(self, value: Any) -> Any:
         if value not in self.choices:
             raise ValueError(f"not one of {self.choices}")
+        return value
+
+
+@dataclass(frozen=True)
+class Ordered:
+    """``Annotated`` metadata of a pair: ``[low, high]`` with ``low <= high`` (a range).
+
+    ``Annotated[tuple[PositiveInt, PositiveInt], Ordered()]``; the message of a pair out of order
+    says ``low <= high``.
+    """
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Callable[[Any], Any]) -> Any:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def _check(self, value: Any) -> Any:
+        if value[0] > value[1]:
+            raise ValueError("not ordered low <= high")
         return value
 
 
@@ -286,6 +303,8 @@ def describe(annotation: Any, plural: bool = False) -> str:
             if isinstance(item, OneOf):
                 return f"one of {', '.join(map(str, item.choices))}"
         text = describe(base, plural)
+        if any(isinstance(item, Ordered) for item in metadata):
+            text = text.replace("a pair of", "a pair [low, high] of", 1) + " with low <= high"
         if any(isinstance(item, MinLen) and item.min_length == 1 for item in metadata) and base is str:
             text = "non-empty strings" if plural else "a non-empty string"
         bounds = [f"{symbol} {getattr(item, attribute):g}" for item in metadata

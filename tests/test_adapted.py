@@ -4,16 +4,23 @@ import pytest
 import torch
 
 import graphmeta as gm
+from graphmeta.testing.reference import reference_adapted_weights, reference_predict
 from tests.test_model import mixed_graph, task_data
 
 
 @pytest.fixture
-def adapted():
+def adapted_model():
     graph = mixed_graph(gnn=True)
     torch.manual_seed(0)
     model = gm.GraphMetaLearner(graph, inner_steps=1).double()
     support = gm.TaskBatch.from_tensors(graph, task_data(graph, 2, 4, 1), task_data(graph, 2, 4, 2))
-    return model.adapt(support, steps=3), support
+    return model.adapt(support, steps=3), support, model
+
+
+@pytest.fixture
+def adapted(adapted_model):
+    adapted, support, _ = adapted_model
+    return adapted, support
 
 
 def inputs_of(graph, data):
@@ -37,19 +44,24 @@ def test_observed_parents_reproduce_teacher_forced_outputs(adapted):
         torch.testing.assert_close(expected.mean(-1), loss[:, n])
 
 
-def test_unobserved_parents_are_predicted_first(adapted):
-    adapted, _ = adapted
+def test_unobserved_parents_are_predicted_first(adapted_model):
+    """Every node reads its parents' predictions (class probabilities for b), as the reference does;
+    an observed parent's value replaces its prediction for its children."""
+    adapted, _, model = adapted_model
     graph = adapted.graph
     data = task_data(graph, 2, 4, 3)
+    weights = reference_adapted_weights(model, task_data(graph, 2, 4, 1), steps=3)
     free = adapted.predict(inputs_of(graph, data))
     assert set(free) == set(graph.names)
-    assert free["b"].shape == (2, 4, 3) and torch.allclose(free["b"].sum(-1), torch.ones(2, 4, dtype=torch.float64))
-    assert free["c"].shape == (2, 4, 2) and free["a"].shape == (2, 4, 1)
+    for name, expected in reference_predict(model, weights, inputs_of(graph, data)).items():
+        torch.testing.assert_close(free[name], expected, rtol=1e-6, atol=1e-9)
     # c depends on a and b: feeding their predictions as observations must give the same c
     fed = adapted.predict(inputs_of(graph, data), observed={"a": free["a"]})
     torch.testing.assert_close(fed["c"], free["c"])
-    other = adapted.predict(inputs_of(graph, data), observed={"a": free["a"] + 1.0})
-    assert not torch.allclose(other["c"], free["c"])
+    shifted = {"a": free["a"] + 1.0}
+    other = adapted.predict(inputs_of(graph, data), observed=shifted)
+    torch.testing.assert_close(other["c"], reference_predict(model, weights, inputs_of(graph, data), shifted)["c"],
+                               rtol=1e-6, atol=1e-9)
 
 
 def test_single_task_prediction_drops_the_task_axis():

@@ -1,13 +1,12 @@
-"""The batched engine against the per-task, per-node reference (float64, rtol 1e-6)."""
+"""GraphMetaLearner: padding is inert, meta-training learns, dtype, devices, errors; and the data
+and model builders the reference tests share (the engine against the reference: tests/test_reference.py)."""
 
 import pytest
 import torch
 from torch_geometric.data import Data
 
 import graphmeta as gm
-from graphmeta.testing.reference import reference_adapted_weights, reference_meta_loss, unpadded_slices
-
-ALGORITHMS = ["maml", "fomaml", "metasgd", "anil", "reptile", "mamlpp", "cavia"]
+from graphmeta.testing.reference import reference_meta_loss, unpadded_slices
 
 
 def mixed_graph(gnn: bool = False) -> gm.TaskGraph:
@@ -23,12 +22,13 @@ def mixed_graph(gnn: bool = False) -> gm.TaskGraph:
     return graph
 
 
-def random_graph_data(generator: torch.Generator, count: int) -> list[Data]:
+def random_graph_data(generator: torch.Generator, count: int, features: int = 2) -> list[Data]:
     graphs = []
     for _ in range(count):
         size = int(torch.randint(3, 6, (1,), generator=generator))
         edges = torch.randint(0, size, (2, 2 * size), generator=generator)
-        graphs.append(Data(x=torch.randn(size, 2, generator=generator, dtype=torch.float64), edge_index=edges))
+        graphs.append(Data(x=torch.randn(size, features, generator=generator, dtype=torch.float64),
+                           edge_index=edges))
     return graphs
 
 
@@ -38,7 +38,7 @@ def task_data(graph: gm.TaskGraph, T: int, K: int, seed: int) -> dict:
     for name in graph.names:
         spec = graph.subtask(name)
         if spec.learner.type == "gnn":
-            x = random_graph_data(generator, T * K)
+            x = random_graph_data(generator, T * K, spec.in_dim)
         elif spec.in_dim:
             x = torch.randn(T, K, spec.in_dim, generator=generator, dtype=torch.float64)
         else:
@@ -61,7 +61,7 @@ def observed_masks(graph: gm.TaskGraph, T: int, K: int, seed: int) -> dict:
 
 def build(graph, algorithm, message_passing, seed=0, **options):
     torch.manual_seed(seed)
-    model = gm.GraphMetaLearner(graph, algorithm=algorithm, inner_steps=2, inner_lr=0.3,
+    model = gm.GraphMetaLearner(graph, algorithm=algorithm, inner_steps=2, inner_lr=0.25,
                                 message_passing=message_passing, **options).double()
     if message_passing:
         with torch.no_grad():  # open the gate, so the correction is really tested
@@ -84,59 +84,7 @@ def engine_and_reference(model, graph, T=3, K=4, masked=False):
     return (loss, grads), (ref_loss, ref_grads), parameters
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
-@pytest.mark.parametrize("message_passing", [False, True])
-def test_meta_loss_and_meta_gradient_equal_reference(algorithm, message_passing):
-    graph = mixed_graph()
-    model = build(graph, algorithm, message_passing)
-    (loss, grads), (ref_loss, ref_grads), parameters = engine_and_reference(model, graph, masked=True)
-    torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=1e-9)
-    for p, g, r in zip(parameters, grads, ref_grads):
-        g = torch.zeros_like(p) if g is None else g
-        r = torch.zeros_like(p) if r is None else r
-        torch.testing.assert_close(g, r, rtol=1e-6, atol=1e-9)
-
-
-@pytest.mark.parametrize("algorithm", ["maml", "anil", "metasgd", "mamlpp", "cavia"])
-def test_gnn_bank_equals_reference(algorithm):
-    graph = mixed_graph(gnn=True)
-    model = build(graph, algorithm, message_passing=False)
-    (loss, grads), (ref_loss, ref_grads), parameters = engine_and_reference(model, graph, T=2, K=3)
-    torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=1e-9)
-    for p, g, r in zip(parameters, grads, ref_grads):
-        if g is None and r is None:
-            continue
-        torch.testing.assert_close(g, r, rtol=1e-6, atol=1e-9)
-
-
-def test_adapted_weights_equal_reference():
-    graph = mixed_graph(gnn=True)
-    model = build(graph, "maml", message_passing=False)
-    support = task_data(graph, 2, 3, 5)
-    batch = gm.TaskBatch.from_tensors(graph, support, support)
-    adapted = model.adapt(batch)
-    reference = reference_adapted_weights(model, support)
-    for (t, name), weights in reference.items():
-        b, row, slices = unpadded_slices(model, name)
-        assert set(weights) == set(adapted.fast[b])
-        for key, ref_weight in weights.items():
-            torch.testing.assert_close(adapted.fast[b][key][t, row][slices[key]], ref_weight.detach(),
-                                       rtol=1e-6, atol=1e-9)
-
-
-def test_learned_inner_lr_equals_reference():
-    graph = mixed_graph()
-    model = build(graph, "maml", message_passing=False, learn_inner_lr=True)
-    with torch.no_grad():
-        model.algorithm.inner_lrs.copy_(torch.tensor([0.2, 0.4], dtype=torch.float64))
-    (loss, grads), (ref_loss, ref_grads), _ = engine_and_reference(model, graph)
-    torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=1e-9)
-    torch.testing.assert_close(grads[-1] if False else [g for g in grads if g is not None],
-                               [g for g in ref_grads if g is not None], rtol=1e-6, atol=1e-9)
-
-
-@pytest.mark.parametrize("message_passing", [False, True])
-def test_disconnected_extra_node_changes_nothing(message_passing):
+def test_disconnected_extra_node_changes_nothing():
     """Padding and masks are inert: a wide, unconnected extra node leaves the others' results."""
     graph = mixed_graph()
     wider = mixed_graph().add_subtask("z", in_dim=7, out_dim=4)

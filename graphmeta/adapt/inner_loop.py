@@ -6,6 +6,13 @@ the fast weights only touches the loss of (t, n), so the slice of that gradient 
 ``grad L_support(t, n)``: the same as adapting each (task, node) on its own. The algorithm
 says which weights adapt and how a step uses the gradient.
 
+A bank may hand a weight's gradient over in a cheaper form (:meth:`LearnerBank.support_loss`):
+an MLP layer's is ``sum_k h_k^T dL/dz_k`` over its support rows, read at the pre-activations.
+With the plain step ``phi <- phi - alpha * grad`` and one rate per (task, node), a low-rank
+weight then stays low-rank, ``phi - alpha * sum_k h_k^T dL/dz_k`` (its rank grows by K), as long
+as that is the cheaper form (:func:`_low_rank_cheaper`); otherwise the step is taken on dense
+tensors. In first-order algorithms the gradient, factors included, is a constant.
+
 A bank that adapts in closed form (``bank.closed_form``, e.g. the Table learners' Dirichlet
 update) takes its exact posterior ``bank.posterior(weights, support)`` at the first step and
 keeps it; more steps would add nothing. Only the other banks take gradient steps.
@@ -13,10 +20,13 @@ keeps it; more steps would add nothing. Only the other banks take gradient steps
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
 from ..data import Split
 from ..learners.bank import Weights
+from ..learners.low_rank import LowRankWeight, OuterProducts
 from ..learners.bank_set import BankSet
 from .algorithms.base import Algorithm
 
@@ -33,28 +43,86 @@ def inner_loop(banks: BankSet, algorithm: Algorithm, fast: list[Weights], suppor
     adaptation at test time) each step starts from detached weights, so memory does not grow
     with the number of steps.
     """
-    adapted = [algorithm.adapted(bank) for bank in banks]
+    adapted = [() if bank.closed_form else algorithm.adapted(bank) for bank in banks]
+    low_rank_steps = type(algorithm).step is Algorithm.step  # the plain step, which factors can take
     initial_loss, every_step = None, []
     for step in range(steps):
         if not track_meta_gradient:
-            fast = [{name: w.detach().requires_grad_(name in names) for name, w in weights.items()}
-                    for weights, names in zip(fast, adapted)]
+            fast = [_detached(weights, names) for weights, names in zip(fast, adapted)]
         with torch.enable_grad():
-            loss, _ = banks.losses([algorithm.compose(b, weights) for b, weights in enumerate(fast)], support)
-            targets = [(b, name) for b, (bank, names) in enumerate(zip(banks, adapted)) if not bank.closed_form
-                       for name in names]
-            grads = torch.autograd.grad(loss.sum(), [fast[b][name] for b, name in targets],
-                                        create_graph=create_graph) if targets else ()
+            composed = [algorithm.compose(b, weights) for b, weights in enumerate(fast)]
+            # the bank taps the weights it computes with as they are; the others (e.g. a context that
+            # compose turns into a bias) are differentiated where they are
+            tapped = [[name for name in names if name in used and used[name] is weights[name]]
+                      for names, used, weights in zip(adapted, composed, fast)]
+            direct = [[name for name in names if name not in bank_tapped] for names, bank_tapped in zip(adapted, tapped)]
+            loss, taps = banks.support_losses(composed, support, tapped)
+            tensors = [t for bank_taps in taps for t in bank_taps.tensors]
+            tensors += [fast[b][name] for b, names in enumerate(direct) for name in names]
+            grads = list(torch.autograd.grad(loss.sum(), tensors, create_graph=create_graph)) if tensors else []
         if initial_loss is None:
             initial_loss = loss if create_graph else loss.detach()
-        by_bank: list[dict[str, torch.Tensor]] = [{} for _ in banks]
-        for (b, name), grad in zip(targets, grads):
-            by_bank[b][name] = grad
+        by_bank = []
+        for bank_taps in taps:
+            count = len(bank_taps.tensors)
+            by_bank.append(bank_taps.gradients(grads[:count]))
+            grads = grads[count:]
+        for b, names in enumerate(direct):
+            by_bank[b].update(zip(names, grads[:len(names)]))
+            grads = grads[len(names):]
         fast = [
             (bank.posterior(weights, support) if step == 0 else weights) if bank.closed_form
-            else algorithm.step(b, weights, by_bank[b], step)
+            else _step(algorithm, b, weights, by_bank[b], step, steps, low_rank_steps, create_graph)
             for b, (bank, weights) in enumerate(zip(banks, fast))
         ]
         if keep_steps:
             every_step.append(fast)
     return fast, initial_loss, every_step
+
+
+def _step(algorithm: Algorithm, index: int, weights: Weights, grads: Mapping[str, torch.Tensor | OuterProducts],
+          step: int, steps: int, low_rank_steps: bool, create_graph: bool) -> Weights:
+    """``phi <- phi - alpha * grad`` for bank ``index`` at ``step`` of ``steps``: low-rank where it can stay so (see the
+    module docstring), the rest by ``algorithm.step`` on dense tensors."""
+    low_rank, dense = {}, {}
+    for name, grad in grads.items():
+        weight = weights[name]
+        if isinstance(grad, OuterProducts):
+            if not create_graph:
+                grad = grad.detach()
+            rate = _per_pair(algorithm.rate(index, name, step, steps), weight.shape) if low_rank_steps else None
+            if rate is not None and isinstance(weight, LowRankWeight) and _low_rank_cheaper(weight, grad):
+                low_rank[name] = weight.stepped(grad, rate)
+                continue
+            grad = grad.dense()
+        dense[name] = grad
+    weights = {name: w.dense() if name in dense and isinstance(w, LowRankWeight) else w for name, w in weights.items()}
+    return {**algorithm.step(index, weights, dense, step, steps), **low_rank}
+
+
+def _per_pair(rate: torch.Tensor | float, shape: torch.Size) -> torch.Tensor | float | None:
+    """The rate of a weight ``[T, N, d_in, d_out]`` as one number per (node, task), ``[N, T, 1, 1]``
+    (or one number); ``None`` when it varies within a (task, node)'s matrix."""
+    if isinstance(rate, float) or rate.dim() == 0:
+        return rate
+    if rate.dim() < 2 or rate.shape[-2:] != (1, 1):
+        return None
+    per_pair = torch.broadcast_to(rate.reshape(rate.shape[:-2]), shape[:2])
+    return per_pair.transpose(0, 1)[:, :, None, None]
+
+
+def _low_rank_cheaper(weight: LowRankWeight, grad: OuterProducts) -> bool:
+    """Whether the step's weight is cheaper to use low-rank. Its factors are tensors the step holds
+    anyway (a layer's input rows and ``dL/dz``), so the question is compute: on ``K`` rows the
+    low-rank form costs ``K R (d_in + d_out)``, the dense one ``R d_in d_out`` to form and
+    ``K d_in d_out`` to apply, so with rank ``R`` up to about ``K`` it is the cheaper while
+    ``R (d_in + d_out) <= 2 d_in d_out`` (a one-column head is dense from the first step)."""
+    d_in, d_out = weight.initial.shape[-2:]
+    return (weight.rank + grad.rank) * (d_in + d_out) <= 2 * d_in * d_out
+
+
+def _detached(weights: Weights, names: tuple[str, ...]) -> dict[str, torch.Tensor | LowRankWeight]:
+    """``weights`` cut from the graph; the tensors of ``names`` start a new one (a low-rank
+    weight's gradient is read from the bank's pre-activations instead)."""
+    return {name: w.detach() if isinstance(w, LowRankWeight) else w.detach().requires_grad_(name in names)
+            for name, w in weights.items()}

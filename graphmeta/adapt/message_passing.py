@@ -19,6 +19,24 @@ loss before adaptation (how surprising its data were) and ``K_i`` its number of 
 shots. The gate ``g_b`` (one entry per head parameter) starts at zero, so an untrained graph
 meta-learner leaves the plain algorithm exactly as it is.
 
+**Conjugate banks** (``bank.closed_form``, the Table learners): the head holds log
+pseudo-counts and adaptation added the support counts, ``phi^h = log(exp(theta^h) + n)``, so
+the counts themselves, ``n = exp(phi^h) - exp(theta^h)``, are what the node saw. The encoder
+also reads them, shrunk at a few data scales ``kappa``: ``n / (K_i + kappa)`` for ``kappa`` in
+:data:`COUNT_SCALES` (a linear mix of these is ``(n / K_i) s(K_i)`` for a whole family of
+shrinkage curves ``s``, what an estimate of a shared task factor needs at every support size).
+And the correction ``c = g_b * (O_b h_i^L)`` multiplies the *prior* pseudo-counts before the
+counts are added, instead of moving the posterior:
+
+    phi^h <- log(exp(theta^h + c) + n),
+
+the exact conjugate posterior under the corrected prior ``beta e^c`` (``beta = exp(theta^h)``).
+Every column stays a Dirichlet posterior, so as a column's counts grow the estimate goes to its
+own frequencies, whatever the correction: what the other nodes said weighs as
+``beta e^c / (beta e^c + n)``, the pull of a prior, and fades with the node's own evidence. The
+counts are data: they carry no gradient (the update's own gradient in ``theta^h`` is that of
+``theta^h + c``).
+
 Why the head: it reads the whole update's size but corrects the output layer only, where a
 node's task-specific evidence lives (ANIL's finding, Raghu et al. 2020). The cost is then
 ``O(T N (P_h + C) C)`` instead of ``O(T N P C)`` for a full-parameter decoder, which for an
@@ -35,9 +53,12 @@ from torch_geometric.nn import MessagePassing
 
 from ..taskgraph import TaskGraph
 from ..learners.bank import Weights
+from ..learners.low_rank import update_mean_square
 from ..learners.bank_set import BankSet
 
 NUM_STATISTICS = 2  # support loss before adaptation, support shots
+#: The data scales ``kappa`` at which a conjugate bank's counts are shrunk for the encoder, ``n / (K + kappa)``.
+COUNT_SCALES = (1.0, 10.0, 100.0)
 
 
 class DirectedMessageRound(MessagePassing):
@@ -70,7 +91,7 @@ class ParameterMessagePassing(nn.Module):
     """Encode each node's parameter update, pass messages along the graph, correct each head.
 
     ``adapted[b]`` names the weights of bank ``b`` that the algorithm adapts (their updates
-    are encoded); every bank's ``head`` weights are corrected.
+    are encoded); every bank's ``head`` weights are corrected, a conjugate bank's in its prior.
     """
 
     def __init__(self, graph: TaskGraph, banks: BankSet, adapted: list[tuple[str, ...]], channels: int = 32,
@@ -86,8 +107,11 @@ class ParameterMessagePassing(nn.Module):
             self.register_buffer(f"bank_nodes_{b}", bank.node_index, persistent=False)
         #: per bank, the numbers of each head weight of one node (the corrections' split)
         self.head_sizes = [[bank.theta[name][0].numel() for name in bank.head] for bank in banks]
-        self.encoders = nn.ModuleList(nn.Linear(sum(sizes) + len(names) + NUM_STATISTICS, channels)
-                                      for sizes, names in zip(self.head_sizes, self.adapted))
+        self.conjugate = [bank.closed_form for bank in banks]
+        count_features = [len(COUNT_SCALES) * sum(sizes) if conjugate else 0
+                          for sizes, conjugate in zip(self.head_sizes, self.conjugate)]
+        self.encoders = nn.ModuleList(nn.Linear(sum(sizes) + len(names) + NUM_STATISTICS + counts, channels)
+                                      for sizes, names, counts in zip(self.head_sizes, self.adapted, count_features))
         self.decoders = nn.ModuleList(nn.Linear(channels, sum(sizes)) for sizes in self.head_sizes)
         self.node_embedding = nn.Parameter(torch.zeros(self.num_nodes, channels))
         self.rounds = nn.ModuleList(DirectedMessageRound(channels) for _ in range(rounds))
@@ -116,13 +140,19 @@ class ParameterMessagePassing(nn.Module):
         hidden = statistics.new_zeros(num_tasks, self.num_nodes, self.channels)
         for b, encoder in enumerate(self.encoders):
             nodes = getattr(self, f"bank_nodes_{b}")
-            deltas = {name: (adapted[b][name] - initial[b][name]).flatten(2) for name in self.adapted[b]}
-            sizes = torch.stack([d.pow(2).mean(-1).add(1e-12).sqrt() for d in deltas.values()], dim=-1)
-            head = torch.cat([deltas[name] if name in deltas else torch.zeros_like(adapted[b][name]).flatten(2)
+            sizes = torch.stack([update_mean_square(initial[b][name], adapted[b][name]).clamp(min=0).add(1e-12).sqrt()
+                                 for name in self.adapted[b]], dim=-1)
+            head = torch.cat([(adapted[b][name] - initial[b][name]).flatten(2) if name in self.adapted[b]
+                              else torch.zeros(adapted[b][name].shape, dtype=sizes.dtype, device=sizes.device).flatten(2)
                               for name in self.heads[b]], dim=-1)
             head_size = head.pow(2).mean(-1, keepdim=True).add(1e-12).sqrt()
-            features = torch.cat([head / head_size, sizes.log(), statistics[:, nodes].log1p()], dim=-1)
-            hidden = hidden.index_copy(1, nodes, encoder(features))
+            features = [head / head_size, sizes.log(), statistics[:, nodes].log1p()]
+            if self.conjugate[b]:
+                counts = torch.cat([support_counts(initial[b][name], adapted[b][name]).flatten(2)
+                                    for name in self.heads[b]], dim=-1)
+                shots = statistics[:, nodes, 1:].detach()
+                features += [counts / (shots + scale) for scale in COUNT_SCALES]
+            hidden = hidden.index_copy(1, nodes, encoder(torch.cat(features, dim=-1)))
         hidden = (hidden + self.node_embedding).reshape(num_tasks * self.num_nodes, self.channels)
         edge_index = self.batched_edge_index(num_tasks)
         for round_ in self.rounds:
@@ -133,6 +163,18 @@ class ParameterMessagePassing(nn.Module):
             correction = gate * decoder(hidden[:, getattr(self, f"bank_nodes_{b}")])
             weights = dict(adapted[b])
             for name, part in zip(self.heads[b], correction.split(self.head_sizes[b], dim=-1)):
-                weights[name] = weights[name] + part.reshape(weights[name].shape)
+                part = part.reshape(weights[name].shape)
+                if self.conjugate[b]:  # a correction of the prior: log(exp(theta + c) + n)
+                    counts = support_counts(initial[b][name], weights[name])
+                    weights[name] = torch.logaddexp(initial[b][name] + part, counts.log())
+                else:
+                    weights[name] = weights[name] + part
             corrected.append(weights)
         return corrected
+
+
+def support_counts(initial: torch.Tensor, adapted: torch.Tensor) -> torch.Tensor:
+    """The counts ``n = exp(adapted) - exp(initial)`` a conjugate update ``adapted = log(exp(initial) + n)``
+    added, as data (no gradient: they do not depend on the weights)."""
+    with torch.no_grad():
+        return adapted.exp() * -torch.expm1(initial - adapted)

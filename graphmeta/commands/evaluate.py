@@ -28,6 +28,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override an evaluate key, e.g. --set adapt_steps=10 (repeatable)")
     parser.add_argument("--per-node", action="store_true", help="also print the per-node losses")
+    parser.add_argument("--nproc", type=int, default=1, metavar="N",
+                        help="evaluate on N processes of this machine, each on its share of the tasks (the same "
+                             "table): the shortcut for torchrun --standalone --nproc-per-node N -m graphmeta evaluate")
     return parser
 
 
@@ -36,7 +39,10 @@ def run(args: argparse.Namespace) -> int:
     from ..train import OnlineMetaLearner, Trainer
     from ..train.config import load_run_config, parse_override
     from ..train.figures import plot_run_figures
+    from ..train.launch import run_on_processes
 
+    if args.nproc > 1:
+        return run_on_processes(args.nproc, run, argparse.Namespace(**{**vars(args), "nproc": 1}))
     options: dict[str, Any] = {}
     for text in args.overrides:
         section, key, value = parse_override(text if "." in text.split("=", 1)[0] else f"evaluate.{text}")
@@ -48,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     online = load_run_config(args.run_dir).train.mode == "online"
     trainer = (OnlineMetaLearner if online else Trainer).from_run(args.run_dir, checkpoint=args.checkpoint)
     report = trainer.evaluate(**options)
+    if not trainer.parallel.is_writer:  # of several processes, rank 0 reports
+        return 0
     plot_run_figures(trainer.run, report)
     print(report.table(per_node=args.per_node))
     print(f"\nwrote {trainer.run.evaluation(report.split, report.adapt_steps)} and "

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..train import RunConfig
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -30,31 +33,66 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--no-evaluate", dest="evaluate", action="store_false",
                         help="only train; evaluate later with `graphmeta evaluate RUN_DIR`")
     parser.add_argument("--per-node", action="store_true", help="also print the per-node losses")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                        help="train once per seed (runs/<name>/seed-<s>/), evaluate each, and print one table: "
+                             "mean ± 95%% CI over the seeds of each run's mean over tasks, and each seed's value")
+    parser.add_argument("--nproc", type=int, default=1, metavar="N",
+                        help="train (and evaluate) on N processes of this machine, each on its share of every "
+                             "meta-batch: the shortcut for torchrun --standalone --nproc-per-node N -m graphmeta "
+                             "train CONFIG (several machines: torchrun itself, see the README)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     from ..train import OnlineMetaLearner, Trainer, load_config
     from ..train.figures import plot_run_figures
+    from ..train.distributed import DataParallelGroup, restart_count
+    from ..train.launch import run_on_processes
 
     config = load_config(args.config, args.overrides)
+    if args.seeds:
+        return run_seeds(config.with_values({"train.name": config.train.name or args.config.stem}), args)
+    if args.nproc > 1:  # a config that cannot be split is refused before any process starts
+        DataParallelGroup(0, args.nproc).check_training(config.train.mode, config.train.meta_batch_size)
+        return run_on_processes(args.nproc, run, argparse.Namespace(**{**vars(args), "nproc": 1}))
     if config.train.name is None:
         config = config.with_overrides([f"train.name={args.config.stem}"])
     online = config.train.mode == "online"
     trainer = (OnlineMetaLearner if online else Trainer).from_config(config)
-    if args.resume and trainer.run.last.is_file():
+    writer = trainer.parallel.is_writer  # of several processes, rank 0 reports
+    resume = args.resume or restart_count() > 0  # torchrun restarted the run's processes: go on from last.pt
+    if resume and writer and trainer.run.last.is_file():
         print(f"resuming {trainer.run.path}")
-    summary = trainer.fit(resume=args.resume, allow_changes=args.allow_changes)
-    if online:
+    summary = trainer.fit(resume=resume, allow_changes=args.allow_changes)
+    if writer and online:
         print(f"trained {trainer.run.path} online on {summary['tasks']} tasks: query loss of arriving tasks "
               f"{summary['loss_first_window']:.4g} (first {summary['window']}) -> {summary['loss_last_window']:.4g} "
               f"(last {summary['window']})")
-    else:
+    elif writer:
         print(f"trained {trainer.run.path}: best validation loss {trainer.best_loss:.4g} at step {trainer.best_step}")
     report = trainer.evaluate() if args.evaluate else None
+    if not writer:
+        return 0
     plot_run_figures(trainer.run, report)
     if report is not None:
         print()
         print(report.table(per_node=args.per_node))
     print(f"\nrun directory: {trainer.run.path} (metrics.jsonl, checkpoints/, figures/, summary.json)")
+    return 0
+
+
+def run_seeds(config: RunConfig, args: argparse.Namespace) -> int:
+    """``--seeds``: one run per seed, one after another, then one table over them."""
+    from ..errors import ConfigError
+    from ..train.figures import plot_run_figures
+    from ..tune.seeds import train_seeds
+
+    if getattr(args, "nproc", 1) > 1:
+        raise ConfigError("--seeds trains its runs one after another in this process: leave out --nproc")
+    report = train_seeds(config, args.seeds, evaluate=args.evaluate, resume=args.resume,
+                         allow_changes=args.allow_changes)
+    for run, evaluation in zip(report.runs, report.evaluations or [None] * len(report.runs)):
+        plot_run_figures(run, evaluation)
+    print(report.table())
+    print(f"\nrun directories: {', '.join(map(str, report.runs))}")
     return 0

@@ -5,16 +5,20 @@ cards (``datasets/*.yaml``) name ready-made ones, loaded with :func:`load_family
 """
 
 from ..interop.cpd_table import CPDTable
+from .arml import ARML2DFamily
 from .base import SPLITS, TaskFamily
 from .bayesnet import BayesNetFamily, batch_from_dataframes
-from .cards import FAMILIES, Card, available_cards, load_card, load_family
+from .cards import FAMILIES, Card, FamilySection, available_cards, load_card, load_family
 from .compositional import CompositionalFamily
+from .dataframe import ColumnCoding, DataFrameFamily
 from .gaussian import GaussianNetFamily
 from .graph_subtasks import GraphSubtasksFamily
 from .sinusoid import SinusoidFamily
 
 __all__ = [
-    "BayesNetFamily", "CPDTable", "Card", "CompositionalFamily", "FAMILIES", "GaussianNetFamily",
+    "ARML2DFamily",
+    "BayesNetFamily", "CPDTable", "Card", "ColumnCoding", "CompositionalFamily", "DataFrameFamily", "FAMILIES",
+    "FamilySection", "GaussianNetFamily",
     "GraphSubtasksFamily", "SPLITS", "SinusoidFamily", "TaskFamily", "available_cards", "batch_from_dataframes",
     "load_card", "load_family",
 ]

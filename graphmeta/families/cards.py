@@ -14,10 +14,23 @@ A card is a YAML mapping::
 The cards shipped with graphmeta live in the top-level ``datasets/`` folder of the
 repository, which the wheel installs as the data-only package ``graphmeta.cards`` (never as
 a top-level ``datasets`` package, which would shadow Hugging Face's).
+
+A run config's ``family:`` section (:class:`FamilySection`) names a card, or a table, or a
+family class of your own::
+
+    family: alarm-latent                                  # a card (name or path), as it is
+    family: {name: compositional-dag, num_nodes: 64}      # a card, options overridden
+    family: {data: visits.csv, task_column: site, graph: graph.yaml, test_tasks: [s7]}  # a table
+    family: {name: "my_module:MyFamily", size: 3}         # your class, with its arguments
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -25,9 +38,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, check_keys, closest
 from ..validation import check_arguments, load_yaml
+from .arml import ARML2DFamily
 from .base import TaskFamily
 from .bayesnet import BayesNetFamily
 from .compositional import CompositionalFamily
+from .dataframe import DataFrameFamily, absolute_path
 from .gaussian import GaussianNetFamily
 from .graph_subtasks import GraphSubtasksFamily
 from .sinusoid import SinusoidFamily
@@ -41,6 +56,7 @@ FAMILIES: dict[str, type[TaskFamily]] = {
     "bayesnet": BayesNetFamily,
     "gaussian": GaussianNetFamily,
     "graph-subtasks": GraphSubtasksFamily,
+    "arml-2d": ARML2DFamily,
 }
 TEXT_FIELDS = ("description", "graph_source", "provenance", "citation", "intended_use")
 
@@ -125,3 +141,87 @@ def load_family(name_or_path: str | Path, **overrides: Any) -> TaskFamily:
     family = card.build(**overrides)
     family.card = card
     return family
+
+
+#: The arguments of a table family that name files, kept as absolute paths in a run's config.
+TABLE_PATHS = ("data", "graph")
+
+
+@dataclass(frozen=True)
+class FamilySection:
+    """A run config's ``family:`` section, read (see the module docstring for its forms).
+
+    ``section`` is the section as a run records it (a table's files as absolute paths, so
+    ``graphmeta evaluate`` finds them from any folder), ``constructor`` what builds the family,
+    ``options`` its keyword arguments (a card's overrides), ``card`` the card's name or path.
+    """
+
+    section: dict[str, Any]
+    constructor: Callable[..., Any]
+    options: dict[str, Any]
+    card: str | None = None
+
+    @classmethod
+    def read(cls, value: Any, where: str = "family") -> FamilySection:
+        """The section ``value`` (a card name, or a mapping); ``where`` names it in messages."""
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a card name or a mapping, got {value!r} ({type(value).__name__})")
+        options = dict(value)
+        name = options.pop("name", None)
+        if name is None and "data" in options:
+            options.update({key: absolute_path(options[key]) for key in TABLE_PATHS
+                            if isinstance(options.get(key), (str, os.PathLike))})
+            return cls(dict(options), DataFrameFamily, options)
+        if not isinstance(name, str):
+            raise ConfigError(f"{where} needs a 'name': a dataset card (e.g. compositional-dag), a card file or "
+                              "your family class as module:Class; or 'data' (a table file) for your own table")
+        if ":" in name:
+            return cls({"name": name, **options}, family_class(name, where), options)
+        return cls({"name": name, **options}, FAMILIES[load_card(name).family], options, card=name)
+
+    def check(self, where: str = "family") -> None:
+        """The options checked against the constructor's signature (a ConfigError naming a wrong key
+        or value); a class of yours that takes ``**kwargs`` is checked when it is built."""
+        if not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(self.constructor).parameters.values()):
+            check_arguments(self.constructor, self.options, where)
+
+    def build(self) -> Any:
+        """The family: the card's (``family.card`` set), or the constructor's with the options."""
+        if self.card is not None:
+            return load_family(self.card, **self.options)
+        family = self.constructor(**self.options)
+        if not hasattr(family, "graph") or not callable(getattr(family, "sample", None)):
+            raise ConfigError(f"{self.section.get('name', self.constructor)} built a {type(family).__name__}, which is "
+                              "no task family: a family has a .graph and a .sample(num_tasks, shots, query, split, seed)")
+        return family
+
+
+def family_class(name: str, where: str = "family") -> Callable[..., Any]:
+    """The class ``"module:Class"`` names (``Class`` may be dotted, ``Outer.Inner``), imported the way
+    ``python -m`` would find it: the working directory comes first on the import path, as for uvicorn."""
+    module_name, _, attribute = name.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"{where}: name {name!r} must look like module:Class, e.g. my_families:SiteFamily")
+    if module_name == "__main__":
+        raise ConfigError(f"{where}: {name!r} was defined in a script, which cannot be imported again: move the class "
+                          "into a module and name it as module:Class")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name is None or not module_name.startswith(error.name):
+            raise
+        raise ConfigError(f"{where}: cannot import {module_name!r} for {name!r}: no such module in the working "
+                          f"directory ({os.getcwd()}) or the installed packages") from None
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            names = [n for n in dir(target) if not n.startswith("_")]
+            raise ConfigError(f"{where}: {getattr(target, '__name__', module_name)!r} has no {part!r}"
+                              f"{closest(part, names)}, named in {name!r}")
+        target = getattr(target, part)
+    if not inspect.isclass(target):
+        raise ConfigError(f"{where}: {name!r} is a {type(target).__name__}, not a family class")
+    return target

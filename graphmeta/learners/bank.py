@@ -7,6 +7,10 @@ Fast weights are the same mapping with a leading task axis, ``[T, N_b, ...]``, s
 ``head`` names its output layer (what ANIL adapts and message passing corrects) and
 ``first_bias`` the bias of its first layer (where a context vector enters, for CAVIA).
 
+A fast weight matrix may be kept factored, as a :class:`~graphmeta.learners.low_rank.LowRankWeight`
+(theta minus the outer products that gradient steps on a linear layer add); it reads as its
+dense value wherever a tensor is expected.
+
 Widths differ between nodes; the bank pads them to its widest node:
 
 * padded input columns read a constant 0, so their weights never contribute;
@@ -16,7 +20,8 @@ Widths differ between nodes; the bank pads them to its widest node:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -24,9 +29,22 @@ from torch import nn
 from ..data import Split
 from ..taskgraph import TaskGraph
 from ..taskgraph import ColumnLayout
+from .low_rank import LowRankWeight, OuterProducts
 
-#: Named weights of one bank: parameter name -> tensor, node axis first (task axis first for fast weights).
-Weights = Mapping[str, torch.Tensor]
+
+#: Named weights of one bank: parameter name -> tensor, node axis first (task axis first for fast
+#: weights, where a weight matrix may be a :class:`LowRankWeight`).
+Weights = Mapping[str, torch.Tensor | LowRankWeight]
+
+
+@dataclass(frozen=True)
+class GradientTaps:
+    """Where one ``torch.autograd.grad`` of a bank's support loss reads its weights' gradients:
+    ``tensors`` to differentiate, and ``gradients(grads of tensors) -> {name: gradient}`` (a
+    tensor ``[T, N_b, ...]``, or :class:`OuterProducts` for a weight matrix)."""
+
+    tensors: list[torch.Tensor]
+    gradients: Callable[[Sequence[torch.Tensor]], dict[str, torch.Tensor | OuterProducts]]
 
 
 def packed_source(split: Split) -> torch.Tensor:
@@ -112,12 +130,13 @@ class LearnerBank(nn.Module):
         observed = torch.cat([split.observed, split.observed.new_ones(*split.observed.shape[:2], 1)], dim=-1)
         T, K, _ = observed.shape
         gathered = observed.index_select(-1, index.reshape(-1)).reshape(T, K, *index.shape)
-        return gathered.all(-1).transpose(1, 2)
+        return gathered.all(-1).transpose(1, 2).contiguous()  # see targets
 
     def targets(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """``[T, N_b, K, D_out]``: regression targets, or one-hot labels, padded with 0."""
         index = self.target_index if nodes is None else self.target_index[nodes]
-        return gather_columns(packed_source(split), index)
+        # laid out [T, N, K] like the losses, so their gradients do not inherit the gather's order
+        return gather_columns(packed_source(split), index).contiguous()
 
     def losses(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None, accuracy: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -128,7 +147,17 @@ class LearnerBank(nn.Module):
         cross-entropy ``logsumexp(z) - z_y`` with padded logits masked out. A (task, node) with
         no observed shot has loss 0.
         """
-        outputs = self(weights, split, nodes)
+        return self.output_losses(self(weights, split, nodes), split, nodes, accuracy)
+
+    def support_loss(self, weights: Weights, split: Split, names: Sequence[str]) -> tuple[torch.Tensor, GradientTaps]:
+        """The loss ``[T, N_b]`` on ``split`` and where one ``autograd.grad`` finds the gradients of
+        the weights ``names``: here the weights themselves (a bank may tap a cheaper tensor)."""
+        loss, _ = self.losses(weights, split)
+        return loss, GradientTaps([weights[name] for name in names], lambda grads: dict(zip(names, grads)))
+
+    def output_losses(self, outputs: torch.Tensor, split: Split, nodes: torch.Tensor | None = None,
+                      accuracy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`losses` of the outputs ``[T, N_b', K, D_out]`` of this bank's forward pass."""
         targets = self.targets(split, nodes)
         mask = self.example_mask(split, nodes).to(outputs.dtype)
         weight = mask / mask.sum(-1, keepdim=True).clamp(min=1)

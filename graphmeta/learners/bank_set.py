@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
 
 from ..data import Split
 from ..taskgraph import TaskGraph
-from .bank import LearnerBank, Weights
+from .bank import GradientTaps, LearnerBank, Weights
 from .registry import LearnerSpec, learner_type
 
 
@@ -49,6 +49,13 @@ class BankSet(nn.Module):
         results = [bank.losses(weights, split, accuracy=accuracy) for bank, weights in zip(self, fast)]
         loss = self._graph_order([r[0] for r in results])
         return loss, (self._graph_order([r[1] for r in results]) if accuracy else None)
+
+    def support_losses(self, fast: list[Weights], split: Split, names: list[Sequence[str]]
+                       ) -> tuple[torch.Tensor, list[GradientTaps]]:
+        """Per (task, node) loss ``[T, N]`` in ``graph.names`` order and, per bank, where one
+        ``autograd.grad`` finds the gradients of its weights ``names[b]``."""
+        results = [bank.support_loss(weights, split, bank_names) for bank, weights, bank_names in zip(self, fast, names)]
+        return self._graph_order([r[0] for r in results]), [r[1] for r in results]
 
     def example_mask(self, split: Split) -> torch.Tensor:
         """``[T, N, K]``: which shots count for each node (value and parents observed)."""

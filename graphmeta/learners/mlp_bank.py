@@ -6,20 +6,33 @@ inputs ``x [K, d_0]``,
 
     h_0 = x,    h_l = act(h_{l-1} W_l[t, n] + b_l[t, n]),    output = h_{L-1} W_head[t, n] + b_head[t, n]
 
-for all ``(t, n)`` at once with one batched matmul per layer. ``x`` is the node's own
-features followed by its parents' values, padded to the bank's widest input.
+for all ``(t, n)`` at once. ``x`` is the node's own features followed by its parents' values,
+padded to the bank's widest input.
+
+The bank computes node-major (``[N, T, K, d]``), so a weight shared by the tasks is one matmul
+per node over all ``T K`` rows. A weight matrix is one of
+
+* a :class:`~graphmeta.learners.low_rank.LowRankWeight` ``W[t, n] = W_0[n] - s sum_r a_r^T c_r``:
+  then ``h W[t, n] = h W_0[n] - s (h A^T) C``, the shared matmul and two ``K x R`` products per
+  (task, node) (rank 0, the meta-initialisation, is the shared matmul alone);
+* a dense ``[T, N, d_{l-1}, d_l]`` tensor: one small matmul per (task, node).
+
+Its support gradient comes the same way: ``dL/dW_l[t, n] = sum_k h_{l-1, k}^T dL/dz_{l, k}`` with
+``z_l = h_{l-1} W_l + b_l``, so :meth:`MLPBank.support_loss` lets ``autograd.grad`` stop at the
+pre-activations ``z_l`` and returns the gradient as those outer products, unformed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import torch
 from torch import nn
 
 from ..data import Split
 from ..taskgraph import TaskGraph
-from .bank import LearnerBank, Weights, gather_columns, packed_source, uniform_
+from .bank import GradientTaps, LearnerBank, Weights, gather_columns, packed_source, uniform_
+from .low_rank import LowRankWeight, OuterProducts, TransposedProduct, batched_matmul
 from .mlp import MLP
 
 ACTIVATION_FUNCTIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": nn.functional.gelu,
@@ -60,27 +73,79 @@ class MLPBank(LearnerBank):
             real_input = torch.arange(self.input_width) < self.fan_in[:, None]
             self.theta[f"{self.layers[0]}_weight"].mul_(real_input[:, :, None])
 
+    def expand(self, num_tasks: int) -> Weights:
+        """The meta-initialisation as fast weights: each weight matrix a rank-0
+        :class:`~graphmeta.learners.low_rank.LowRankWeight`, each bias a view ``[T, N_b, d]``; no copy."""
+        views = super().expand(num_tasks)
+        return {name: LowRankWeight.shared(self.theta[name], num_tasks) if name.endswith("_weight") else view
+                for name, view in views.items()}
+
     def forward(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """Outputs ``[T, N_b, K, D_out]`` of all (task, node) pairs (or of the bank rows ``nodes``)."""
+        return self.tapped_forward(weights, split, nodes)[0]
+
+    def tapped_forward(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None,
+                       taps: Collection[str] = ()) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+        """The outputs, and for each layer in ``taps`` its input ``h_{l-1}`` and pre-activation
+        ``z_l`` (node-major ``[N_b', T, K, d]``; ``z_l`` made a leaf of the graph if no weight
+        before it has a gradient)."""
         index = self.input_index if nodes is None else self.input_index[nodes]
-        hidden = gather_columns(packed_source(split), index)
+        hidden = gather_columns(packed_source(split), index).transpose(0, 1)
+        tapped = {}
         for layer in self.layers:
             weight, bias = weights[f"{layer}_weight"], weights[f"{layer}_bias"]
             if nodes is not None:
-                weight, bias = weight[:, nodes], bias[:, nodes]
-            hidden = batched_affine(hidden, weight, bias)
-            if layer != "head":
-                hidden = self.activation(hidden)
-        return hidden
+                weight = weight.nodes(nodes) if isinstance(weight, LowRankWeight) else weight[:, nodes]
+                bias = bias[:, nodes]
+            pre_activation = node_major_affine(hidden, weight, bias)
+            if layer in taps:
+                if not pre_activation.requires_grad:
+                    pre_activation.requires_grad_()
+                tapped[layer] = (hidden, pre_activation)
+            hidden = pre_activation if layer == "head" else self.activation(pre_activation)
+        return hidden.transpose(0, 1).contiguous(), tapped
+
+    def support_loss(self, weights: Weights, split: Split, names: Sequence[str]) -> tuple[torch.Tensor, GradientTaps]:
+        """The support loss and taps at the pre-activations of the layers in ``names``: a weight's
+        gradient is :class:`~graphmeta.learners.low_rank.OuterProducts` of the layer's input rows and
+        ``dL/dz``, a bias's ``sum_k dL/dz_k`` (see the module docstring)."""
+        layers = [layer for layer in self.layers if f"{layer}_weight" in names or f"{layer}_bias" in names]
+        outputs, tapped = self.tapped_forward(weights, split, taps=layers)
+        loss, _ = self.output_losses(outputs, split)
+
+        def gradients(pre_activation_grads: Sequence[torch.Tensor]) -> dict[str, torch.Tensor | OuterProducts]:
+            grads: dict[str, torch.Tensor | OuterProducts] = {}
+            for layer, grad in zip(layers, pre_activation_grads):
+                if f"{layer}_weight" in names:
+                    grads[f"{layer}_weight"] = OuterProducts(tapped[layer][0], grad)
+                if f"{layer}_bias" in names:
+                    grads[f"{layer}_bias"] = grad.sum(2).transpose(0, 1)
+            return grads
+
+        return loss, GradientTaps([tapped[layer][1] for layer in layers], gradients)
 
     def extra_repr(self) -> str:
         return (f"nodes={len(self.names)}, input_width={self.input_width}, hidden={self.spec.hidden}, "
                 f"output_width={self.output_width}, activation={self.spec.activation}")
 
 
-def batched_affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``x [T, N, K, D] @ weight [T, N, D, H] + bias [T, N, H]`` as one fused ``baddbmm``."""
-    T, N, K, _ = x.shape
-    H = weight.shape[-1]
-    out = torch.baddbmm(bias.reshape(T * N, 1, H), x.reshape(T * N, K, -1), weight.reshape(T * N, -1, H))
-    return out.reshape(T, N, K, H)
+def node_major_affine(x: torch.Tensor, weight: torch.Tensor | LowRankWeight, bias: torch.Tensor) -> torch.Tensor:
+    """``x [N, T, K, d_in] @ W[t, n] + b[t, n]`` node-major, for ``W`` low-rank or dense ``[T, N, d_in, d_out]``
+    and ``bias [T, N, d_out]`` (see the module docstring)."""
+    N, T, K, d_in = x.shape
+    if isinstance(weight, LowRankWeight) and weight.rank == 0 and bias.stride(0) == 0:
+        # weight and bias the same for every task: one matmul per node over all T K rows
+        return batched_matmul(x.reshape(N, T * K, d_in), weight.initial, bias[0].unsqueeze(1)).reshape(N, T, K, -1)
+    if isinstance(weight, LowRankWeight):
+        out = batched_matmul(x.reshape(N, T * K, d_in), weight.initial).reshape(N * T, K, -1)
+        if weight.rank:
+            update = weight.update
+            products = TransposedProduct.apply(x.reshape(N * T, K, d_in), update.left.reshape(N * T, -1, d_in), "second")
+            scale = update.scale
+            if not isinstance(scale, float):  # per (node, task): on the K x R products, the smallest factor
+                products, scale = products * torch.broadcast_to(scale, (N, T, 1, 1)).reshape(N * T, 1, 1), 1.0
+            out = torch.baddbmm(out, products, update.right.reshape(N * T, -1, update.right.shape[-1]), alpha=-scale)
+    else:
+        out = batched_matmul(x.reshape(N * T, K, d_in), weight.transpose(0, 1).reshape(N * T, d_in, -1))
+    return out.reshape(N, T, K, -1) + bias.transpose(0, 1).unsqueeze(2)
+

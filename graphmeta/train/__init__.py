@@ -8,6 +8,8 @@ other training loops:
   validation, checkpoints, early stopping, stop requests, the summary;
 - :mod:`.hooks`: what tuning and distributed training attach to it (``Hook`` and its events);
 - :mod:`.outer_step`: one meta-update (``meta_update``);
+- :mod:`.distributed`: data-parallel training on several processes (torchrun, DDP);
+  :mod:`.launch`: ``--nproc N``, those processes started on this machine;
 - :mod:`.config`: the YAML run config and its validation (``TrainConfig``, ``EvaluateConfig``);
 - :mod:`.checkpoint`: atomic, verified, weights-only checkpoints and RNG states;
 - :mod:`.run_dir`: the files of a run (``RunDirectory``: config, metrics.jsonl, summary);

@@ -7,6 +7,7 @@ A run config has five sections, each optional but ``family``::
     train:    {steps: 2000, ...}         # Trainer arguments, see TrainConfig
     evaluate: {num_tasks: 200, ...}      # Trainer.evaluate arguments, see EvaluateConfig
     online:   {tasks: 300, ...}          # with train.mode: online, see OnlineConfig
+    tune:     {space: {...}, ...}        # graphmeta tune: a hyperparameter search, see TuneConfig
 
 Every section is checked by :mod:`graphmeta.validation` against the signature it configures:
 ``train``, ``evaluate`` and ``online`` against the dataclasses below, ``model`` against
@@ -14,7 +15,8 @@ Every section is checked by :mod:`graphmeta.validation` against the signature it
 card's family. An unknown key is a :class:`ConfigError` naming it and the closest valid key; a
 wrong type or range names the key path, what it needs and what it got
 (``train.outer_lr must be a number >= 0, got -1 (int)``). Files are read with
-:func:`~graphmeta.validation.load_yaml`, which refuses a repeated key.
+:func:`~graphmeta.validation.load_yaml`, which refuses a repeated key. The ``tune:`` search space
+is checked the same way: every value it can draw goes through the schema of the key it sets.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ import torch
 
 from ..errors import CheckpointError, ConfigError, check_keys, closest
 from ..model import GraphMetaLearner
-from ..validation import (Ge, NonNegativeFloat, NonNegativeInt, OneOf, PositiveInt, check_arguments, checked,
-                          defaults, load_yaml, parameters)
+from ..validation import (Ge, Gt, NonNegativeFloat, NonNegativeInt, OneOf, PositiveFloat, PositiveInt,
+                          check_arguments, checked, defaults, load_yaml, parameters)
 from .buffer import BUFFER_POLICIES
+from .distributed import BACKENDS
 from .run_dir import RunDirectory
-from .sampler import Family
+from .sampler import Family, Shots
 from .schedules import SCHEDULES
 
 MODES = ("batch", "online")
@@ -72,9 +75,21 @@ class TrainConfig(CheckedSection):
             do not apply there, and ``checkpoint_every`` counts tasks).
         steps: outer (meta-)optimizer steps.
         meta_batch_size: tasks per meta-batch.
-        shots, query_shots: support and query examples per task.
+        shots, query_shots: support and query examples per task; ``shots`` may be a range
+            ``[low, high]`` (batch mode): each task then draws its support size log-uniformly
+            from it (:mod:`.sampler`), so one model serves every size in the range.
         outer_lr: Adam learning rate of the meta-parameters.
-        schedule, warmup_steps, final_lr_ratio: learning-rate schedule (see :mod:`.schedules`).
+        rate_lr: Adam learning rate of the learned inner rates (Meta-SGD's and MAML++'s ``rates``,
+            ``inner_lrs`` with ``learn_inner_lr``), their own parameter group (``null``:
+            ``outer_lr * model.inner_lr``, so Adam moves a rate by about ``outer_lr`` of its initial
+            size per step, as it moves a weight of size 1 by ``outer_lr``; at ``outer_lr`` itself a
+            rate of 0.001 moves by its own size in one step). Follows the schedule like ``outer_lr``.
+        min_rate, max_rate: after every outer step each learned inner rate is clamped into
+            ``[min_rate, max_rate]`` (``null``: no bound on that side); the default keeps them
+            non-negative, so an inner step never climbs the support loss.
+        schedule, warmup_steps, final_lr_ratio: learning-rate schedule (see :mod:`.schedules`):
+            ``exponential`` and ``cosine`` end at ``final_lr_ratio * outer_lr``; the exponential
+            schedule's decay per step is ``final_lr_ratio ** (1 / (steps - warmup_steps - 1))``.
         grad_clip: clip the total gradient norm to this value (``null``: no clipping).
         val_every: validate every this many steps, on ``val_tasks`` fixed validation tasks.
         early_stopping_patience: stop after this many validations without a new best (``null``: never).
@@ -83,6 +98,8 @@ class TrainConfig(CheckedSection):
         seed: seeds the model (when built from a config), the task stream and every RNG.
         run_dir, name: the run lives in ``run_dir/name`` (``name`` defaults to a timestamp).
         device: move the model there (``null``: where it is); checked to exist (:mod:`.device`).
+        backend: the torch.distributed backend of a run on several processes (torchrun): ``auto`` is
+            NCCL when ``device`` is a GPU, gloo otherwise (see :mod:`.distributed`).
         threads: torch's intra-op threads while the run trains and evaluates; ``auto``: the cores
             idle now. One thread by default: graphmeta's many small batched ops gain little from
             more, a machine shared with other jobs can make threads wait a hundredfold, and a
@@ -94,9 +111,12 @@ class TrainConfig(CheckedSection):
     mode: Annotated[str, OneOf(MODES)] = "batch"
     steps: NonNegativeInt = 1000
     meta_batch_size: PositiveInt = 16
-    shots: PositiveInt = 5
+    shots: Shots = 5
     query_shots: PositiveInt = 15
     outer_lr: NonNegativeFloat = 1e-3
+    rate_lr: NonNegativeFloat | None = None
+    min_rate: NonNegativeFloat | None = 0.0
+    max_rate: PositiveFloat | None = None
     schedule: Annotated[str, OneOf(SCHEDULES)] = "constant"
     warmup_steps: NonNegativeInt = 0
     final_lr_ratio: NonNegativeFloat = 0.01
@@ -110,9 +130,21 @@ class TrainConfig(CheckedSection):
     run_dir: str = "runs"
     name: str | None = None
     device: str | None = None
+    backend: Annotated[str, OneOf(BACKENDS)] = "auto"
     threads: PositiveInt | Annotated[str, OneOf(("auto",))] = 1
     progress: bool = True
     on_nonfinite: Annotated[str, OneOf(NONFINITE_POLICIES)] = "stop"
+
+    def __post_init__(self) -> None:
+        if self.mode == "online" and not isinstance(self.shots, int):
+            raise ConfigError(f"train.shots is the range {list(self.shots)}, which batch mode trains on; online mode "
+                              "keeps every arriving task at one support size: give train.shots as one count")
+        if self.min_rate is not None and self.max_rate is not None and self.min_rate > self.max_rate:
+            raise ConfigError(f"train.min_rate ({self.min_rate}) is above train.max_rate ({self.max_rate}): the "
+                              "learned inner rates are clamped into [min_rate, max_rate]; give min_rate <= max_rate")
+        if self.schedule == "exponential" and self.final_lr_ratio == 0:
+            raise ConfigError("train.final_lr_ratio must be above 0 with the exponential schedule, which multiplies "
+                              "the rate by final_lr_ratio ** (1 / (steps - warmup_steps - 1)) every step")
 
 
 @checked
@@ -124,6 +156,9 @@ class EvaluateConfig(CheckedSection):
         split: which tasks (``train``, ``val`` or ``test``); always the same tasks for a seed.
         num_tasks: how many tasks; confidence intervals are over tasks.
         adapt_steps: inner steps at test time (``null``: the model's ``inner_steps``).
+        shots: support examples per task (``null``: ``train.shots``): a count, or a range
+            ``[low, high]`` spread evenly over the tasks. The same tasks at every size, so a
+            model trained on one size (or range) is measured at another.
         scratch_steps, scratch_lr: Adam steps and rate of the from-scratch baseline.
         ablation: with message passing on, also train (once, in ``RUN/ablation``) and evaluate
             the same configuration with message passing off.
@@ -133,6 +168,7 @@ class EvaluateConfig(CheckedSection):
     split: Annotated[str, OneOf(SPLITS)] = "test"
     num_tasks: Annotated[int, Ge(2)] = 100
     adapt_steps: NonNegativeInt | None = None
+    shots: Shots | None = None
     scratch_steps: NonNegativeInt = 100
     scratch_lr: NonNegativeFloat = 0.01
     ablation: bool = True
@@ -164,16 +200,122 @@ class OnlineConfig(CheckedSection):
     loss_threshold: NonNegativeFloat | None = None
 
 
+STRATEGIES = ("fixed", "random", "tpe", "grid")
+PRUNERS = ("none", "median", "successive_halving", "wilcoxon")
+#: What a study can score on the validation tasks, with the direction that improves it.
+OBJECTIVES = {"loss": "minimize", "accuracy": "maximize"}
+DIRECTIONS = ("minimize", "maximize")
+#: The sections a search may set, and the keys of them it may not (with the reason).
+SEARCHABLE_SECTIONS = ("family", "model", "train")
+UNSEARCHABLE = {"family.name": "a study tunes one task family",
+                "train.seed": "tune.seeds sets the seeds of every trial",
+                "train.run_dir": "every trial runs in the study's folder",
+                "train.name": "every trial runs in the study's folder",
+                "train.mode": "a study scores the validation curve of batch meta-training"}
+
+
+@checked
+@dataclass(frozen=True)
+class SearchRange(CheckedSection):
+    """A numeric dimension of ``tune.space``, ``{low: 0.001, high: 1.0, log: true}``: the values
+    from ``low`` to ``high``, both included, drawn uniformly, uniformly in log space (``log``;
+    then ``low > 0``), or from the grid ``low, low + step, ..., high`` (``step``). It holds
+    integers when its key takes integers only (``model.inner_steps``), numbers otherwise.
+    """
+
+    low: int | float
+    high: int | float
+    log: bool = False
+    step: Annotated[int | float, Gt(0)] | None = None
+
+    @property
+    def integer(self) -> bool:
+        return isinstance(self.low, int)
+
+    def grid(self) -> tuple[int | float, ...]:
+        """The values of the ``grid`` strategy: every ``step`` (integers: every integer) from ``low`` to ``high``."""
+        step = self.step if self.step is not None else 1
+        values = (self.low + k * step for k in range(round((self.high - self.low) / step) + 1))
+        return tuple(values) if self.integer else tuple(round(value, 12) for value in values)
+
+
+@checked
+@dataclass(frozen=True)
+class TuneConfig(CheckedSection):
+    """The ``tune:`` section: a hyperparameter search of ``graphmeta tune`` (:mod:`graphmeta.tune`)
+    over the rest of the run config, which every trial starts from::
+
+        tune:
+          strategy: tpe
+          n_trials: 40
+          seeds: 3
+          space:
+            model.inner_lr: {low: 0.001, high: 1.0, log: true}
+            model.algorithm: [maml, metasgd, mamlpp]
+            train.schedule: [constant, exponential, cosine]
+            train.final_lr_ratio: {low: 0.01, high: 1.0, log: true}
+            model.message_rounds: {low: 1, high: 3}
+
+    Args:
+        space: ``{key path: dimension}`` over the ``family``, ``model`` and ``train`` keys; a
+            dimension is a list of choices (``null``, booleans, numbers, strings) or a
+            :class:`SearchRange`. A wrong key path, an empty range or a value its key refuses
+            is a ConfigError naming it when the config is read, before any trial runs.
+        strategy: ``tpe`` (Optuna's tree-structured Parzen estimator), ``random`` (uniform,
+            seeded), ``grid`` (every combination of the choices and stepped ranges, in a seeded
+            random order) or ``fixed`` (the settings of ``trials``, as given).
+        trials: with ``fixed``, the settings to evaluate: ``{key path: value}`` each (``{}``: the
+            config as it is).
+        n_trials: trials to finish (completed or pruned) over every worker and every resume;
+            ``grid`` and ``fixed`` stop earlier when their settings run out.
+        timeout: a worker starts no new trial after this many seconds (``null``: no limit).
+        seeds: runs per trial, with ``train.seed``, ``train.seed + 1``, ...; the trial's value
+            is their mean, each seed's value and the 95% interval are kept with the trial.
+        objective: ``loss`` (validation query loss after adaptation) or ``accuracy``, of each
+            run's best validation (its kept checkpoint); ``null``: ``accuracy`` when every subtask
+            classifies, ``loss`` otherwise.
+        direction: ``minimize`` or ``maximize``; ``null``: the objective's own, which it must match.
+        pruner: ``median`` or ``successive_halving`` stop a trial whose first seed's validation
+            curve falls behind the other trials'; ``wilcoxon`` stops a trial between seeds, once
+            its seeds are significantly worse than the best trial's same seeds (it needs 4 seeds
+            or more at Optuna's ``p_threshold`` of 0.1); ``none``.
+        pruner_options, sampler_options: keyword arguments of the Optuna pruner and sampler
+            (e.g. ``{n_startup_trials: 5}``), checked against their signatures.
+        sampler_seed: seeds the sampler (trial ``n`` draws from ``sampler_seed`` and ``n``, so
+            the trials do not depend on which worker runs them).
+        storage: an Optuna storage URL (``sqlite:///study.db``, ``postgresql://...``);
+            ``null``: a journal file in the study's folder.
+        study_name: the study and its folder ``train.run_dir/study_name`` (``null``: ``train.name``,
+            else the config file's name).
+    """
+
+    space: Mapping[str, Any] = field(default_factory=dict)
+    strategy: Annotated[str, OneOf(STRATEGIES)] = "tpe"
+    trials: tuple[Mapping[str, Any], ...] = ()
+    n_trials: PositiveInt = 20
+    timeout: PositiveFloat | None = None
+    seeds: PositiveInt = 1
+    objective: Annotated[str, OneOf(OBJECTIVES)] | None = None
+    direction: Annotated[str, OneOf(DIRECTIONS)] | None = None
+    pruner: Annotated[str, OneOf(PRUNERS)] = "median"
+    pruner_options: Mapping[str, Any] = field(default_factory=dict)
+    sampler_options: Mapping[str, Any] = field(default_factory=dict)
+    sampler_seed: NonNegativeInt = 0
+    storage: str | None = None
+    study_name: str | None = None
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """A whole run: ``family`` (``{"name": card, **overrides}``), ``model`` (GraphMetaLearner
-    arguments), ``train``, ``evaluate`` and ``online``."""
+    arguments), ``train``, ``evaluate`` and ``online``; ``tune``, when given, searches over them."""
 
     family: dict[str, Any]
     model: dict[str, Any]
     train: TrainConfig
     evaluate: EvaluateConfig
     online: OnlineConfig = field(default_factory=OnlineConfig)
+    tune: TuneConfig | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "") -> RunConfig:
@@ -186,23 +328,62 @@ class RunConfig:
         if "family" not in data:
             raise ConfigError(f"{prefix}no 'family' section: name a dataset card, e.g. 'family: sinusoid'")
         sections = {name: f"{prefix}{name}" for name in SECTIONS}
-        return cls(family=_family_section(data["family"], sections["family"]),
-                   model=_model_section(data.get("model"), sections["model"]),
-                   train=TrainConfig.from_dict(data.get("train"), sections["train"]),
-                   evaluate=EvaluateConfig.from_dict(data.get("evaluate"), sections["evaluate"]),
-                   online=OnlineConfig.from_dict(data.get("online"), sections["online"]))
+        config = cls(family=_family_section(data["family"], sections["family"]),
+                     model=_model_section(data.get("model"), sections["model"]),
+                     train=TrainConfig.from_dict(data.get("train"), sections["train"]),
+                     evaluate=EvaluateConfig.from_dict(data.get("evaluate"), sections["evaluate"]),
+                     online=OnlineConfig.from_dict(data.get("online"), sections["online"]),
+                     tune=None if data.get("tune") is None else TuneConfig.from_dict(data["tune"], sections["tune"]))
+        if config.tune is not None:
+            config.search_space(where)
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         return {"family": dict(self.family), "model": dict(self.model), "train": self.train.to_dict(),
-                "evaluate": self.evaluate.to_dict(), "online": self.online.to_dict()}
+                "evaluate": self.evaluate.to_dict(), "online": self.online.to_dict(),
+                **({"tune": self.tune.to_dict()} if self.tune is not None else {})}
+
+    def search_space(self, where: str = "") -> dict[str, SearchRange | tuple[Any, ...]]:
+        """``{key path: dimension}`` of ``tune.space`` (choices as a tuple), after checking the whole
+        ``tune:`` section against the rest of this config; ``where`` prefixes error messages.
+
+        Every value a dimension can give goes through the schema of the key it sets, in a copy of
+        this config: each choice, each end of a range (the schemas' bounds are intervals, so the
+        values between pass too) and each setting of ``tune.trials``. A range holds numbers when
+        its key takes a fractional value, integers otherwise.
+        """
+        if self.tune is None:
+            raise ConfigError(f"{where or 'the run config'} has no tune: section to search")
+        prefix = f"{where}: " if where else ""
+        tune, base = self.tune, dataclasses.replace(self, tune=None)
+        _check_strategy(tune, prefix)
+        paths = _searchable_paths(self.family)
+        for number, setting in enumerate(tune.trials):
+            for path, value in _mapping(setting, f"{prefix}tune.trials[{number}]").items():
+                _check_path(path, paths, f"{prefix}tune.trials[{number}]")
+                _check_choice(base, path, value, f"{prefix}tune.trials[{number}].{path}")
+        space = {}
+        for path, spec in tune.space.items():
+            _check_path(path, paths, f"{prefix}tune.space")
+            space[path] = _dimension(base, path, spec, f"{prefix}tune.space.{path}")
+            if tune.strategy == "grid" and isinstance(space[path], SearchRange) and not space[path].integer \
+                    and space[path].step is None:
+                raise ConfigError(f"{prefix}tune.space.{path}: the grid strategy needs a step for a range of "
+                                  "numbers, e.g. {low: 0.1, high: 0.5, step: 0.1}, or a list of choices")
+        return space
 
     def with_overrides(self, overrides: Iterable[str]) -> RunConfig:
         """Apply ``--set`` overrides ``section.key=value`` (or ``key=value`` where the key is in
         one section only); values are parsed as YAML, so ``steps=20`` is an integer."""
+        return self.with_values({f"{section}.{key}": value for section, key, value in map(parse_override, overrides)})
+
+    def with_values(self, values: Mapping[str, Any]) -> RunConfig:
+        """A copy with ``{"section.key": value}`` set (the section is created if absent), checked
+        like :meth:`from_dict`."""
         data = self.to_dict()
-        for text in overrides:
-            section, key, value = parse_override(text)
-            data[section][key] = value
+        for path, value in values.items():
+            section, key = path.split(".", 1)
+            data[section] = {**data.get(section, {}), key: value}
         return RunConfig.from_dict(data)
 
 
@@ -231,21 +412,25 @@ def load_run_config(path: str | Path) -> RunConfig:
 def load_family_and_model(config: RunConfig) -> tuple[Family, GraphMetaLearner]:
     """The task family of ``config.family`` and a new model for its graph from ``config.model``,
     initialised from ``train.seed``."""
-    from ..families import load_family
+    from ..families import FamilySection
 
-    options = dict(config.family)
-    family = load_family(options.pop("name"), **options)
+    family = FamilySection.read(config.family).build()
     torch.manual_seed(config.train.seed)
     return family, GraphMetaLearner(family.graph, **config.model)
 
 
 def family_spec(family: Family) -> dict[str, Any]:
     """The ``family:`` section that rebuilds ``family``: its card and the options that differ from
-    the card's (or, for a family built by hand, its class name and options, for the record)."""
+    the card's; for a family built by hand, its class as ``module:Class`` and its options (a table
+    family: its options alone, the form of :class:`~graphmeta.families.FamilySection`)."""
+    from ..families import DataFrameFamily
+
     config = dict(getattr(family, "config", None) or {})
     card = getattr(family, "card", None)
+    if isinstance(family, DataFrameFamily):
+        return config
     if card is None:
-        return {"name": type(family).__name__, **config}
+        return {"name": f"{type(family).__module__}:{type(family).__qualname__}", **config}
     return {"name": card.name, **{key: value for key, value in config.items() if card.parameters.get(key) != value}}
 
 
@@ -287,17 +472,96 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
-def _family_section(value: Any, where: str) -> dict[str, Any]:
-    """``{"name": card, **overrides}``, the overrides checked against the card's family constructor."""
-    from ..families import FAMILIES, load_card
+def _check_strategy(tune: TuneConfig, prefix: str) -> None:
+    """The ``tune:`` keys that must agree with each other: strategy and settings, objective and direction."""
+    if tune.strategy == "fixed" and (tune.space or not tune.trials):
+        raise ConfigError(f"{prefix}tune: strategy fixed evaluates the settings listed in tune.trials "
+                          "(e.g. trials: [{model.inner_lr: 0.1}, {model.inner_lr: 0.5}]) and no tune.space")
+    if tune.strategy != "fixed" and (tune.trials or not tune.space):
+        raise ConfigError(f"{prefix}tune: strategy {tune.strategy} searches tune.space (e.g. space: "
+                          "{model.inner_lr: {low: 0.001, high: 1.0, log: true}}); tune.trials is for strategy fixed")
+    if tune.objective is not None and tune.direction not in (None, OBJECTIVES[tune.objective]):
+        raise ConfigError(f"{prefix}tune.direction is {tune.direction}, but the objective {tune.objective} is to "
+                          f"{OBJECTIVES[tune.objective]}: leave direction out")
 
-    section = {"name": value} if isinstance(value, str) else dict(_mapping(value, where))
-    overrides = dict(section)
-    name = overrides.pop("name", None)
-    if not isinstance(name, str):
-        raise ConfigError(f"{where} needs a 'name': the dataset card (e.g. compositional-dag) or a card file")
-    check_arguments(FAMILIES[load_card(name).family], overrides, where)
-    return section  # as written (a YAML list stays a list): the family converts when it is built
+
+def _searchable_paths(family: Mapping[str, Any]) -> list[str]:
+    """The key paths a search may set: the options of the ``family:`` section's family, the model and train keys."""
+    from ..families import FamilySection
+
+    keys = {"family": parameters(FamilySection.read(family).constructor), "model": model_defaults(),
+            "train": parameters(TrainConfig)}
+    return [f"{section}.{key}" for section in SEARCHABLE_SECTIONS for key in keys[section]
+            if f"{section}.{key}" not in UNSEARCHABLE]
+
+
+def _check_path(path: Any, paths: list[str], where: str) -> None:
+    if path in UNSEARCHABLE:
+        raise ConfigError(f"{where}: {path} cannot be searched: {UNSEARCHABLE[path]}")
+    check_keys([path], paths, where, kind="key path")
+
+
+def _dimension(base: RunConfig, path: str, spec: Any, where: str) -> SearchRange | tuple[Any, ...]:
+    """The dimension ``spec`` of ``path``, checked (see :meth:`RunConfig.search_space`)."""
+    if isinstance(spec, (list, tuple)):
+        if not spec:
+            raise ConfigError(f"{where} is empty: list one choice or more")
+        for choice in spec:
+            _check_choice(base, path, choice, f"{where} (choice {choice!r})")
+        return tuple(spec)
+    example = "{low: 0.001, high: 1.0, log: true}"
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{where} must be a list of choices or a range such as {example}, got {spec!r}")
+    check_keys(spec, parameters(SearchRange), where)
+    if not {"low", "high"} <= spec.keys():
+        raise ConfigError(f"{where}: a range needs low and high, such as {example}, got {dict(spec)}")
+    dimension = SearchRange.from_dict(spec, where)
+    low, high, step = dimension.low, dimension.high, dimension.step
+    if low > high:
+        raise ConfigError(f"{where} is empty: low {low} is above high {high}")
+    if dimension.log and (low <= 0 or step is not None):
+        raise ConfigError(f"{where}: a log range needs low > 0 and no step, got low {low}, step {step}")
+    if step is not None and abs(round((high - low) / step) * step - (high - low)) > 1e-9 * max(1.0, abs(high - low)):
+        raise ConfigError(f"{where}: high - low = {high - low:g} must be a multiple of step {step}")
+    for end in ("low", "high"):
+        _check_value(base, path, getattr(dimension, end), f"{where} ({end})")
+    if _accepts(base, path, low + 0.5):
+        return dimension.replace(low=float(low), high=float(high), step=None if step is None else float(step))
+    if not isinstance(step, (int, type(None))):
+        raise ConfigError(f"{where}: {path} takes integers, so step must be one, got {step!r}")
+    return dimension
+
+
+def _check_choice(base: RunConfig, path: str, value: Any, where: str) -> None:
+    if not (value is None or isinstance(value, (bool, int, float, str))):
+        raise ConfigError(f"{where}: a searched value must be null, a boolean, a number or a string, got {value!r}")
+    _check_value(base, path, value, where)
+
+
+def _check_value(base: RunConfig, path: str, value: Any, where: str) -> None:
+    """``value`` for ``path`` passes the schema of its section (``base`` with it set), else a ConfigError."""
+    try:
+        base.with_values({path: value})
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _accepts(base: RunConfig, path: str, value: Any) -> bool:
+    try:
+        base.with_values({path: value})
+    except ConfigError:
+        return False
+    return True
+
+
+def _family_section(value: Any, where: str) -> dict[str, Any]:
+    """The section as a run records it (:class:`~graphmeta.families.FamilySection`: a card and its
+    overrides, a table, or ``module:Class`` and its arguments), checked against the family's constructor."""
+    from ..families import FamilySection
+
+    family = FamilySection.read(value, where)
+    family.check(where)
+    return family.section  # as written (a YAML list stays a list): the family converts when it is built
 
 
 def _model_section(value: Any, where: str) -> dict[str, Any]:

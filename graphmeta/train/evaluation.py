@@ -16,27 +16,51 @@ Methods: ``no_adaptation`` (the meta-learned initialisation, zero inner steps), 
 (the inner loop, and message passing when on), ``from_scratch`` (fresh learners trained on the
 support set alone) and ``no_message_passing`` (the ablation: the same configuration
 meta-trained with message passing off).
+
+A family that can hand over its training rows, a table (``family.pooled_rows()``,
+:class:`~graphmeta.families.DataFrameFamily`), gets two more baselines, each with its settings
+chosen on the validation tasks (never on the tasks it is scored on): ``pooled``, one model of
+fresh learners trained with Adam on every training row as if they were one task (minibatches of
+``POOLED_BATCH_ROWS`` rows; the rate, and the steps by early stopping, chosen by the validation
+tasks' query loss without adaptation), then used on every task as it is; and
+``from_scratch_tuned``, fresh learners trained on each task's support set alone, as
+``from_scratch``, at the rate and step count (from ``SCRATCH_RATES`` x ``SCRATCH_STEPS``) with the
+lowest validation query loss.
+
+In a data-parallel run the tasks are split over the processes and the per-task results gathered
+in task order (:mod:`.distributed`), so every process gets the report one process would.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..adapted_graph import AdaptedGraph
-from ..data import TaskBatch
+from ..data import Split, TaskBatch
 from ..model import GraphMetaLearner
+from .distributed import SINGLE_PROCESS, DataParallelGroup
 
 METHODS = {
     "no_adaptation": "no adaptation",
     "adapted": "after adaptation",
     "from_scratch": "trained from scratch",
     "no_message_passing": "ablation: no message passing",
+    "from_scratch_tuned": "trained from scratch, tuned",
+    "pooled": "pooled model, no adaptation",
 }
+#: What the table baselines choose from on the validation tasks (see the module docstring).
+SCRATCH_RATES = (0.001, 0.01, 0.1)
+SCRATCH_STEPS = (10, 30, 100, 300)
+POOLED_RATES = (0.001, 0.01)
+POOLED_BATCH_ROWS = 256
+POOLED_CHECK_EVERY = 100
+POOLED_MAX_STEPS = 3000
+POOLED_PATIENCE = 3
 
 
 @dataclass(frozen=True)
@@ -107,6 +131,8 @@ class EvaluationReport:
     adapt_steps: int
     nodes: list[str]
     methods: dict[str, MethodResult]
+    #: How the tuned baselines were set, ``{method: "100 steps at rate 0.01"}``.
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def num_tasks(self) -> int:
@@ -133,9 +159,12 @@ class EvaluationReport:
         return {node: Estimate.over_tasks(gain[:, n]).mean for n, node in enumerate(self.nodes)}
 
     def label(self, method: str) -> str:
-        """The row label of ``method`` in :meth:`table`; the adapted model's names its steps."""
+        """The row label of ``method`` in :meth:`table`; the adapted model's names its steps, a tuned
+        baseline its settings."""
         if method == "adapted":
             return f"{METHODS[method]} ({_count(self.adapt_steps, 'step')})"
+        if method in self.settings:
+            return f"{METHODS[method]} ({self.settings[method]})"
         return METHODS[method]
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,6 +176,8 @@ class EvaluationReport:
                 if not result.accuracy[:, n].isnan().all():
                     per_node[node]["accuracy"] = result.node_accuracy(n).to_dict()
             methods[key] = {"label": METHODS[key], "loss": result.total_loss().to_dict(), "per_node": per_node}
+            if key in self.settings:
+                methods[key]["settings"] = self.settings[key]
             if key != "adapted":
                 methods[key]["loss_minus_adapted"] = self.paired_difference(key).to_dict()
             if self.has_accuracy:
@@ -175,22 +206,89 @@ class EvaluationReport:
 
 def evaluate_methods(model: GraphMetaLearner, tasks: TaskBatch, adapt_steps: int, scratch_steps: int,
                      scratch_lr: float, tasks_per_batch: int, seed: int, name: str, split: str,
-                     ablation: GraphMetaLearner | None = None) -> EvaluationReport:
+                     ablation: GraphMetaLearner | None = None,
+                     group: DataParallelGroup = SINGLE_PROCESS, pooled_rows: Split | None = None,
+                     validation: TaskBatch | None = None) -> EvaluationReport:
     """Evaluate ``model`` (and the ``ablation`` model, if given) and the from-scratch baseline on
-    ``tasks``, both models in eval mode; ``name`` and ``split`` label the report."""
+    ``tasks``, both models in eval mode; ``name`` and ``split`` label the report. Each process of
+    ``group`` evaluates its share of the tasks. With a table's training rows (``pooled_rows``) and
+    ``validation`` tasks, also the tuned from-scratch and the pooled baselines (module docstring)."""
     for evaluated in (model, ablation):
         if evaluated is not None:
             evaluated.eval()
+    share = group.take(tasks)
     methods = {
-        "no_adaptation": query_results(model, tasks, tasks_per_batch, lambda chunk: model.adapt(chunk, steps=0)),
-        "adapted": query_results(model, tasks, tasks_per_batch, lambda chunk: model.adapt(chunk, steps=adapt_steps)),
-        "from_scratch": query_results(model, tasks, tasks_per_batch, lambda chunk: model.fit_from_scratch(
+        "no_adaptation": query_results(model, share, tasks_per_batch, lambda chunk: model.adapt(chunk, steps=0)),
+        "adapted": query_results(model, share, tasks_per_batch, lambda chunk: model.adapt(chunk, steps=adapt_steps)),
+        "from_scratch": query_results(model, share, tasks_per_batch, lambda chunk: model.fit_from_scratch(
             chunk, steps=scratch_steps, lr=scratch_lr, seed=seed)),
     }
+    settings = {}
+    if pooled_rows is not None and validation is not None:
+        steps, rate = choose_scratch_settings(model, validation, seed)
+        methods["from_scratch_tuned"] = query_results(model, share, tasks_per_batch, lambda chunk: fit_fresh(
+            model, chunk, steps, rate, seed))
+        pooled, pooled_steps, pooled_rate = fit_pooled(model, pooled_rows, validation, seed)
+        methods["pooled"] = query_results(model, share, tasks_per_batch,
+                                          lambda chunk: for_tasks(pooled, chunk.num_tasks))
+        settings = {"from_scratch_tuned": f"{_count(steps, 'step')} at rate {rate:g}, chosen on validation tasks",
+                    "pooled": f"{_count(pooled_steps, 'step')} at rate {pooled_rate:g} on every training row"}
     if ablation is not None:
-        methods["no_message_passing"] = query_results(ablation, tasks, tasks_per_batch,
+        methods["no_message_passing"] = query_results(ablation, share, tasks_per_batch,
                                                       lambda chunk: ablation.adapt(chunk, steps=adapt_steps))
-    return EvaluationReport(name, split, tasks.shots, adapt_steps, list(model.graph.names), methods)
+    methods = {key: MethodResult(group.gather_tasks(result.loss, tasks.num_tasks),
+                                 group.gather_tasks(result.accuracy, tasks.num_tasks))
+               for key, result in methods.items()}
+    return EvaluationReport(name, split, tasks.shots, adapt_steps, list(model.graph.names), methods, settings)
+
+
+def choose_scratch_settings(model: GraphMetaLearner, validation: TaskBatch, seed: int) -> tuple[int, float]:
+    """``(steps, rate)`` of fresh learners trained on each task's support set alone
+    (:meth:`~graphmeta.GraphMetaLearner.fits_from_scratch`), among ``SCRATCH_STEPS`` x ``SCRATCH_RATES``, with the lowest query loss
+    on the ``validation`` tasks (one training run per rate, scored at each step count)."""
+    scores = {}
+    for rate in SCRATCH_RATES:
+        for steps, fitted in model.fits_from_scratch(validation.support, rate, SCRATCH_STEPS, seed):
+            scores[steps, rate] = _query_loss(model, validation, fitted)
+    return min(scores, key=scores.__getitem__)
+
+
+def fit_fresh(model: GraphMetaLearner, support: TaskBatch, steps: int, rate: float, seed: int) -> AdaptedGraph:
+    """Fresh learners trained on the support sets of ``support`` alone for ``steps`` Adam steps at ``rate``."""
+    return model.fit_from_scratch(support.support, steps, rate, seed)
+
+
+def fit_pooled(model: GraphMetaLearner, rows: Split, validation: TaskBatch, seed: int) -> tuple[AdaptedGraph, int, float]:
+    """The pooled baseline: fresh learners of ``model``'s graph trained with Adam on ``rows`` (one
+    task holding every training row), each step on ``POOLED_BATCH_ROWS`` of them, at each of
+    ``POOLED_RATES``; scored every ``POOLED_CHECK_EVERY`` steps by the ``validation`` tasks' query
+    loss without adaptation, until ``POOLED_PATIENCE`` scores in a row bring no new best or
+    ``POOLED_MAX_STEPS``. Returns the best (one-task weights, steps, rate)."""
+    best: tuple[float, AdaptedGraph | None, int, float] = (math.inf, None, 0, 0.0)
+    for rate in POOLED_RATES:
+        stale = 0
+        checkpoints = range(POOLED_CHECK_EVERY, POOLED_MAX_STEPS + 1, POOLED_CHECK_EVERY)
+        for steps, pooled in model.fits_from_scratch(rows, rate, checkpoints, seed, POOLED_BATCH_ROWS):
+            loss = _query_loss(model, validation, for_tasks(pooled, validation.num_tasks))
+            if loss < best[0] or best[1] is None:
+                best, stale = (loss, pooled, steps, rate), 0
+            else:
+                stale += 1
+                if stale >= POOLED_PATIENCE:
+                    break
+    return best[1], best[2], best[3]
+
+
+def for_tasks(adapted: AdaptedGraph, num_tasks: int) -> AdaptedGraph:
+    """One task's weights shared by ``num_tasks`` tasks (a view, no copy)."""
+    return AdaptedGraph(adapted.graph, adapted.banks, [{name: w.expand(num_tasks, *w.shape[1:])
+                                                         for name, w in weights.items()} for weights in adapted.fast])
+
+
+def _query_loss(model: GraphMetaLearner, tasks: TaskBatch, adapted: AdaptedGraph) -> float:
+    """The mean query loss of ``adapted`` on ``tasks`` (infinite when undefined, so never the best)."""
+    loss = query_results(model, tasks, tasks.num_tasks, lambda chunk: adapted).total_loss().mean
+    return loss if math.isfinite(loss) else math.inf
 
 
 def query_results(model: GraphMetaLearner, tasks: TaskBatch, tasks_per_batch: int,

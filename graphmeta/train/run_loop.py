@@ -44,6 +44,15 @@ run-config sections beyond ``train``) and ``extra_checkpoint_keys``; the methods
 :meth:`~RunLoop.total_units` and :meth:`~RunLoop.run_unit`; and where they apply
 :meth:`~RunLoop.validate`, :meth:`~RunLoop.extra_state` / :meth:`~RunLoop.load_extra_state`,
 :meth:`~RunLoop.summary_fields` and ``log_every``.
+
+**Several processes** (torchrun, :mod:`.distributed`). ``parallel`` is this process's
+:class:`~.distributed.DataParallelGroup` (one process without torchrun's environment). Only the
+writer, rank 0, opens or resumes the run directory, validates, logs, writes checkpoints (the
+:class:`~.distributed.RankZeroCheckpoints` hook skips them elsewhere), the summary and
+evaluations, and shows the progress bar; every other process takes the writer's start state,
+validation records and summary from it (``parallel.from_writer``), trains on its share of each
+meta-batch through the model's DDP replica, and stops after the same unit as the others
+(``parallel.agree_on_stop``, after the hooks of each unit and validation).
 """
 
 from __future__ import annotations
@@ -64,6 +73,7 @@ from .checkpoint import (load_checkpoint, require_finite_parameters, restore_mod
 from .config import (EvaluateConfig, OnlineConfig, RunConfig, TrainConfig, family_spec, load_family_and_model,
                      load_run_config)
 from .device import resolve_device, thread_count
+from .distributed import RankZeroCheckpoints, Replica, join_data_parallel_group, note_world_size_change
 from .evaluation import EvaluationReport, evaluate_methods
 from .hooks import CheckpointEvent, StepEvent, ValidationEvent, call_hooks, check_hook
 from .outer_step import MetaUpdate, meta_update
@@ -71,9 +81,9 @@ from .run_dir import RunDirectory, as_written
 from .sampler import EpisodeSampler, Family
 from .schedules import build_scheduler, restore_scheduler
 
-#: Run-config keys that say where a run lives and whether a progress bar shows, not what it
-#: computes: a resumed run may differ in them without ``allow_changes``.
-FREE_KEYS = ("train.run_dir", "train.name", "train.progress")
+#: Run-config keys that say where a run lives, how its processes talk and whether a progress bar
+#: shows, not what it computes: a resumed run may differ in them without ``allow_changes``.
+FREE_KEYS = ("train.run_dir", "train.name", "train.progress", "train.backend")
 #: The checked run-config sections, completed with their defaults before two configs are compared.
 CHECKED_SECTIONS = {"train": TrainConfig, "evaluate": EvaluateConfig, "online": OnlineConfig}
 CHECKPOINT_KEYS = ("step", "model", "model_config", "optimizer", "scheduler", "sampler", "rng", "loop")
@@ -123,7 +133,8 @@ class RunLoop:
     ``hooks`` are added with :meth:`add_hook`. After construction, ``run`` is the
     :class:`RunDirectory` (``train.run_dir / train.name``, by default ``<graph>-<kind>-<timestamp>``),
     ``optimizer`` Adam at ``outer_lr`` on every parameter, ``scheduler`` the rate schedule over
-    ``total_updates`` meta-updates, and ``sampler`` the task stream (meta-batches of
+    ``total_updates`` meta-updates (the learned inner rates in their own group at ``rate_lr``,
+    :func:`outer_parameter_groups`), and ``sampler`` the task stream (meta-batches of
     ``stream_batch_size`` tasks) and the source of the fixed validation and evaluation tasks.
     """
 
@@ -137,21 +148,28 @@ class RunLoop:
     def __init__(self, model: GraphMetaLearner, family: Family, config: TrainConfig, stream_batch_size: int,
                  total_updates: int, hooks: Iterable[Any] = ()) -> None:
         model.check_graph(family.graph)
-        if config.device is not None:
-            model.to(resolve_device(config.device))
+        self.parallel = join_data_parallel_group(config.backend, config.device)
+        device = self.parallel.process_device(config.device)
+        if device is not None:
+            model.to(resolve_device(device))
         self.config = config
         self.model = model
         self.family = family
         self.family_spec = family_spec(family)
         self.evaluate_config = EvaluateConfig()
-        name = config.name or "-".join(filter(None, [family.graph.name or "run", self.kind, strftime("%Y%m%d-%H%M%S")]))
+        name = config.name or self.parallel.from_writer(lambda: "-".join(filter(None, [
+            family.graph.name or "run", self.kind, strftime("%Y%m%d-%H%M%S")])))
         self.run = RunDirectory(Path(config.run_dir) / name)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.outer_lr)
+        self.optimizer = torch.optim.Adam(outer_parameter_groups(model, config), lr=config.outer_lr)
         self.scheduler = build_scheduler(self.optimizer, config.schedule, total_updates, config.warmup_steps,
                                          config.final_lr_ratio)
         self.total_updates = total_updates
-        self.sampler = EpisodeSampler(family, stream_batch_size, config.shots, config.query_shots, config.seed)
+        share = self.parallel.share(stream_batch_size) if self.parallel.world_size > 1 else None
+        self.sampler = EpisodeSampler(family, stream_batch_size, config.shots, config.query_shots, config.seed, share)
         self.hooks: list[Any] = []
+        if self.parallel.world_size > 1:
+            self.add_hook(RankZeroCheckpoints(self.parallel))
+        self._replica: Replica | None = None
         for hook in hooks:
             self.add_hook(hook)
         self.step = 0
@@ -168,6 +186,7 @@ class RunLoop:
         self._elapsed_before = 0.0
         self._fit_started: float | None = None
         self._checkpointed_step: int | None = None
+        self._trained_world_size = self.parallel.world_size  # of the checkpoint resumed from
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(run={str(self.run.path)!r}, {self.unit}={self.step}/{self.total_units()}, "
@@ -265,10 +284,13 @@ class RunLoop:
 
     def _fit(self, resume: bool, allow_changes: bool) -> dict[str, Any]:
         self.stop_reason = None
+        self.parallel.check_training(self.config.mode, self.config.meta_batch_size)
         self._start(resume, allow_changes)
+        if self._replica is None:
+            self._replica = self.parallel.replicate(self.model)
         total = self.total_units()
         bar = tqdm(total=total, initial=self.step, desc=self.run.path.name, unit=self.unit,
-                   disable=not self.config.progress, dynamic_ncols=True)
+                   disable=not (self.config.progress and self.parallel.is_writer), dynamic_ncols=True)
         self._fit_started = perf_counter()
         try:
             if self.validates and self._checkpointed_step is None:  # a new run's start is a candidate too
@@ -300,9 +322,11 @@ class RunLoop:
         step of the schedule. A non-finite loss or gradient takes no step: with
         ``on_nonfinite: stop`` that is a TrainingError (nothing is checkpointed from it), with
         ``skip`` it is counted and ``None`` returned. The algorithm learns how far training has
-        come first (MAML++ anneals its multi-step loss by it)."""
+        come first (MAML++ anneals its multi-step loss by it); its learned inner rates are clamped
+        into ``[train.min_rate, train.max_rate]`` after."""
         self.model.algorithm.set_progress(self.updates / max(self.total_updates, 1))
-        update = meta_update(self.model, self.optimizer, batch, self.config.grad_clip, metrics)
+        update = meta_update(self.model, self.optimizer, batch, self.config.grad_clip, metrics, self._replica)
+        self.model.algorithm.clamp_rates_(self.config.min_rate, self.config.max_rate)
         if update.nonfinite is not None:
             self._nonfinite(update.nonfinite)
         self.scheduler.step()
@@ -313,6 +337,15 @@ class RunLoop:
         if allow_changes and not resume:
             raise ConfigError("allow_changes accepts a changed config when a run is resumed: pass resume=True too "
                               "(graphmeta train --resume --allow-changes)")
+        self.parallel.from_writer(lambda: self._open_run(resume, allow_changes))
+        if self.parallel.world_size > 1:  # every process goes on from the writer's state
+            state, checkpointed = self.parallel.from_writer(lambda: (self.state_dict(), self._checkpointed_step))
+            if not self.parallel.is_writer:
+                self.load_state_dict(state, source="the state of rank 0")
+                self._checkpointed_step = checkpointed
+
+    def _open_run(self, resume: bool, allow_changes: bool) -> None:
+        """The writer's part of the start: a new run directory, or the run resumed from ``last.pt``."""
         config = self.run_config()
         if not self.run.last.exists():
             seed_everything(self.config.seed)
@@ -331,6 +364,8 @@ class RunLoop:
                               "allow_changes=True (graphmeta train --resume --allow-changes); the run records them")
         self.load(self.run.last)
         self._checkpointed_step = self.step
+        if self._trained_world_size != self.parallel.world_size:
+            note_world_size_change(self.run, self.step, self.unit, self._trained_world_size, self.parallel.world_size)
         self.run.truncate_metrics(self.step)
         if changes:
             self.run.write_config(config)
@@ -347,9 +382,10 @@ class RunLoop:
         for hook, result in call_hooks(self.hooks, method, event):
             if result is True:
                 self.request_stop(f"{method} of {hook!r} returned True at {self.unit} {self.step}")
+        self.stop_reason = self.parallel.agree_on_stop(self.stop_reason)
 
     def _validate(self, bar: tqdm) -> None:
-        record = self.validate()
+        record = self.parallel.from_writer(self.validate)
         loss = record["loss"]
         improved = loss < self.best_loss
         if improved:
@@ -360,7 +396,8 @@ class RunLoop:
             patience = self.config.early_stopping_patience
             self.early_stopped = patience is not None and self.stale_validations >= patience
         record = {"step": self.step, "split": "val", **record, "best": improved}
-        self.run.log(record)
+        if self.parallel.is_writer:
+            self.run.log(record)
         self._postfix.update(val=f"{loss:.4g}", best_val=f"{self.best_loss:.4g}")
         bar.set_postfix(self._postfix, refresh=False)
         self._ask_hooks("after_validation", ValidationEvent(self.step, loss, self.best_loss, self.best_step,
@@ -369,7 +406,8 @@ class RunLoop:
     def _log(self, bar: tqdm) -> None:
         record = {"step": self.step, "split": self.split, **self._window.take(), **self._details,
                   "lr": self.scheduler.get_last_lr()[0], "elapsed_s": round(self.elapsed_s, 3)}
-        self.run.log(record)
+        if self.parallel.is_writer:
+            self.run.log(record)
         if "loss" in record:
             self._postfix["loss"] = f"{record['loss']:.4g}"
             bar.set_postfix(self._postfix, refresh=False)
@@ -392,14 +430,24 @@ class RunLoop:
         message = (f"non-finite {what} at {self.unit} {self.step + 1} (meta-update {self.updates + 1}) of run "
                    f"{self.run.path}; no checkpoint was written from it. Lower train.outer_lr, set train.grad_clip, "
                    "or set train.on_nonfinite: skip to skip such updates")
-        self.run.update_summary("training", {"status": "failed", "error": message, "step": self.step})
+        if self.parallel.is_writer:
+            self.run.update_summary("training", {"status": "failed", "error": message, "step": self.step})
         raise TrainingError(message)
 
     def _finish(self) -> dict[str, Any]:
+        summary, best = self.parallel.from_writer(self._write_summary)
+        if best is not None:
+            self.model.load_state_dict(best)
+        return summary
+
+    def _write_summary(self) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+        """The training summary, written to ``summary.json``, and the weights of ``best.pt`` for a
+        learner that validates (``None``: none)."""
         status = "stopped" if self.stop_reason else "early stopped" if self.early_stopped else "completed"
         summary: dict[str, Any] = {"status": status, **({"stop_reason": self.stop_reason} if self.stop_reason else {}),
                                    **self.summary_fields(), "updates": self.updates,
-                                   "skipped_updates": self.skipped_updates, "wall_time_s": round(self.elapsed_s, 2)}
+                                   "skipped_updates": self.skipped_updates, "wall_time_s": round(self.elapsed_s, 2),
+                                   "world_size": self.parallel.world_size}
         checkpoints = {"last": str(self.run.last)}
         if self.validates:
             summary.update(best_step=self.best_step, best_val_loss=self.best_loss)
@@ -407,8 +455,8 @@ class RunLoop:
         summary["checkpoints"] = checkpoints
         self.run.update_summary("training", summary)
         if self.validates and self.run.best.is_file():
-            self.model.load_state_dict(load_checkpoint(self.run.best, required=("model",))["model"])
-        return summary
+            return summary, load_checkpoint(self.run.best, required=("model",))["model"]
+        return summary, None
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(self, **config: Any) -> EvaluationReport:
@@ -426,12 +474,22 @@ class RunLoop:
     def _evaluate(self, options: EvaluateConfig) -> EvaluationReport:
         ablation = self.train_ablation() if options.ablation and self.model.config["message_passing"] else None
         steps = self.model.config["inner_steps"] if options.adapt_steps is None else options.adapt_steps
-        report = evaluate_methods(self.model, self.sampler.fixed(options.split, options.num_tasks), steps,
+        tasks = self.sampler.fixed(options.split, options.num_tasks, options.shots)
+        report = evaluate_methods(self.model, tasks, steps,
                                   options.scratch_steps, options.scratch_lr, options.tasks_per_batch, self.config.seed,
-                                  self.run.path.name, options.split, ablation)
-        self.run.write_json(self.run.evaluation(report.split, report.adapt_steps), report.to_dict())
-        self.run.update_summary("evaluation", report.to_dict())
+                                  self.run.path.name, options.split, ablation, self.parallel, **self._table_data())
+        if self.parallel.is_writer:
+            self.run.write_json(self.run.evaluation(report.split, report.adapt_steps), report.to_dict())
+            self.run.update_summary("evaluation", report.to_dict())
         return report
+
+    def _table_data(self) -> dict[str, Any]:
+        """The training rows and validation tasks of a family that holds a table (``pooled_rows``),
+        for the pooled and tuned baselines of :func:`~.evaluation.evaluate_methods`; else nothing."""
+        if not hasattr(self.family, "pooled_rows"):
+            return {}
+        return {"pooled_rows": self.family.pooled_rows("train"),
+                "validation": self.sampler.fixed("val", self.config.val_tasks)}
 
     def train_ablation(self) -> GraphMetaLearner:
         """The ablation of this run: the same configuration with message passing off, seeded alike
@@ -460,7 +518,7 @@ class RunLoop:
             "loop": {"updates": self.updates, "skipped_updates": self.skipped_updates, "best_step": self.best_step,
                      "best_loss": self.best_loss, "stale_validations": self.stale_validations,
                      "early_stopped": self.early_stopped, "window": self._window.state_dict(),
-                     "elapsed_s": self.elapsed_s},
+                     "elapsed_s": self.elapsed_s, "world_size": self.parallel.world_size},
             "train_config": self.config.to_dict(),
             **self.extra_state(),
         }
@@ -480,6 +538,7 @@ class RunLoop:
         self.early_stopped = bool(loop["early_stopped"])
         self._window.load_state_dict(loop["window"])
         self._elapsed_before = float(loop["elapsed_s"])
+        self._trained_world_size = int(loop.get("world_size", 1))
 
     def save(self, path: str | Path | None = None) -> Path:
         """Write the full state to ``path`` (default ``checkpoints/last.pt``) atomically; a
@@ -493,6 +552,17 @@ class RunLoop:
         required = (*CHECKPOINT_KEYS, *self.extra_checkpoint_keys)
         self.load_state_dict(load_checkpoint(path, required=required), source=f"checkpoint {path}")
         return self
+
+
+def outer_parameter_groups(model: GraphMetaLearner, config: TrainConfig) -> list[dict[str, Any]]:
+    """The outer optimizer's parameter groups: every parameter at ``outer_lr``, but the algorithm's
+    learned inner rates, in a group of their own at ``rate_lr`` (default ``outer_lr * inner_lr``)."""
+    rates = model.algorithm.learned_rates()
+    if not rates:
+        return [{"params": list(model.parameters())}]
+    learned = {id(rate) for rate in rates}
+    rate_lr = config.outer_lr * model.config["inner_lr"] if config.rate_lr is None else config.rate_lr
+    return [{"params": [p for p in model.parameters() if id(p) not in learned]}, {"params": rates, "lr": rate_lr}]
 
 
 def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:

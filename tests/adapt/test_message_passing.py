@@ -5,6 +5,7 @@ import torch
 import graphmeta as gm
 from graphmeta.adapt.message_passing import ParameterMessagePassing
 from graphmeta.learners.bank_set import BankSet
+from graphmeta.testing.reference import reference_adapted_weights, unpadded_slices
 from tests.test_model import mixed_graph, task_data
 
 
@@ -29,17 +30,28 @@ def test_closed_gate_equals_message_passing_off():
     assert all(g.grad is not None and g.grad.abs().sum() > 0 for g in on.message_passing.gates)
 
 
-def test_open_gate_changes_adapted_weights():
+def test_open_gate_corrects_the_adapted_heads_as_the_reference_does():
+    """Half-open gates: each node's head moves by the messages of its parents, its children and the
+    whole graph, exactly as the reference's dense formula says; the other weights stay where the
+    inner loop left them."""
     graph = mixed_graph()
     torch.manual_seed(0)
     model = gm.GraphMetaLearner(graph, message_passing=True).double()
-    batch = batch_of(graph)
-    before = model.adapt(batch).evaluate(batch)["loss"]
+    support = task_data(graph, 3, 4, 1)
+    batch = gm.TaskBatch.from_tensors(graph, support, support)
+    plain = model.adapt(batch).fast
     with torch.no_grad():
         for gate in model.message_passing.gates:
             gate.fill_(0.5)
-    after = model.adapt(batch).evaluate(batch)["loss"]
-    assert not torch.allclose(before, after)
+    corrected = model.adapt(batch).fast
+    for (t, name), weights in reference_adapted_weights(model, support).items():
+        b, row, slices = unpadded_slices(model, name)
+        for key, expected in weights.items():
+            torch.testing.assert_close(corrected[b][key][t, row][slices[key]], expected, rtol=1e-6, atol=1e-9)
+            if key.startswith("head_"):
+                assert (corrected[b][key][t, row] - plain[b][key][t, row]).abs().min() > 0, (name, key)
+            else:
+                assert torch.equal(corrected[b][key][t, row], plain[b][key][t, row]), (name, key)
 
 
 def test_gradcheck_through_message_passing():

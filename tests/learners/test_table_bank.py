@@ -22,7 +22,7 @@ def table_graph() -> gm.TaskGraph:
 
 def build(algorithm: str, message_passing: bool) -> gm.GraphMetaLearner:
     torch.manual_seed(0)
-    model = gm.GraphMetaLearner(table_graph(), algorithm=algorithm, inner_steps=2, inner_lr=0.3,
+    model = gm.GraphMetaLearner(table_graph(), algorithm=algorithm, inner_steps=2, inner_lr=0.25,
                                 message_passing=message_passing).double()
     with torch.no_grad():
         for bank in model.banks:

@@ -3,7 +3,9 @@ and the meta-loss:
 
 * **learned per-layer, per-step rates** (LSLR): weight ``w`` of node ``n`` takes step ``s`` with
   its own learned rate, :math:`\phi^w_{s+1} = \phi^w_s - \alpha^w_{s,n} \nabla_{\phi^w} L_{support}(\phi_s)`
-  (every rate starts at ``inner_lr``; steps beyond ``inner_steps`` reuse the last);
+  (every rate starts at ``inner_lr``; adapting with ``K`` steps, more than the ``S =
+  inner_steps`` trained ones, takes the last rate times ``S / K`` past step ``S``,
+  :func:`~.base.trained_step`);
 * **multi-step loss** (MSL): the meta-loss weighs the query loss after every step,
   :math:`\sum_{s=1}^{S} v_s L_{query}(\phi_s)`, with importances :math:`v` annealed from uniform
   to the last step over the first ``ANNEAL_FRACTION`` of training (the authors' schedule:
@@ -26,7 +28,7 @@ from torch import nn
 
 from ...learners.bank import Weights
 from ...learners.bank_set import BankSet
-from .base import Adaptation, Algorithm, InnerLoopSettings
+from .base import Adaptation, Algorithm, InnerLoopSettings, share_of, trained_step
 
 #: Fraction of meta-training over which the multi-step importances anneal to the last step.
 ANNEAL_FRACTION = 0.15
@@ -53,10 +55,14 @@ class MAMLPlusPlus(Algorithm):
                               for name, theta in bank.theta.items()})
             for bank in banks)
 
-    def rate(self, index: int, name: str, step: int) -> torch.Tensor:
-        """``[N_b, 1, ...]``: each node's rate of weight ``name`` at ``step``."""
+    def rate(self, index: int, name: str, step: int, steps: int) -> torch.Tensor:
+        """``[N_b, 1, ...]``: each node's rate of weight ``name`` at ``step`` of ``steps``."""
         rates = self.rates[index][name]
-        return rates[min(step, len(rates) - 1)]
+        trained, share = trained_step(step, steps, len(rates))
+        return share_of(rates[trained], share)
+
+    def learned_rates(self) -> list[nn.Parameter]:
+        return list(self.rates.parameters())
 
     def set_progress(self, fraction: float) -> None:
         self.progress.fill_(min(max(float(fraction), 0.0), 1.0))

@@ -1,0 +1,157 @@
+"""Stable learned inner rates: the rate schedule past the trained steps, the clamp into
+``[min_rate, max_rate]`` and the outer optimizer's own group for the rates."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import graphmeta as gm
+from graphmeta.adapt.algorithms.base import trained_step
+from graphmeta.train.config import TrainConfig
+from graphmeta.train.run_loop import outer_parameter_groups
+
+LEARNED = {"metasgd": {}, "mamlpp": {}, "maml": {"learn_inner_lr": True}}
+
+
+def line_graph() -> gm.TaskGraph:
+    """One linear regression node: its support loss is a quadratic of curvature 2 in each weight."""
+    return gm.TaskGraph("line").add_subtask("y", in_dim=1, learner=gm.MLP(hidden=()))
+
+
+def line_tasks(num_tasks: int = 3, shots: int = 8) -> gm.TaskBatch:
+    """``x = +-1`` (so the slope and the intercept decouple) and ``y = a x + b``."""
+    x = torch.tensor([1.0, -1.0]).repeat(shots // 2)[None, :, None].expand(num_tasks, shots, 1)
+    slope, intercept = torch.linspace(-2, 2, num_tasks)[:, None, None], torch.linspace(1, -1, num_tasks)[:, None, None]
+    data = {"y": (x, slope * x + intercept)}
+    return gm.TaskBatch.from_tensors(line_graph(), data, data)
+
+
+@pytest.mark.parametrize("trained, steps", [(1, 1), (5, 5), (5, 3), (1, 10), (5, 20), (3, 7), (2, 3)])
+def test_past_the_trained_steps_the_last_rate_shrinks_by_trained_over_steps(trained, steps):
+    schedule = [trained_step(k, steps, trained) for k in range(steps)]
+    assert schedule[:trained] == [(k, 1.0) for k in range(min(trained, steps))]  # the trained steps, as trained
+    assert schedule[trained:] == [(trained - 1, trained / steps)] * max(steps - trained, 0)
+    extra = sum(share for _, share in schedule[trained:])
+    assert extra < trained  # together the extra steps move less than S times the last trained step
+
+
+@pytest.mark.parametrize("algorithm", list(LEARNED))
+def test_a_trained_step_applies_the_parameters_value(algorithm):
+    model = gm.GraphMetaLearner(line_graph(), algorithm, inner_steps=2, inner_lr=0.1, message_passing=False,
+                                **LEARNED[algorithm])
+    with torch.no_grad():
+        for rates in model.algorithm.learned_rates():
+            rates.uniform_(0.05, 0.5)
+    for name in model.banks[0].theta:
+        for step in range(2):
+            expected = {"metasgd": lambda: model.algorithm.rates[0][name],
+                        "mamlpp": lambda: model.algorithm.rates[0][name][step],
+                        "maml": lambda: model.algorithm.inner_lrs[step]}[algorithm]()
+            rate = model.algorithm.rate(0, name, step, 2)
+            assert torch.equal(rate, expected) and rate.requires_grad
+
+
+def test_more_steps_than_trained_take_the_last_rate_shrunk():
+    model = gm.GraphMetaLearner(line_graph(), "mamlpp", inner_steps=2, inner_lr=0.1, message_passing=False)
+    with torch.no_grad():
+        model.algorithm.rates[0]["head_weight"].copy_(torch.tensor([0.3, 0.5]).view(2, 1, 1, 1))
+    rates = [float(model.algorithm.rate(0, "head_weight", k, 6).detach()) for k in range(6)]
+    assert rates == pytest.approx([0.3, 0.5, 0.5 / 3, 0.5 / 3, 0.5 / 3, 0.5 / 3])
+    metasgd = gm.GraphMetaLearner(line_graph(), "metasgd", inner_steps=2, inner_lr=0.1, message_passing=False)
+    assert float(metasgd.algorithm.rate(0, "head_bias", 4, 8).detach()) == pytest.approx(0.1 * 2 / 8)
+
+
+def test_a_fixed_rate_is_the_protocols_at_every_step():
+    model = gm.GraphMetaLearner(line_graph(), "maml", inner_steps=2, inner_lr=0.1, message_passing=False)
+    assert [model.algorithm.rate(0, "head_weight", k, 20) for k in (0, 5, 19)] == [pytest.approx(0.1)] * 3
+    assert model.algorithm.learned_rates() == []
+
+
+def test_one_overshooting_step_scales_the_error():
+    """The linear node's error after one step at ``alpha = 1.25`` is ``1 - 2 alpha = -1.5`` times the
+    error before (curvature 2), so its query loss (= support loss) is 2.25 times the loss before:
+    such a rate, reused for every step, diverges."""
+    model = gm.GraphMetaLearner(line_graph(), "metasgd", inner_steps=1, inner_lr=1.25, message_passing=False)
+    tasks = line_tasks()
+    before = model.adapt(tasks, steps=0).evaluate(tasks)["loss"]
+    after = model.adapt(tasks, steps=1).evaluate(tasks)["loss"]
+    torch.testing.assert_close(after, 2.25 * before, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("algorithm", list(LEARNED))
+def test_adapting_past_the_trained_steps_does_not_diverge(algorithm):
+    """The overshooting rate above, trained for one step: that step, then 29 at a 30th of the rate,
+    which contract the error by ``1 - 2.5 / 30`` each; the loss ends at ``2.25 (1 - 2.5 / 30)^58``
+    (0.014) of the loss before, where reusing the rate would multiply it by ``1.5^60``."""
+    model = gm.GraphMetaLearner(line_graph(), algorithm, inner_steps=1, inner_lr=1.25, message_passing=False,
+                                **LEARNED[algorithm])
+    tasks = line_tasks()
+    before = model.adapt(tasks, steps=0).evaluate(tasks)["loss"]
+    after = model.adapt(tasks, steps=30).evaluate(tasks)["loss"]
+    torch.testing.assert_close(after, 2.25 * (1 - 2.5 / 30) ** 58 * before, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("algorithm", list(LEARNED))
+def test_clamp_keeps_learned_rates_in_range(algorithm):
+    model = gm.GraphMetaLearner(line_graph(), algorithm, inner_steps=2, message_passing=False, **LEARNED[algorithm])
+    learned = model.algorithm.learned_rates()
+    values = torch.linspace(-1, 1, sum(rates.numel() for rates in learned)).split([r.numel() for r in learned])
+    with torch.no_grad():
+        for rates, value in zip(learned, values):
+            rates.copy_(value.view_as(rates))
+    model.algorithm.clamp_rates_(None, None)
+    assert min(float(r.detach().min()) for r in model.algorithm.learned_rates()) == -1.0
+    model.algorithm.clamp_rates_(0.0, 0.5)
+    flat = torch.cat([r.detach().flatten() for r in model.algorithm.learned_rates()])
+    assert float(flat.min()) == 0.0 and float(flat.max()) == 0.5
+
+
+def test_learned_rates_are_the_rate_parameters():
+    graph = line_graph()
+    for algorithm, options in LEARNED.items():
+        model = gm.GraphMetaLearner(graph, algorithm, message_passing=False, **options)
+        learned = {id(p) for p in model.algorithm.learned_rates()}
+        named = {name for name, p in model.named_parameters() if id(p) in learned}
+        assert len(named) == len(learned) > 0
+        assert all(name.startswith(("algorithm.rates.", "algorithm.inner_lrs")) for name in named)
+    for algorithm in ("maml", "fomaml", "anil", "reptile", "cavia"):
+        assert gm.GraphMetaLearner(graph, algorithm, message_passing=False).algorithm.learned_rates() == []
+
+
+def test_the_rates_have_their_own_outer_rate(tmp_path):
+    family = gm.load_family("arml-2d")
+    model = gm.GraphMetaLearner(family.graph, "metasgd", inner_steps=1, inner_lr=0.01, message_passing=False)
+    config = gm.Trainer(model, family, progress=False, run_dir=str(tmp_path)).config
+    groups = outer_parameter_groups(model, config)
+    assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(1e-3 * 0.01)
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.algorithm.learned_rates()}
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert outer_parameter_groups(model, config.replace(rate_lr=0.5))[1]["lr"] == 0.5
+    plain = gm.GraphMetaLearner(family.graph, "maml", message_passing=False)
+    assert len(outer_parameter_groups(plain, config)) == 1
+
+
+def test_the_trainer_clamps_after_every_outer_step(tmp_path):
+    """An outer rate far too large for the rates drives some below zero; the clamp brings them back."""
+    family = gm.load_family("arml-2d")
+    torch.manual_seed(0)
+    model = gm.GraphMetaLearner(family.graph, "metasgd", inner_steps=2, inner_lr=1e-3, message_passing=False)
+    trainer = gm.Trainer(model, family, steps=3, meta_batch_size=4, shots=5, query_shots=5, rate_lr=1.0,
+                         max_rate=0.01, progress=False, run_dir=str(tmp_path))
+    batch = family.sample(4, 5, 5, seed=0)
+    trainer.outer_step(batch, metrics=False)
+    flat = torch.cat([r.detach().flatten() for r in model.algorithm.learned_rates()])
+    assert float(flat.min()) == 0.0 and float(flat.max()) == pytest.approx(0.01)
+    unclamped = gm.Trainer(model, family, rate_lr=1.0, min_rate=None, progress=False, run_dir=str(tmp_path))
+    unclamped.outer_step(batch, metrics=False)
+    assert float(torch.cat([r.detach().flatten() for r in model.algorithm.learned_rates()]).min()) < 0
+
+
+def test_rate_bounds_are_checked():
+    with pytest.raises(gm.ConfigError, match=r"min_rate \(0.5\) is above train.max_rate \(0.1\)"):
+        TrainConfig.from_dict({"min_rate": 0.5, "max_rate": 0.1}, "train")
+    with pytest.raises(gm.ConfigError, match="train.rate_lr must be"):
+        TrainConfig.from_dict({"rate_lr": -1.0}, "train")
