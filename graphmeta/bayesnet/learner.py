@@ -209,6 +209,10 @@ class BayesNetMetaLearner:
     def _adapted_tables(self, codes: np.ndarray, what: str) -> np.ndarray:
         """Adapt to every support set of ``codes [T, R, N]`` at once, then read each variable's
         CPD off one batched prediction on the probe rows (one row per parent configuration)."""
+        if self.shots is None:
+            warnings.warn("this BayesNetMetaLearner has not been meta-fitted: its CPDs are the conjugate posterior "
+                          "under the untrained prior (prior_strength pseudo-counts per column, no message passing "
+                          "learned); call meta_fit(tasks) first, or load a fitted one", UserWarning, stacklevel=3)
         rows = (codes >= 0).any(-1).sum(-1)
         if (rows == 0).any():
             label = what if len(codes) == 1 else f"{what} {int(np.argmin(rows))}"

@@ -242,3 +242,10 @@ def test_structure_without_state_names_is_a_graph_error(tiny):
     learner = BayesNetMetaLearner(DiscreteBayesianNetwork(tiny.edges()),
                                   state_names={"A": ["lo", "hi"], "B": ["no", "yes"], "C": ["x", "y"]})
     assert learner.adapt(pd.DataFrame({"A": ["hi"], "B": ["no"], "C": ["y"]})).check_model()
+
+
+def test_adapt_before_meta_fit_says_so():
+    learner = BayesNetMetaLearner("asia")
+    rows = pd.DataFrame({name: [learner.structure.states[name][0]] for name in learner.structure.names})
+    with pytest.warns(UserWarning, match="has not been meta-fitted: its CPDs are the conjugate posterior"):
+        learner.adapt(rows)
