@@ -3,9 +3,9 @@ which tests catch each one by a value check, which only by a crash, and which su
 
 Every mutant in :data:`MUTANTS` replaces one line (an exact snippet that must occur once) of the
 package. The tool copies the tree to ``--workdir`` (never touching the source tree), checks that
-Python imports the copy's ``graphmeta``, runs the mutant's test directories once unmutated (they
-must pass), then for each mutant plants it, runs those tests with a JUnit report, and restores
-the file. A failing test *checks a value* when it fails on an assertion (``assert``,
+Python imports the copy's ``graphmeta``, runs the mutants' test directories once unmutated (a
+test that fails there already, e.g. under someone's change in progress, is left out), then for
+each mutant plants it, runs its tests with a JUnit report, and restores the file. A failing test *checks a value* when it fails on an assertion (``assert``,
 ``torch.testing.assert_close``, ``pytest.raises`` whose error did not come, a strict xfail that
 passed); any other exception is a *crash*. ``--full-for-survivors`` reruns the whole suite for
 each survivor, so "survived" means the whole suite passed.
@@ -74,13 +74,13 @@ MUTANTS = [
            "second_order = self.algorithm.second_order and self.training",
            "second_order = self.algorithm.second_order",
            "an evaluation-mode meta-loss keeps the second-order graph", ENGINE_TESTS),
-    Mutant("low-rank-step-ascends", "engine", "graphmeta/learners/bank.py",
+    Mutant("low-rank-step-ascends", "engine", "graphmeta/learners/low_rank.py",
            "return LowRankWeight(self.initial, OuterProducts.cat([self.update, gradient.scaled(rate)]))",
            "return LowRankWeight(self.initial, OuterProducts.cat([self.update, gradient.scaled(-rate)]))",
            "a low-rank inner step climbs the support loss", ENGINE_TESTS),
     Mutant("low-rank-whenever-possible", "engine", "graphmeta/adapt/inner_loop.py",
-           "return (weight.rank + grad.rank) * (d_in + d_out) <= d_in * d_out",
-           "return (weight.rank + grad.rank) * (d_in + d_out) >= d_in * d_out",
+           "return (weight.rank + grad.rank) * (d_in + d_out) <= 2 * d_in * d_out",
+           "return (weight.rank + grad.rank) * (d_in + d_out) >= 2 * d_in * d_out",
            "a step stays low-rank exactly where dense would be cheaper", ENGINE_TESTS,
            equivalent="the low-rank and the dense step compute the same weights; only time and memory differ"),
     # ---------------------------------------------------------------- learners
@@ -129,11 +129,11 @@ MUTANTS = [
            "from_parents = self.propagate(edge_index, x=self.down(hidden))",
            "from_parents = self.propagate(edge_index, x=self.up(hidden))",
            "parent -> child messages go through the child -> parent weights", ENGINE_TESTS),
-    Mutant("mp-update-size-not-per-entry", "message passing", "graphmeta/learners/bank.py",
+    Mutant("mp-update-size-not-per-entry", "message passing", "graphmeta/learners/low_rank.py",
            "return (adapted - initial).flatten(2).pow(2).mean(-1)",
            "return (adapted - initial).flatten(2).pow(2).sum(-1)",
            "the update sizes message passing reads are norms, not root-mean-squares", ENGINE_TESTS),
-    Mutant("mp-low-rank-size-over-bank", "message passing", "graphmeta/learners/bank.py",
+    Mutant("mp-low-rank-size-over-bank", "message passing", "graphmeta/learners/low_rank.py",
            "return difference.squared_norm() / initial.initial[0].numel()",
            "return difference.squared_norm() / initial.initial.numel()",
            "a low-rank update's size is averaged over the whole bank's entries, not one node's", ENGINE_TESTS),
@@ -148,8 +148,8 @@ MUTANTS = [
            "return share_of(self.inner_lrs[trained], share)", "return share_of(self.inner_lrs[0], share)",
            "learned per-step rates: every step uses the first", ENGINE_TESTS),
     Mutant("more-steps-reuse-the-last-rate", "algorithms", "graphmeta/adapt/algorithms/base.py",
-           "stretched = step * trained // steps", "stretched = min(step, trained - 1)",
-           "adapting with more steps than trained reuses the last rate at a shrunk share", ENGINE_TESTS),
+           "return trained - 1, trained / steps", "return trained - 1, 1.0",
+           "adapting with more steps than trained reuses the last learned rate at full size", ENGINE_TESTS),
     Mutant("fomaml-second-order", "algorithms", "graphmeta/adapt/algorithms/fomaml.py",
            "second_order = False", "second_order = True",
            "first-order MAML differentiates through the inner gradients", ENGINE_TESTS),
@@ -313,11 +313,13 @@ def main() -> None:
                         "seconds": round(time.perf_counter() - started, 1)})
         print(f"{mutant.name}: {outcome} ({len(failures or {})} failing tests, {results[-1]['seconds']} s)",
               flush=True)
-    before = {r["mutant"]: r["outcome"] for r in json.loads(args.before.read_text())} if args.before else {}
-    write_report(results, args.out, args.source, sorted(baseline), before)
+    earlier = json.loads(args.before.read_text()) if args.before else {"source": "", "results": []}
+    before = {r["mutant"]: r["outcome"] for r in earlier["results"]}
+    write_report(results, args.out, args.source, sorted(baseline), before, earlier["source"])
 
 
-def write_report(results: list[dict], path: Path, source: Path, left_out: list[str], before: dict[str, str]) -> None:
+def write_report(results: list[dict], path: Path, source: Path, left_out: list[str], before: dict[str, str],
+                 before_source: str = "") -> None:
     counts = {outcome: sum(r["outcome"] == outcome for r in results) for outcome in ("value", "crash", "survived")}
     lines = [
         "# Mutation score",
@@ -330,6 +332,8 @@ def write_report(results: list[dict], path: Path, source: Path, left_out: list[s
         f"**{counts['value']} caught by a value check, {counts['crash']} only by a crash, {counts['survived']} survived** "
         f"({sum(bool(r['mutant'].equivalent) for r in results)} of the mutants cannot change behaviour).",
         "",
+        *([f"*before*: the outcome of the same mutant in an earlier run (`{before_source}`), where it could be "
+           "planted; *not planted*: the line is not in that tree.", ""] if before else []),
         "| mutant | area | bug | outcome |" + (" before |" if before else "")
         + " value-checking tests that fail (of all failing) |",
         "| --- | --- | --- | --- |" + (" --- |" if before else "") + " --- |",
@@ -352,9 +356,9 @@ def write_report(results: list[dict], path: Path, source: Path, left_out: list[s
         lines += [f"- `{m.name}`: {m.equivalent}." for m in equivalent]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
-    path.with_suffix(".json").write_text(json.dumps(
-        [{"mutant": r["mutant"].name, "outcome": r["outcome"], "scope": r["scope"], "failures": r["failures"]}
-         for r in results], indent=1))
+    path.with_suffix(".json").write_text(json.dumps({"source": str(source), "results": [
+        {"mutant": r["mutant"].name, "outcome": r["outcome"], "scope": r["scope"], "failures": r["failures"]}
+        for r in results]}, indent=1))
     print(f"wrote {path}")
 
 

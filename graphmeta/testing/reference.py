@@ -37,12 +37,12 @@ the first step, that enters the first layer (``hidden0``, the MLP's head when it
 hidden layer, a GNN's ``conv0``) as ``b + c W_c``, with ``W_c = algorithm.projections.<bank>[node]``.
 Step ``k`` of ``K`` is ``phi <- phi - alpha_k * grad L_support(phi)``. A fixed rate is
 ``inner_lr`` (``model.config``) at every step. Learned rates are trained for ``S = max(inner_steps, 1)``
-steps; step ``k`` takes trained step ``s = k`` at its full rate when ``K <= S``, and otherwise
-``s = floor(k S / K)`` at the share ``1 / n_s``, ``n_s = #{k' < K : floor(k' S / K) = s}``:
+steps: step ``k < S`` takes trained step ``s = k`` at its full rate, and a step ``k >= S`` (when
+``K > S``) the last trained step ``s = S - 1`` at the share ``S / K``:
 
-* ``learn_inner_lr``: ``alpha_k = algorithm.inner_lrs[s] / n_s``;
-* Meta-SGD: ``alpha_k = algorithm.rates.<bank>.<weight>[node] / n_s``, one rate per entry;
-* MAML++: ``alpha_k = algorithm.rates.<bank>.<weight>[s, node] / n_s``, one per weight and step.
+* ``learn_inner_lr``: ``alpha_k = share * algorithm.inner_lrs[s]``;
+* Meta-SGD: ``alpha_k = share * algorithm.rates.<bank>.<weight>[node]``, one rate per entry;
+* MAML++: ``alpha_k = share * algorithm.rates.<bank>.<weight>[s, node]``, one per weight and step.
 
 The meta-gradient flows through the inner gradients (second order) for ``maml``, ``metasgd``,
 ``anil``, ``mamlpp`` and ``cavia`` in training mode; ``fomaml`` and ``reptile`` take them as
@@ -165,12 +165,11 @@ def mamlpp_importances(progress: float, steps: int) -> list[float]:
 
 
 def trained_step(step: int, steps: int, trained: int) -> tuple[int, float]:
-    """``(s, 1 / n_s)``: the trained step whose learned rate step ``step`` of ``steps`` takes, and
-    its share, counted out step by step (see the module)."""
-    if steps <= trained:
+    """``(s, share)``: the trained step whose learned rate step ``step`` of ``steps`` takes, and the
+    share of it (see the module)."""
+    if step < trained:
         return step, 1.0
-    stretched = step * trained // steps
-    return stretched, 1.0 / sum(k * trained // steps == stretched for k in range(steps))
+    return trained - 1, trained / steps
 
 
 def reference_adapt(model: Any, support: Data, support_observed: Data | None = None, steps: int | None = None,

@@ -29,12 +29,10 @@ from graphmeta.train import Hook, RunDirectory
 from graphmeta.train.checkpoint import atomic_write, atomic_write_text, load_checkpoint, save_checkpoint
 from tests.train.conftest import TINY
 
-resource = pytest.importorskip("resource", reason="the file-size limit that simulates a full disk is POSIX")
-
-
 @contextlib.contextmanager
 def disk_full_after(size: int) -> Iterator[None]:
     """Writes past ``size`` bytes into any file fail with ``OSError`` (EFBIG) while inside."""
+    resource = pytest.importorskip("resource", reason="the file-size limit that simulates a full disk is POSIX")
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a refused write raises, not kills
     resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
