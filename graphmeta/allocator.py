@@ -4,8 +4,8 @@ glibc's ``malloc`` serves every block above its ``mmap`` threshold (128 KiB, ris
 32 MiB as such blocks are freed) with its own ``mmap`` and returns it with ``munmap`` on free,
 and it hands the top of the heap back to the kernel once more than the trim threshold is free.
 A meta-step allocates and frees many activation-sized buffers, so without help the kernel
-zeroes and maps the same pages again at every step: the step of a 64-node graph took 1.8x as
-long, that of a 4,096-node graph 3.4x. Turning ``mmap`` off for ``malloc`` and trimming off
+zeroes and maps the same pages again at every step: the throughput benchmark's step takes about
+3x as long on a 4,096-node graph (1.1-1.2x on 64 nodes). Turning ``mmap`` off for ``malloc`` and trimming off
 for the heap (threshold ``-1``: a finite one, even 2 GiB, is crossed by the multi-GiB steps of
 large graphs, and the pages are returned and faulted in again every step) reuses the pages
 instead. The price is memory: the process keeps its peak heap, holes included, until it ends.
