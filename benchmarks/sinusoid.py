@@ -193,13 +193,19 @@ class GraphmetaLearner:
         self.iterations = args.iterations
         self.done = 0
         load_linear_into_graphmeta(self.model, init)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=PROTOCOL["outer_lr"])
+        from graphmeta.train.config import TrainConfig
+        from graphmeta.train.run_loop import outer_parameter_groups
+
+        # graphmeta's training defaults: learned inner rates in their own Adam group, clamped after each step
+        self.defaults = TrainConfig.from_dict({"outer_lr": PROTOCOL["outer_lr"]}, "train")
+        self.optimizer = torch.optim.Adam(outer_parameter_groups(self.model, self.defaults), lr=PROTOCOL["outer_lr"])
 
     def step(self, episode: Episode):
         loss, _ = self.model.meta_loss(episode.batch, metrics=False)
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
+        self.model.algorithm.clamp_rates_(self.defaults.min_rate, self.defaults.max_rate)
         self.done += 1
         self.model.algorithm.set_progress(self.done / self.iterations)  # what graphmeta's Trainer does each step
         return loss
