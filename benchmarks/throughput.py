@@ -255,7 +255,8 @@ def report(rows: list[dict], memory: dict, args: argparse.Namespace, device: str
         n = row["nodes"]
         sampled = f", from {row['peer_nodes']} nodes" if row["peer_nodes"] < n else ""
         cells = [both(row, lambda f: f"{f['off'] * 1e3:.1f} ms"), both(row, lambda f: f"{f['on'] * 1e3:.1f} ms"),
-                 both(row, lambda f: f"{f['on'] / f['off'] - 1:+.0%}"), both(row, lambda f: f"{f['off'] / n * 1e6:.0f} us"),
+                 both(row, lambda f: f"{f['on'] / f['off'] - 1:+.0%}"),
+                 both(row, lambda f: f"{f['off'] / n * 1e6:.0f} us"),
                  both(row, lambda f: f"{f['peer'] * 1e3:.0f} ms") + sampled,
                  both(row, lambda f: f"{f['peer'] / f['off']:.1f}x")]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
@@ -272,7 +273,8 @@ def report(rows: list[dict], memory: dict, args: argparse.Namespace, device: str
             return row["matmul_flops"] / f["matmul"] / 1e9
 
         cells = [f"{row['flops'] / 1e6:.0f} M", both(row, lambda f: f"{step_rate(f):.1f}"),
-                 both(row, lambda f: f"{matmul_rate(f):.1f}"), both(row, lambda f: f"{step_rate(f) / matmul_rate(f):.0%}"),
+                 both(row, lambda f: f"{matmul_rate(f):.1f}"),
+                 both(row, lambda f: f"{step_rate(f) / matmul_rate(f):.0%}"),
                  f"{off_mb:.0f} / {on_mb:.0f} MB", f"{off_mb / n * 1024:.0f} KB",
                  f"{memory[n, 'malloc defaults'] / n * 1024:.0f} KB"]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
@@ -288,7 +290,8 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 8, 64, 512, 4096])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per N (N >= 4096: a third, at least 3)")
+    parser.add_argument("--rounds", type=int, default=15,
+                        help="interleaved rounds per N (N >= 4096: a third, at least 3)")
     parser.add_argument("--peer-nodes", type=int, default=512, help="largest N the peer runs in full; beyond, sampled")
     parser.add_argument("--output", type=Path, help=f"where to write the report (default {RESULTS.relative_to(ROOT)})")
     parser.add_argument("--timing", type=int, help=argparse.SUPPRESS)
@@ -309,7 +312,8 @@ def main() -> None:
     for nodes in args.nodes:
         rows.append(in_subprocess(args, "--timing", str(nodes)))
         for message_passing in (False, True):
-            memory[nodes, message_passing] = in_subprocess(args, "--memory", str(nodes), *(["--mp"] if message_passing else []))
+            memory[nodes, message_passing] = in_subprocess(args, "--memory", str(nodes),
+                                                           *(["--mp"] if message_passing else []))
         memory[nodes, "malloc defaults"] = in_subprocess(args, "--memory", str(nodes),
                                                          environment={OPT_OUT_VARIABLE: "0"})
         print(f"  measured N={nodes}", file=sys.stderr)

@@ -55,7 +55,8 @@ def inner_loop(banks: BankSet, algorithm: Algorithm, fast: list[Weights], suppor
             # compose turns into a bias) are differentiated where they are
             tapped = [[name for name in names if name in used and used[name] is weights[name]]
                       for names, used, weights in zip(adapted, composed, fast)]
-            direct = [[name for name in names if name not in bank_tapped] for names, bank_tapped in zip(adapted, tapped)]
+            direct = [[name for name in names if name not in bank_tapped]
+                      for names, bank_tapped in zip(adapted, tapped)]
             loss, taps = banks.support_losses(composed, support, tapped)
             tensors = [t for bank_taps in taps for t in bank_taps.tensors]
             tensors += [fast[b][name] for b, names in enumerate(direct) for name in names]
@@ -82,18 +83,19 @@ def inner_loop(banks: BankSet, algorithm: Algorithm, fast: list[Weights], suppor
 
 def _step(algorithm: Algorithm, index: int, weights: Weights, grads: Mapping[str, torch.Tensor | OuterProducts],
           step: int, steps: int, low_rank_steps: bool, create_graph: bool) -> Weights:
-    """``phi <- phi - alpha * grad`` for bank ``index`` at ``step`` of ``steps``: low-rank where it can stay so (see the
-    module docstring), the rest by ``algorithm.step`` on dense tensors."""
+    """``phi <- phi - alpha * grad`` for bank ``index`` at ``step`` of ``steps``: low-rank where it
+    can stay so (see the module docstring), the rest by ``algorithm.step`` on dense tensors."""
     low_rank, dense = {}, {}
     for name, grad in grads.items():
         weight = weights[name]
         if isinstance(grad, OuterProducts):
             if not create_graph:
                 grad = grad.detach()
-            rate = _per_pair(algorithm.rate(index, name, step, steps), weight.shape) if low_rank_steps else None
-            if rate is not None and isinstance(weight, LowRankWeight) and _low_rank_cheaper(weight, grad):
-                low_rank[name] = weight.stepped(grad, rate)
-                continue
+            if low_rank_steps and isinstance(weight, LowRankWeight) and _low_rank_cheaper(weight, grad):
+                rate = _per_pair(algorithm.rate(index, name, step, steps), weight.shape)
+                if rate is not None:
+                    low_rank[name] = weight.stepped(grad, rate)
+                    continue
             grad = grad.dense()
         dense[name] = grad
     weights = {name: w.dense() if name in dense and isinstance(w, LowRankWeight) else w for name, w in weights.items()}

@@ -54,7 +54,8 @@ class BankSet(nn.Module):
                        ) -> tuple[torch.Tensor, list[GradientTaps]]:
         """Per (task, node) loss ``[T, N]`` in ``graph.names`` order and, per bank, where one
         ``autograd.grad`` finds the gradients of its weights ``names[b]``."""
-        results = [bank.support_loss(weights, split, bank_names) for bank, weights, bank_names in zip(self, fast, names)]
+        results = [bank.support_loss(weights, split, bank_names)
+                   for bank, weights, bank_names in zip(self, fast, names)]
         return self._graph_order([r[0] for r in results]), [r[1] for r in results]
 
     def example_mask(self, split: Split) -> torch.Tensor:

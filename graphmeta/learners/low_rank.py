@@ -19,10 +19,10 @@ import torch
 
 
 def batched_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``a [B, M, d] @ b [B, d, P]`` (``+ bias [B, 1, P]``); with one column (``P = 1``) a
-    multiply-and-sum over ``d``, which is several times faster, forward and backward, than MKL's
-    batched matrix-vector product."""
-    if b.shape[-1] == 1:
+    """``a [B, M, d] @ b [B, d, P]`` (``+ bias [B, 1, P]``); with one column (``P = 1``) and more
+    than one matrix, a multiply-and-sum over ``d``, which is several times faster, forward and
+    backward, than MKL's batched matrix-vector product (a single one is as fast as it)."""
+    if b.shape[-1] == 1 and b.shape[0] > 1:
         out = (a * b.transpose(1, 2)).sum(-1, keepdim=True)
         return out if bias is None else out + bias
     return torch.bmm(a, b) if bias is None else torch.baddbmm(bias, a, b)
@@ -34,17 +34,11 @@ class TransposedProduct(torch.autograd.Function):
     a product, so an activation ``[K, d]`` would get a ``d``-major gradient and every element-wise
     op after it (an activation's backward) would stride across memory."""
 
-    generate_vmap_rule = True
-
     @staticmethod
-    def forward(a: torch.Tensor, b: torch.Tensor, transpose: str) -> torch.Tensor:
-        return torch.bmm(a.transpose(1, 2), b) if transpose == "first" else torch.bmm(a, b.transpose(1, 2))
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, torch.Tensor, str], output: torch.Tensor) -> None:
-        a, b, ctx.transpose = inputs
-        ctx.gram = a is b
+    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, transpose: str) -> torch.Tensor:
+        ctx.transpose, ctx.gram = transpose, a is b
         ctx.save_for_backward(a, b)
+        return torch.bmm(a.transpose(1, 2), b) if transpose == "first" else torch.bmm(a, b.transpose(1, 2))
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
@@ -101,12 +95,13 @@ class OuterProducts:
         return OuterProducts(self.left, self.right, self.scale * scale)
 
     def squared_norm(self) -> torch.Tensor:
-        r"""``||U[t, n]||_F^2`` as ``[T, N]``, from the Gram matrices: ``scale^2 sum((L L^T) * (R R^T))``."""
+        r"""``||U[t, n]||_F^2`` as ``[T, N]``, from the Gram matrices: ``scale^2 sum((L L^T) * (R R^T))``
+        (clamped at 0: where ``U`` is nearly 0 the sum's rounding can fall below it)."""
         N, T, R, _ = self.left.shape
         left, right = self.left.reshape(N * T, R, -1), self.right.reshape(N * T, R, -1)
         grams = TransposedProduct.apply(left, left, "second") * TransposedProduct.apply(right, right, "second")
         norms = grams.sum((1, 2)).reshape(N, T, 1, 1) * self.scale ** 2
-        return norms.reshape(N, T).transpose(0, 1)
+        return norms.reshape(N, T).transpose(0, 1).clamp(min=0)
 
     def nodes(self, index: torch.Tensor) -> OuterProducts:
         """The node rows ``index`` only."""
@@ -123,7 +118,8 @@ class OuterProducts:
         terms = [t for t in terms if t.rank] or terms[:1]
         if len(terms) == 1:
             return terms[0]
-        return OuterProducts(torch.cat([t.left for t in terms], dim=2), torch.cat([t.scaled_right() for t in terms], dim=2))
+        return OuterProducts(torch.cat([t.left for t in terms], dim=2),
+                             torch.cat([t.scaled_right() for t in terms], dim=2))
 
 
 class LowRankWeight:

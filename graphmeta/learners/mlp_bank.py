@@ -140,7 +140,8 @@ def node_major_affine(x: torch.Tensor, weight: torch.Tensor | LowRankWeight, bia
         out = batched_matmul(x.reshape(N, T * K, d_in), weight.initial).reshape(N * T, K, -1)
         if weight.rank:
             update = weight.update
-            products = TransposedProduct.apply(x.reshape(N * T, K, d_in), update.left.reshape(N * T, -1, d_in), "second")
+            products = TransposedProduct.apply(x.reshape(N * T, K, d_in), update.left.reshape(N * T, -1, d_in),
+                                               "second")
             scale = update.scale
             if not isinstance(scale, float):  # per (node, task): on the K x R products, the smallest factor
                 products, scale = products * torch.broadcast_to(scale, (N, T, 1, 1)).reshape(N * T, 1, 1), 1.0

@@ -81,7 +81,8 @@ def meta_step(algorithm: str, message_passing: bool) -> tuple[gm.GraphMetaLearne
     loss, metrics = model.meta_loss(batch)
     grads = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad], allow_unused=True)
     adaptation = model._adapt(batch.support, 2, create_graph=False, track_meta_gradient=True)
-    low_rank = any(isinstance(w, LowRankWeight) and w.rank > 0 for weights in adaptation.plain for w in weights.values())
+    low_rank = any(isinstance(w, LowRankWeight) and w.rank > 0
+                   for weights in adaptation.plain for w in weights.values())
     return model, (loss, grads, metrics), low_rank
 
 
