@@ -49,7 +49,7 @@ class Mutant:
     mutated: str
     bug: str
     tests: tuple[str, ...]
-    #: Why the mutant cannot change behaviour, where it cannot (it is then not expected to be caught).
+    #: Why the mutant cannot change a result, where it cannot (it is then not expected to be caught).
     equivalent: str = ""
 
 
@@ -82,7 +82,8 @@ MUTANTS = [
            "return (weight.rank + grad.rank) * (d_in + d_out) <= 2 * d_in * d_out",
            "return (weight.rank + grad.rank) * (d_in + d_out) >= 2 * d_in * d_out",
            "a step stays low-rank exactly where dense would be cheaper", ENGINE_TESTS,
-           equivalent="the low-rank and the dense step compute the same weights; only time and memory differ"),
+           equivalent="the low-rank and the dense step compute the same weights, only time and memory differ; "
+                      "`test_low_rank` asserts which form a step takes, so it is caught all the same"),
     # ---------------------------------------------------------------- learners
     Mutant("mask-ignores-parents", "learners", "graphmeta/learners/bank.py",
            "return gathered.all(-1).transpose(1, 2)", "return gathered[..., 0].transpose(1, 2)",
@@ -276,7 +277,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "mutation.md")
     parser.add_argument("--before", type=Path, help="the .json of an earlier run (e.g. on an older tree), shown "
                                                     "as a column")
+    parser.add_argument("--render", action="store_true", help="only rewrite --out from its .json (after editing "
+                                                              "the mutants' descriptions)")
     args = parser.parse_args()
+    earlier = json.loads(args.before.read_text()) if args.before else {"source": "", "results": []}
+    before = {r["mutant"]: r["outcome"] for r in earlier["results"]}
+    if args.render:
+        run = json.loads(args.out.with_suffix(".json").read_text())
+        by_name = {m.name: m for m in MUTANTS}
+        results = [{**r, "mutant": by_name[r["mutant"]]} for r in run["results"]]
+        write_report(results, args.out, run["source"], run.get("left_out", []), before, earlier["source"])
+        return
     mutants = [m for m in MUTANTS if not args.only or m.name in args.only]
     copy_tree(args.source, args.workdir)
     check_imports_the_copy(args.workdir)
@@ -313,13 +324,11 @@ def main() -> None:
                         "seconds": round(time.perf_counter() - started, 1)})
         print(f"{mutant.name}: {outcome} ({len(failures or {})} failing tests, {results[-1]['seconds']} s)",
               flush=True)
-    earlier = json.loads(args.before.read_text()) if args.before else {"source": "", "results": []}
-    before = {r["mutant"]: r["outcome"] for r in earlier["results"]}
     write_report(results, args.out, args.source, sorted(baseline), before, earlier["source"])
 
 
-def write_report(results: list[dict], path: Path, source: Path, left_out: list[str], before: dict[str, str],
-                 before_source: str = "") -> None:
+def write_report(results: list[dict], path: Path, source: Path | str, left_out: list[str],
+                 before: dict[str, str], before_source: str = "") -> None:
     counts = {outcome: sum(r["outcome"] == outcome for r in results) for outcome in ("value", "crash", "survived")}
     lines = [
         "# Mutation score",
@@ -330,7 +339,7 @@ def write_report(results: list[dict], path: Path, source: Path, left_out: list[s
         "*survived*: every test passed.",
         "",
         f"**{counts['value']} caught by a value check, {counts['crash']} only by a crash, {counts['survived']} survived** "
-        f"({sum(bool(r['mutant'].equivalent) for r in results)} of the mutants cannot change behaviour).",
+        f"({sum(bool(r['mutant'].equivalent) for r in results)} of the mutants cannot change a result).",
         "",
         *([f"*before*: the outcome of the same mutant in an earlier run (`{before_source}`), where it could be "
            "planted; *not planted*: the line is not in that tree.", ""] if before else []),
@@ -342,7 +351,7 @@ def write_report(results: list[dict], path: Path, source: Path, left_out: list[s
         mutant, failures = result["mutant"], result["failures"]
         value_tests = sorted(test.rsplit(".", 1)[-1] for test, kind in failures.items() if kind == "value")
         shown = ", ".join(f"`{t}`" for t in value_tests[:3]) + (f" +{len(value_tests) - 3}" if len(value_tests) > 3 else "")
-        outcome = result["outcome"] + (" (cannot change behaviour)" if mutant.equivalent else "")
+        outcome = result["outcome"] + (" (cannot change a result)" if mutant.equivalent else "")
         if result["outcome"] == "survived":
             outcome += f" ({result['scope']})"
         earlier = f" {before.get(mutant.name, 'not measured')} |" if before else ""
@@ -352,11 +361,11 @@ def write_report(results: list[dict], path: Path, source: Path, left_out: list[s
         lines += ["", "Left out: tests that failed on the unmutated tree too: " + ", ".join(f"`{t}`" for t in left_out)]
     equivalent = [r["mutant"] for r in results if r["mutant"].equivalent]
     if equivalent:
-        lines += ["", "Mutants that cannot change behaviour:", ""]
+        lines += ["", "Mutants that cannot change a result:", ""]
         lines += [f"- `{m.name}`: {m.equivalent}." for m in equivalent]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
-    path.with_suffix(".json").write_text(json.dumps({"source": str(source), "results": [
+    path.with_suffix(".json").write_text(json.dumps({"source": str(source), "left_out": left_out, "results": [
         {"mutant": r["mutant"].name, "outcome": r["outcome"], "scope": r["scope"], "failures": r["failures"]}
         for r in results]}, indent=1))
     print(f"wrote {path}")
