@@ -31,17 +31,21 @@ Methods:
   at the MAP latent z_hat (no learner can beat these on average, up to the MAP step).
 
 Log-likelihoods and KLs are computed from the CPD tables with numpy (one gather per
-query set), not with pgmpy inference. Usage::
+query set), not with pgmpy inference. The table goes to a markdown file and, as numbers, to a
+JSON file of the same stem (see :func:`results_json`); ``--replot`` redraws the figure from such
+a JSON file without fitting anything. Usage::
 
     python benchmarks/bayesnet_fewshot.py                  # full table (see the results file for the time)
     python benchmarks/bayesnet_fewshot.py --quick          # asia only, fewer meta-training steps
     python benchmarks/bayesnet_fewshot.py --networks asia child --specialised 5 20 100 --specialised-priors latent
+    python benchmarks/bayesnet_fewshot.py --replot benchmarks/results/bayesnet_fewshot.json
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import math
 import shlex
 import sys
@@ -53,6 +57,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from _results import destination, graphmeta_commit, write_results
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter
 from scipy import stats
 
 import graphmeta
@@ -68,6 +75,8 @@ TRAIN_TASKS, TRAIN_ROWS, VAL_TASKS = 200, 500, 40
 QUERY_ROWS = 500
 ONE_FIT, SPECIALISED_FIT = "graphmeta one fit", "graphmeta specialised"
 METHODS = ("pgmpy BDeu", "pooled EB", ONE_FIT, SPECIALISED_FIT, "limit")
+GAP_LINEAR_WITHIN = 0.01  # nats/row: the figure's y-axis is linear within +-this, logarithmic beyond
+DODGE = 0.05  # shift of log K between neighbouring methods in the figure, so that equal values sit side by side
 
 
 @dataclass(frozen=True)
@@ -231,41 +240,87 @@ def markdown(results: dict, checks: list[str], header: str) -> str:
     return "\n".join(lines)
 
 
-def plot(results: dict, path: Path) -> None:
-    import matplotlib
+def results_json(results: dict[tuple[str, str], dict[int, dict[str, Score]]], header: str) -> dict:
+    """The numbers of a run: ``header`` (the markdown table's) and one record per network, family, K and method,
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    ``{"network", "family", "K", "method", "log_likelihood", "ci95", "kl"}``: the mean query
+    log-likelihood per row, its 95% half-width over sites and the mean per-node KL.
+    """
+    return {"header": header, "results": [
+        {"network": network, "family": prior, "K": k, "method": method, "log_likelihood": score.log_likelihood,
+         "ci95": score.ci95, "kl": score.kl}
+        for (network, prior), block in results.items() for k, scores in block.items()
+        for method, score in scores.items()]}
 
+
+def results_from_json(data: dict) -> dict[tuple[str, str], dict[int, dict[str, Score]]]:
+    """The results that :func:`results_json` wrote, as :func:`run_block` returns them per network and family."""
+    results: dict[tuple[str, str], dict[int, dict[str, Score]]] = {}
+    for record in data["results"]:
+        block = results.setdefault((record["network"], record["family"]), {})
+        block.setdefault(record["K"], {})[record["method"]] = Score(record["log_likelihood"], record["ci95"],
+                                                                    record["kl"])
+    return results
+
+
+def plot(results: dict[tuple[str, str], dict[int, dict[str, Score]]], path: Path | None = None) -> Figure:
+    """One panel per network and family: every method's gap to the Bayes limit against K; saved to ``path`` if given.
+
+    The gap is ``ll(method) - ll(limit)``, the difference of mean query log-likelihoods per row
+    (0: the limit; below: worse). The y-axis is symlog, linear within +-:data:`GAP_LINEAR_WITHIN`
+    and logarithmic beyond, so BDeu's gaps of nats at small K and the hundredths between the
+    other methods near the limit both show. Method ``i`` is drawn at ``K * exp((i - 2) * DODGE)``,
+    so methods with equal values show as neighbouring markers; the one fit's thick line lies under
+    the others, so a line that coincides with it shows inside it. One legend for the figure, between
+    the title and the panels.
+    """
     networks = list(dict.fromkeys(network for network, _ in results))
-    figure, axes = plt.subplots(len(networks), len(PRIORS), figsize=(5.2 * len(PRIORS), 3.4 * len(networks)),
-                                squeeze=False)
-    styles = {"pgmpy BDeu": {"color": "tab:gray"}, "pooled EB": {"color": "tab:blue"},
-              ONE_FIT: {"color": "tab:red", "linewidth": 2},
-              SPECIALISED_FIT: {"color": "tab:green", "linestyle": "none", "marker": "s", "markersize": 7},
-              "limit": {"color": "black", "linestyle": "--"}}
+    height = 3.4 * len(networks) + 0.8
+    figure = Figure(figsize=(5.2 * len(PRIORS), height))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(networks), len(PRIORS), squeeze=False)
+    styles = {"pgmpy BDeu": {"color": "tab:gray", "marker": "v"},
+              "pooled EB": {"color": "tab:blue", "marker": "o"},
+              ONE_FIT: {"color": "tab:red", "marker": "D", "linewidth": 2.5, "zorder": 1.9},
+              SPECIALISED_FIT: {"color": "tab:green", "marker": "s", "linestyle": "none", "markersize": 7},
+              "limit": {"color": "black", "marker": "x", "linestyle": "--"}}
     for (network, prior), block in results.items():
         axis = axes[networks.index(network)][PRIORS.index(prior)]
-        for method in METHODS:
-            shots = [k for k in SHOTS if method in block[k]]
-            values = [block[k][method].log_likelihood for k in shots]
-            axis.plot(shots, values, label=method, **{"marker": "o", "markersize": 3, **styles[method]})
-        lowest = min(block[k]["pooled EB"].log_likelihood for k in SHOTS)
-        highest = max(block[k]["limit"].log_likelihood for k in SHOTS)
-        axis.set_ylim(lowest - 0.25 * (highest - lowest), highest + 0.1 * (highest - lowest))
+        shots = sorted(block)
+        for i, method in enumerate(METHODS):
+            present = [k for k in shots if method in block[k]]
+            if present:
+                gaps = [block[k][method].log_likelihood - block[k]["limit"].log_likelihood for k in present]
+                axis.plot(np.array(present) * math.exp((i - 2) * DODGE), gaps, label=method,
+                          **{"markersize": 4, "linewidth": 1.2, **styles[method]})
+        axis.set_yscale("symlog", linthresh=GAP_LINEAR_WITHIN, linscale=1.5)
+        low, high = axis.get_ylim()
+        ticks = [0.0, -0.005, 0.005] + [sign * size * 10.0**power for sign in (-1, 1) for power in range(-2, 2)
+                                        for size in (1, 3)]
+        axis.yaxis.set_major_locator(FixedLocator(sorted(t for t in ticks if low <= t <= high)))
+        axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.yaxis.set_minor_locator(FixedLocator([]))
         axis.set_xscale("log")
-        axis.set_xticks(SHOTS, [str(k) for k in SHOTS])
+        axis.set_xticks(shots, [str(k) for k in shots])
+        axis.xaxis.set_minor_locator(FixedLocator([]))
         axis.set_title(f"{network} / {prior}")
         axis.set_xlabel("support rows K")
-        axis.set_ylabel("query log-likelihood per row (nats)")
+        axis.set_ylabel("gap to the Bayes limit (nats/row)")
         axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="lower right")
-    figure.suptitle("Few-shot CPD fitting: one meta-fit for every K (means over test sites; pgmpy BDeu leaves "
-                    "the axes at small K)", fontsize=9)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    handle = {label: line for axis in axes.flat for line, label in zip(*axis.get_legend_handles_labels())}
+    title_bottom, legend_bottom = 1 - 0.42 / height, 1 - 0.62 / height
+    figure.suptitle("Few-shot CPD fitting with one meta-fit for every K: each method's gap to the Bayes limit\n"
+                    "query log-likelihood per row minus the limit's, mean over test sites (0 = the limit; y linear "
+                    f"within ±{GAP_LINEAR_WITHIN:g}, logarithmic beyond)", fontsize=9, y=1 - 0.08 / height, va="top",
+                    in_layout=False)  # placed by hand above the legend; tight_layout fits the panels below both
+    figure.legend([handle[method] for method in METHODS if method in handle],
+                  [method for method in METHODS if method in handle], loc="upper center",
+                  bbox_to_anchor=(0.5, title_bottom), ncol=len(METHODS), fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0, 1, legend_bottom))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=110)
+    return figure
 
 
 def main() -> None:
@@ -282,8 +337,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="write the table here (default: benchmarks/results/bayesnet_fewshot.md, full runs only)")
     parser.add_argument("--figure", type=Path, default=None,
-                        help="write the plot here (default: docs/bayesnet_fewshot.png, full runs only)")
+                        help="write the plot here (default: docs/bayesnet_fewshot.png, full runs and --replot only)")
+    parser.add_argument("--replot", type=Path, default=None, metavar="JSON",
+                        help="only redraw the figure from the results JSON of an earlier run (nothing is fitted)")
     args = parser.parse_args()
+    if args.replot is not None:
+        figure = args.figure or ROOT / "docs" / "bayesnet_fewshot.png"
+        plot(results_from_json(json.loads(args.replot.read_text())), figure)
+        print(f"wrote {figure}")
+        return
     networks = args.networks or (["asia"] if args.quick else list(NETWORKS))
     fit_options = {"steps": 150} if args.quick else {}
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -311,7 +373,10 @@ def main() -> None:
     text = markdown(results, checks, header)
     print(text)
     full = not args.quick and args.test_tasks == 50
-    write_results(text, destination(args.out, ROOT / "benchmarks" / "results" / "bayesnet_fewshot.md", not full))
+    table = destination(args.out, ROOT / "benchmarks" / "results" / "bayesnet_fewshot.md", not full)
+    write_results(text, table)
+    if table is not None:
+        write_results(json.dumps(results_json(results, header), indent=1) + "\n", table.with_suffix(".json"))
     figure = destination(args.figure, ROOT / "docs" / "bayesnet_fewshot.png", not full)
     if figure is not None:
         plot(results, figure)

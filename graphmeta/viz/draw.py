@@ -1,7 +1,11 @@
 """Pictures of task graphs: the layered drawing of :mod:`graphmeta.viz.layout`, optionally coloured by
 a per-node metric.
 
-Edges are quadratic B-splines through their dummy points. Everything is drawn on a plain
+Every layer is a band holding its markers and labels; edges cross each band straight, along the
+layer axis at their own position (a node's, or a dummy point's, which the layout keeps clear of
+the layer's labels), and bend only in the empty gaps between bands (see :func:`_edge_curve`).
+So, wherever the labels fit the room the layout gives them, no edge runs through a label or
+marker of a node it does not join. Everything is drawn on a plain
 :class:`matplotlib.figure.Figure` with the Agg canvas, so no display and no pyplot state are
 involved; pass ``ax`` to draw into a figure of your own.
 """
@@ -44,6 +48,10 @@ COLORBAR_INCHES = 1.1
 MAX_PIXELS = 4000
 CHAR_WIDTH = 0.7  # glyph width of DejaVu Sans capitals, in font sizes
 TEXT_CHAR_WIDTH = 0.6  # mean glyph width of mixed DejaVu Sans text, in font sizes
+LINE_HEIGHT = 1.2  # of a label line, in font sizes (at linespacing 1.0 a line takes 1.0 to 1.2)
+LABEL_PAD = 0.15  # white backing around a label, in font sizes
+CLEARANCE_PT = 2.0  # between a band's markers and labels and the edges passing through it
+MAX_BAND = 0.45  # of the distance between layers: the most a band reaches either side of its layer
 
 
 def draw_task_graph(
@@ -168,7 +176,8 @@ class _Frame:
     slot_pt: float  # one node slot along a layer, in points
     scale: np.ndarray  # points per data unit along x and y
 
-    def xy(self, layer: float, position: float) -> tuple[float, float]:
+    def xy(self, layer: float | np.ndarray, position: float | np.ndarray) -> tuple:
+        """Data coordinates of a layout point (or of arrays of them): layers run right (LR) or down (TB)."""
         return (layer, -position) if self.direction == "LR" else (position, -layer)
 
 
@@ -195,9 +204,12 @@ def _draw(graph: TaskGraph, layout: DrawingLayout, ax: Axes, values: dict[str, f
             colorbar_axes.set_axis_off()
     frame = _frame(ax, layout, direction)
     diameter = float(np.clip(min(0.42 * frame.slot_pt, 0.25 * frame.layer_pt), 1.5, 13.0))
-    _draw_edges(layout, ax, frame, diameter)
+    style = _label_style(graph, layout, frame, diameter, 3 if values is not None else 2)
+    texts = {name: _label(graph, name, style, values) for name in graph.names if name in style.keep}
+    bands = _band_half_depths(layout, frame, diameter, style, texts)
+    _draw_edges(layout, ax, frame, diameter, bands)
     _draw_nodes(graph, layout, ax, frame, diameter, values, norm, cmap)
-    _draw_labels(graph, layout, ax, frame, diameter, values)
+    _draw_labels(layout, ax, frame, diameter, style, texts)
     _draw_legend(graph, ax, values)
 
 
@@ -218,15 +230,48 @@ def _frame(ax: Axes, layout: DrawingLayout, direction: str) -> _Frame:
     return _Frame(direction, float(layer_pt), float(slot_pt), scale)
 
 
-def _draw_edges(layout: DrawingLayout, ax: Axes, frame: _Frame, diameter: float) -> None:
-    """Edges as curves through their dummy points, ending in an arrowhead at the child's marker."""
+def _arrowhead(diameter: float) -> float:
+    """Length of an edge's arrowhead, in points, for markers ``diameter`` points wide."""
+    return float(np.clip(0.5 * diameter, 1.5, 6.0))
+
+
+def _band_half_depths(layout: DrawingLayout, frame: _Frame, diameter: float, style: _LabelStyle,
+                      texts: dict[str, str]) -> np.ndarray:
+    """How far every layer's band reaches either side of its layer, in layers (see :func:`_edge_curve`).
+
+    The band of layer ``L`` holds its markers, its labels and every arrowhead ending there:
+
+        b_L * layer_pt = max(r + 0.5 + head, max over labels on L of e) + CLEARANCE_PT,
+
+    with ``r`` the marker radius, ``head`` the arrowhead length (so that an arrowhead ends a
+    straight run into its marker) and ``e`` a label's half-extent along the layer axis, its
+    backing included: left to right the label is centred under its marker and ``e`` is half its
+    width, top to bottom it is centred beside it and ``e`` is half its height. Capped at
+    :data:`MAX_BAND`, so that every gap keeps a tenth of a layer for the bends: the ends of a
+    label wider than that (long names on a crowded graph) can meet passing edges.
+    """
+    reach = np.full(layout.num_layers, diameter / 2 + 0.5 + _arrowhead(diameter))
+    pad = LABEL_PAD * style.fontsize if style.lines > 1 else 0.0
+    for name, text in texts.items():
+        lines = text.split("\n")
+        if frame.direction == "LR":
+            half = CHAR_WIDTH * style.fontsize * max(map(len, lines)) / 2 + pad
+        else:
+            half = LINE_HEIGHT * style.fontsize * len(lines) / 2 + pad
+        reach[layout.layer[name]] = max(reach[layout.layer[name]], half)
+    return np.minimum((reach + CLEARANCE_PT) / frame.layer_pt, MAX_BAND)
+
+
+def _draw_edges(layout: DrawingLayout, ax: Axes, frame: _Frame, diameter: float, bands: np.ndarray) -> None:
+    """Edges as :func:`_edge_curve` through the layer ``bands``, ending in an arrowhead at the child's marker."""
     if not layout.routes:
         return
-    head = float(np.clip(0.5 * diameter, 1.5, 6.0))
+    head = _arrowhead(diameter)
     curves, heads = [], []
     for route in layout.routes.values():
-        points = np.array([frame.xy(*point) for point in route]) * frame.scale  # in points
-        curve = _trim(_spline(points), diameter / 2 + 0.5)
+        curve = _edge_curve(route, bands)
+        points = np.column_stack(frame.xy(curve[:, 0], curve[:, 1])) * frame.scale  # in points
+        curve = _trim(points, diameter / 2 + 0.5)
         tip = curve[-1]
         along = tip - curve[-2]
         along = along / (np.linalg.norm(along) or 1.0)
@@ -238,6 +283,31 @@ def _draw_edges(layout: DrawingLayout, ax: Axes, frame: _Frame, diameter: float)
     width = float(np.clip(diameter / 12, 0.3, 1.0))
     ax.add_collection(LineCollection(curves, colors=EDGE_COLOUR, linewidths=width, alpha=alpha, zorder=1))
     ax.add_collection(PolyCollection(heads, facecolors=EDGE_COLOUR, edgecolors="none", alpha=alpha, zorder=1))
+
+
+def _edge_curve(route: list[tuple[int, float]], bands: np.ndarray) -> np.ndarray:
+    """The curve of an edge along ``route`` (its ``(layer, position)`` on every layer it spans), in those units.
+
+    Layer ``L``'s band, ``|layer - L| <= b_L`` (``b_L = bands[L]``), holds all its markers and
+    labels; along the layer, the layout keeps every node's and dummy point's position clear of the
+    others' markers and labels. So the edge crosses each band straight at its own position
+    ``p_L``, and changes position only in the empty gap to the next band, from ``(a, p_L)`` to
+    ``(z, p_{L+1})`` with ``a = L + b_L`` and ``z = L + 1 - b_{L+1}``, along the quadratic
+    B-spline (:func:`_spline`) with the controls
+
+        (a, p_L),  (a + (z - a) / 4, p_L),  (z - (z - a) / 4, p_{L+1}),  (z, p_{L+1}):
+
+    two parabolic arcs, level where they meet the bands, crossing the gap's middle with slope
+    ``2 (p_{L+1} - p_L) / (z - a)`` (so edges through one gap cross rather than run together),
+    and inside the gap's box, since a spline lies in the convex hull of its controls.
+    """
+    bends = []
+    for (layer, start), (_, end) in zip(route, route[1:]):
+        leave, enter = layer + bands[layer], layer + 1 - bands[layer + 1]
+        quarter = (enter - leave) / 4
+        bends.append(_spline(np.array([(leave, start), (leave + quarter, start), (enter - quarter, end),
+                                       (enter, end)])))
+    return np.vstack([route[0], *bends, route[-1]])
 
 
 def _spline(points: np.ndarray, samples: int = 10) -> np.ndarray:
@@ -286,9 +356,9 @@ def _known(values: dict[str, float], name: str) -> bool:
     return bool(np.isfinite(values.get(name, np.nan)))
 
 
-def _draw_labels(graph: TaskGraph, layout: DrawingLayout, ax: Axes, frame: _Frame, diameter: float,
-                 values: dict[str, float] | None) -> None:
-    style = _label_style(graph, layout, frame, diameter, 3 if values is not None else 2)
+def _draw_labels(layout: DrawingLayout, ax: Axes, frame: _Frame, diameter: float, style: _LabelStyle,
+                 texts: dict[str, str]) -> None:
+    """``texts[name]`` beside the marker of every labelled node: below it (LR) or right of it (TB)."""
     offset = diameter / 2 + 1.5
     if frame.direction == "LR":
         shift, align = {"y": -offset}, {"ha": "center", "va": "top"}
@@ -296,13 +366,12 @@ def _draw_labels(graph: TaskGraph, layout: DrawingLayout, ax: Axes, frame: _Fram
         shift, align = {"x": offset}, {"ha": "left", "va": "center"}
     transform = offset_copy(ax.transData, fig=ax.figure, units="points", **shift)
     # A white backing keeps labels legible over edges; small print on big graphs goes without (it is slow).
-    box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.9}
+    box = {"boxstyle": f"round,pad={LABEL_PAD}", "facecolor": "white", "edgecolor": "none", "alpha": 0.9}
     backing = {"bbox": box} if style.lines > 1 else {}
-    for name in graph.names:
-        if name in style.keep:
-            x, y = frame.xy(layout.layer[name], layout.position[name])
-            ax.text(x, y, _label(graph, name, style, values), transform=transform, fontsize=style.fontsize,
-                    linespacing=1.0, zorder=4, clip_on=False, **align, **backing)
+    for name, text in texts.items():
+        x, y = frame.xy(layout.layer[name], layout.position[name])
+        ax.text(x, y, text, transform=transform, fontsize=style.fontsize, linespacing=1.0, zorder=4,
+                clip_on=False, **align, **backing)
 
 
 def _label_style(graph: TaskGraph, layout: DrawingLayout, frame: _Frame, diameter: float,
@@ -313,7 +382,7 @@ def _label_style(graph: TaskGraph, layout: DrawingLayout, frame: _Frame, diamete
     tiers += [(size, 1) for size in (7, 6, 5, 4.5)]
     fitting = None
     for size, lines in tiers:
-        height = lines * 1.2 * size
+        height = lines * LINE_HEIGHT * size
         if frame.direction == "LR":
             max_chars = int(0.9 * frame.layer_pt / (CHAR_WIDTH * size))
             need = height + diameter + 2
