@@ -21,7 +21,7 @@ DEMO = {
     "train": {"steps": 600, "meta_batch_size": 16, "shots": 3, "query_shots": 15, "outer_lr": 3e-3,
               "schedule": "cosine", "final_lr_ratio": 0.1, "grad_clip": 10.0, "val_every": 50, "val_tasks": 64,
               "checkpoint_every": 50, "log_every": 10, "seed": 0},
-    "evaluate": {"split": "test", "num_tasks": 100, "scratch_steps": 50, "scratch_lr": 0.01},
+    "evaluate": {"split": "test", "num_tasks": 100},
 }
 
 

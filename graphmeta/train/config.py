@@ -159,7 +159,9 @@ class EvaluateConfig(CheckedSection):
         shots: support examples per task (``null``: ``train.shots``): a count, or a range
             ``[low, high]`` spread evenly over the tasks. The same tasks at every size, so a
             model trained on one size (or range) is measured at another.
-        scratch_steps, scratch_lr: Adam steps and rate of the from-scratch baseline.
+        scratch_steps, scratch_lr: Adam steps and rate of the from-scratch baseline (learners
+            trained on each task's support set alone); ``null`` (the default): chosen on the
+            validation tasks (see :mod:`graphmeta.train.evaluation`).
         ablation: with message passing on, also train (once, in ``RUN/ablation``) and evaluate
             the same configuration with message passing off.
         tasks_per_batch: tasks adapted together (bounds memory).
@@ -169,8 +171,8 @@ class EvaluateConfig(CheckedSection):
     num_tasks: Annotated[int, Ge(2)] = 100
     adapt_steps: NonNegativeInt | None = None
     shots: Shots | None = None
-    scratch_steps: NonNegativeInt = 100
-    scratch_lr: NonNegativeFloat = 0.01
+    scratch_steps: NonNegativeInt | None = None
+    scratch_lr: NonNegativeFloat | None = None
     ablation: bool = True
     tasks_per_batch: PositiveInt = 64
 

@@ -13,19 +13,21 @@ task, reported the same way; it is far tighter than the two intervals apart, sin
 methods share each task's difficulty.
 
 Methods: ``no_adaptation`` (the meta-learned initialisation, zero inner steps), ``adapted``
-(the inner loop, and message passing when on), ``from_scratch`` (fresh learners trained on the
-support set alone) and ``no_message_passing`` (the ablation: the same configuration
-meta-trained with message passing off).
+(the inner loop, and message passing when on), ``from_scratch`` (fresh learners trained with
+Adam on each task's support set alone) and ``no_message_passing`` (the ablation: the same
+configuration meta-trained with message passing off).
+
+A baseline is only as fair as its settings. Unless the user fixes them, ``from_scratch`` trains
+at the rate and step count, from ``SCRATCH_RATES`` x ``SCRATCH_STEPS``, with the lowest query
+loss on the validation tasks (never on the tasks it is scored on): too few steps leave the
+learners at their random start, too many overfit K examples, and the validation query loss
+picks between the two as early stopping would. The row's label names the settings.
 
 A family that can hand over its training rows, a table (``family.pooled_rows()``,
-:class:`~graphmeta.families.DataFrameFamily`), gets two more baselines, each with its settings
-chosen on the validation tasks (never on the tasks it is scored on): ``pooled``, one model of
+:class:`~graphmeta.families.DataFrameFamily`), gets one more baseline: ``pooled``, one model of
 fresh learners trained with Adam on every training row as if they were one task (minibatches of
 ``POOLED_BATCH_ROWS`` rows; the rate, and the steps by early stopping, chosen by the validation
-tasks' query loss without adaptation), then used on every task as it is; and
-``from_scratch_tuned``, fresh learners trained on each task's support set alone, as
-``from_scratch``, at the rate and step count (from ``SCRATCH_RATES`` x ``SCRATCH_STEPS``) with the
-lowest validation query loss.
+tasks' query loss without adaptation), then used on every task as it is.
 
 In a data-parallel run the tasks are split over the processes and the per-task results gathered
 in task order (:mod:`.distributed`), so every process gets the report one process would.
@@ -50,10 +52,9 @@ METHODS = {
     "adapted": "after adaptation",
     "from_scratch": "trained from scratch",
     "no_message_passing": "ablation: no message passing",
-    "from_scratch_tuned": "trained from scratch, tuned",
     "pooled": "pooled model, no adaptation",
 }
-#: What the table baselines choose from on the validation tasks (see the module docstring).
+#: What the baselines choose from on the validation tasks (see the module docstring).
 SCRATCH_RATES = (0.001, 0.01, 0.1)
 SCRATCH_STEPS = (10, 30, 100, 300)
 POOLED_RATES = (0.001, 0.01)
@@ -204,35 +205,34 @@ class EvaluationReport:
         return "\n".join(text)
 
 
-def evaluate_methods(model: GraphMetaLearner, tasks: TaskBatch, adapt_steps: int, scratch_steps: int,
-                     scratch_lr: float, tasks_per_batch: int, seed: int, name: str, split: str,
-                     ablation: GraphMetaLearner | None = None,
-                     group: DataParallelGroup = SINGLE_PROCESS, pooled_rows: Split | None = None,
-                     validation: TaskBatch | None = None) -> EvaluationReport:
-    """Evaluate ``model`` (and the ``ablation`` model, if given) and the from-scratch baseline on
-    ``tasks``, both models in eval mode; ``name`` and ``split`` label the report. Each process of
-    ``group`` evaluates its share of the tasks. With a table's training rows (``pooled_rows``) and
-    ``validation`` tasks, also the tuned from-scratch and the pooled baselines (module docstring)."""
+def evaluate_methods(model: GraphMetaLearner, tasks: TaskBatch, adapt_steps: int, validation: TaskBatch,
+                     tasks_per_batch: int, seed: int, name: str, split: str, scratch_steps: int | None = None,
+                     scratch_lr: float | None = None, ablation: GraphMetaLearner | None = None,
+                     group: DataParallelGroup = SINGLE_PROCESS, pooled_rows: Split | None = None) -> EvaluationReport:
+    """Evaluate ``model`` (and the ``ablation`` model, if given) and the baselines on ``tasks``,
+    both models in eval mode; ``name`` and ``split`` label the report. The from-scratch baseline
+    trains ``scratch_steps`` Adam steps at ``scratch_lr``, each chosen on the ``validation`` tasks
+    where ``None``; with a table's training rows (``pooled_rows``) the pooled baseline joins
+    (module docstring). Each process of ``group`` evaluates its share of the tasks."""
     for evaluated in (model, ablation):
         if evaluated is not None:
             evaluated.eval()
     share = group.take(tasks)
+    steps, rate = choose_scratch_settings(model, validation, seed, scratch_steps, scratch_lr)
+    chosen = [what for what, given in (("steps", scratch_steps), ("rate", scratch_lr)) if given is None]
     methods = {
         "no_adaptation": query_results(model, share, tasks_per_batch, lambda chunk: model.adapt(chunk, steps=0)),
         "adapted": query_results(model, share, tasks_per_batch, lambda chunk: model.adapt(chunk, steps=adapt_steps)),
-        "from_scratch": query_results(model, share, tasks_per_batch, lambda chunk: model.fit_from_scratch(
-            chunk, steps=scratch_steps, lr=scratch_lr, seed=seed)),
+        "from_scratch": query_results(model, share, tasks_per_batch, lambda chunk: fit_fresh(
+            model, chunk, steps, rate, seed)),
     }
-    settings = {}
-    if pooled_rows is not None and validation is not None:
-        steps, rate = choose_scratch_settings(model, validation, seed)
-        methods["from_scratch_tuned"] = query_results(model, share, tasks_per_batch, lambda chunk: fit_fresh(
-            model, chunk, steps, rate, seed))
+    settings = {"from_scratch": f"{_count(steps, 'step')} at rate {rate:g}"
+                                + (f", {' and '.join(chosen)} chosen on validation tasks" if chosen else "")}
+    if pooled_rows is not None:
         pooled, pooled_steps, pooled_rate = fit_pooled(model, pooled_rows, validation, seed)
         methods["pooled"] = query_results(model, share, tasks_per_batch,
                                           lambda chunk: for_tasks(pooled, chunk.num_tasks))
-        settings = {"from_scratch_tuned": f"{_count(steps, 'step')} at rate {rate:g}, chosen on validation tasks",
-                    "pooled": f"{_count(pooled_steps, 'step')} at rate {pooled_rate:g} on every training row"}
+        settings["pooled"] = f"{_count(pooled_steps, 'step')} at rate {pooled_rate:g} on every training row"
     if ablation is not None:
         methods["no_message_passing"] = query_results(ablation, share, tasks_per_batch,
                                                       lambda chunk: ablation.adapt(chunk, steps=adapt_steps))
@@ -242,14 +242,20 @@ def evaluate_methods(model: GraphMetaLearner, tasks: TaskBatch, adapt_steps: int
     return EvaluationReport(name, split, tasks.shots, adapt_steps, list(model.graph.names), methods, settings)
 
 
-def choose_scratch_settings(model: GraphMetaLearner, validation: TaskBatch, seed: int) -> tuple[int, float]:
+def choose_scratch_settings(model: GraphMetaLearner, validation: TaskBatch, seed: int, steps: int | None = None,
+                            rate: float | None = None) -> tuple[int, float]:
     """``(steps, rate)`` of fresh learners trained on each task's support set alone
-    (:meth:`~graphmeta.GraphMetaLearner.fits_from_scratch`), among ``SCRATCH_STEPS`` x ``SCRATCH_RATES``, with the lowest query loss
-    on the ``validation`` tasks (one training run per rate, scored at each step count)."""
+    (:meth:`~graphmeta.GraphMetaLearner.fits_from_scratch`) with the lowest query loss on the
+    ``validation`` tasks, among ``SCRATCH_STEPS`` x ``SCRATCH_RATES`` (one training run per rate,
+    scored at each step count); a given ``steps`` or ``rate`` is kept, the other chosen."""
+    step_counts = SCRATCH_STEPS if steps is None else (steps,)
+    rates = SCRATCH_RATES if rate is None else (rate,)
+    if len(step_counts) * len(rates) == 1 or step_counts == (0,):  # nothing to choose: no step, no rate to pick
+        return step_counts[0], rates[0]
     scores = {}
-    for rate in SCRATCH_RATES:
-        for steps, fitted in model.fits_from_scratch(validation.support, rate, SCRATCH_STEPS, seed):
-            scores[steps, rate] = _query_loss(model, validation, fitted)
+    for candidate in rates:
+        for count, fitted in model.fits_from_scratch(validation.support, candidate, step_counts, seed):
+            scores[count, candidate] = _query_loss(model, validation, fitted)
     return min(scores, key=scores.__getitem__)
 
 

@@ -66,6 +66,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from tqdm.auto import tqdm
 
+from ..data import Split
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..model import GraphMetaLearner
 from .checkpoint import (load_checkpoint, require_finite_parameters, restore_model_and_optimizer, rng_state,
@@ -475,21 +476,19 @@ class RunLoop:
         ablation = self.train_ablation() if options.ablation and self.model.config["message_passing"] else None
         steps = self.model.config["inner_steps"] if options.adapt_steps is None else options.adapt_steps
         tasks = self.sampler.fixed(options.split, options.num_tasks, options.shots)
-        report = evaluate_methods(self.model, tasks, steps,
-                                  options.scratch_steps, options.scratch_lr, options.tasks_per_batch, self.config.seed,
-                                  self.run.path.name, options.split, ablation, self.parallel, **self._table_data())
+        report = evaluate_methods(self.model, tasks, steps, self.sampler.fixed("val", self.config.val_tasks),
+                                  options.tasks_per_batch, self.config.seed, self.run.path.name, options.split,
+                                  options.scratch_steps, options.scratch_lr, ablation, self.parallel,
+                                  self._pooled_rows())
         if self.parallel.is_writer:
             self.run.write_json(self.run.evaluation(report.split, report.adapt_steps), report.to_dict())
             self.run.update_summary("evaluation", report.to_dict())
         return report
 
-    def _table_data(self) -> dict[str, Any]:
-        """The training rows and validation tasks of a family that holds a table (``pooled_rows``),
-        for the pooled and tuned baselines of :func:`~.evaluation.evaluate_methods`; else nothing."""
-        if not hasattr(self.family, "pooled_rows"):
-            return {}
-        return {"pooled_rows": self.family.pooled_rows("train"),
-                "validation": self.sampler.fixed("val", self.config.val_tasks)}
+    def _pooled_rows(self) -> Split | None:
+        """The training rows of a family that holds a table (``pooled_rows``), for the pooled
+        baseline of :func:`~.evaluation.evaluate_methods`; else ``None``."""
+        return self.family.pooled_rows("train") if hasattr(self.family, "pooled_rows") else None
 
     def train_ablation(self) -> GraphMetaLearner:
         """The ablation of this run: the same configuration with message passing off, seeded alike

@@ -326,9 +326,10 @@ def test_a_run_on_a_table_is_evaluated_against_the_table_baselines(tmp_path, mon
     trainer = gm.Trainer.from_config(config)
     trainer.fit()
     report = trainer.evaluate()
-    assert list(report.methods) == ["no_adaptation", "adapted", "from_scratch", "from_scratch_tuned", "pooled"]
+    assert list(report.methods) == ["no_adaptation", "adapted", "from_scratch", "pooled"]
     assert report.settings["pooled"].endswith("on every training row")
-    assert "chosen on validation tasks" in report.label("from_scratch_tuned")
+    assert "(2 steps at rate " in report.label("from_scratch")
+    assert report.label("from_scratch").endswith(", rate chosen on validation tasks)")
     assert report.to_dict()["methods"]["pooled"]["settings"] == report.settings["pooled"]
     monkeypatch.chdir(tmp_path.parent)
     assert gm.Trainer.from_run(trainer.run.path).family.task_sizes == trainer.family.task_sizes
