@@ -42,14 +42,18 @@ node's task-specific evidence lives (ANIL's finding, Raghu et al. 2020). The cos
 ``O(T N (P_h + C) C)`` instead of ``O(T N P C)`` for a full-parameter decoder, which for an
 MLP 40-40 would cost more than the meta-step itself.
 
-The T task graphs are one PyG batch: ``T`` disjoint copies of the task graph.
+How: the hidden states are node-major, ``[N, T, C]``, so one graph-level operator serves the
+T tasks. The parent and child means of every round are one sparse product
+``[A_pa; A_ch] H`` with ``H`` the ``[N, T C]`` states (``A_pa[i, j] = 1 / |pa(i)|`` for
+``j in pa(i)``, ``A_ch`` likewise over children; a node without parents or children gets 0),
+and the weights act after the means (``mean_j D h_j = D mean_j h_j``), so a round moves ``C``
+numbers per edge and task whatever its weights.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch_geometric.nn import MessagePassing
 
 from ..taskgraph import TaskGraph
 from ..learners.bank import Weights
@@ -61,11 +65,11 @@ NUM_STATISTICS = 2  # support loss before adaptation, support shots
 COUNT_SCALES = (1.0, 10.0, 100.0)
 
 
-class DirectedMessageRound(MessagePassing):
+class DirectedMessageRound(nn.Module):
     """One round ``h <- h + act(S h + mean_pa D h + mean_ch U h + G mean_all h)`` (see module)."""
 
     def __init__(self, channels: int) -> None:
-        super().__init__(aggr="mean")
+        super().__init__()
         self.self_weight = nn.Linear(channels, channels)
         self.down = nn.Linear(channels, channels, bias=False)
         self.up = nn.Linear(channels, channels, bias=False)
@@ -75,16 +79,16 @@ class DirectedMessageRound(MessagePassing):
         for layer in (self.self_weight, self.down, self.up, self.graph_level):
             layer.reset_parameters()
 
-    def forward(self, hidden: torch.Tensor, edge_index: torch.Tensor, num_tasks: int) -> torch.Tensor:
-        """``hidden [T * N, C]``; ``edge_index`` parent -> child over the batch of T graphs."""
-        from_parents = self.propagate(edge_index, x=self.down(hidden))
-        from_children = self.propagate(edge_index.flip(0), x=self.up(hidden))
-        per_task = hidden.reshape(num_tasks, -1, hidden.shape[-1])
-        readout = self.graph_level(per_task.mean(dim=1, keepdim=True)).expand_as(per_task).reshape_as(hidden)
-        return hidden + torch.relu(self.self_weight(hidden) + from_parents + from_children + readout)
-
-    def message(self, x_j: torch.Tensor) -> torch.Tensor:
-        return x_j
+    def forward(self, hidden: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        """``hidden [N, T, C]`` (node-major); ``means [2N, N]`` the sparse ``[A_pa; A_ch]`` (see module)."""
+        N, T, C = hidden.shape
+        rows = hidden.reshape(N * T, C)
+        from_parents, from_children = torch.sparse.mm(means, hidden.reshape(N, T * C)).view(2, N * T, C)
+        # per task: S's bias plus G times the mean over the task's nodes
+        readout = torch.addmm(self.self_weight.bias, hidden.mean(0), self.graph_level.weight.t())
+        local = torch.addmm(torch.addmm(rows.mm(self.self_weight.weight.t()), from_parents, self.down.weight.t()),
+                            from_children, self.up.weight.t())
+        return hidden + torch.relu(local.view(N, T, C) + readout)
 
 
 class ParameterMessagePassing(nn.Module):
@@ -102,7 +106,12 @@ class ParameterMessagePassing(nn.Module):
         self.num_nodes = len(graph)
         self.channels = channels
         edge_index, _ = graph.to_pyg()
-        self.register_buffer("edge_index", edge_index, persistent=False)
+        index, weight = directed_means(edge_index, self.num_nodes)
+        self.register_buffer("means_index", index, persistent=False)
+        self.register_buffer("means_weight", weight, persistent=False)  # float64: exact 1 / degree in any dtype
+        #: one bank holding every node in graph order: its rows are the graph's, no gathering
+        self.in_graph_order = len(banks) == 1 and banks.in_graph_order
+        self.register_buffer("to_graph_order", banks.to_graph_order, persistent=False)
         for b, bank in enumerate(banks):
             self.register_buffer(f"bank_nodes_{b}", bank.node_index, persistent=False)
         #: per bank, the numbers of each head weight of one node (the corrections' split)
@@ -125,10 +134,10 @@ class ParameterMessagePassing(nn.Module):
             for gate in self.gates:
                 gate.zero_()
 
-    def batched_edge_index(self, num_tasks: int) -> torch.Tensor:
-        """Edges of ``num_tasks`` disjoint copies of the task graph (task ``t``'s nodes at ``t * N``)."""
-        offsets = torch.arange(num_tasks, device=self.edge_index.device) * self.num_nodes
-        return (self.edge_index.unsqueeze(1) + offsets[None, :, None]).reshape(2, -1)
+    def means(self, dtype: torch.dtype) -> torch.Tensor:
+        """The sparse ``[A_pa; A_ch]`` ``[2N, N]`` of the module docstring, in ``dtype``."""
+        return torch.sparse_coo_tensor(self.means_index, self.means_weight.to(dtype),
+                                       (2 * self.num_nodes, self.num_nodes), is_coalesced=True, check_invariants=False)
 
     def forward(self, initial: list[Weights], adapted: list[Weights], statistics: torch.Tensor) -> list[Weights]:
         """The adapted weights of every bank with their heads corrected (see the module docstring).
@@ -136,31 +145,17 @@ class ParameterMessagePassing(nn.Module):
         ``initial[b]`` / ``adapted[b]``: bank b's fast weights ``[T, N_b, ...]`` before and after
         the inner loop; ``statistics [T, N, 2]``: support loss before adaptation and support shots.
         """
-        num_tasks = statistics.shape[0]
-        hidden = statistics.new_zeros(num_tasks, self.num_nodes, self.channels)
-        for b, encoder in enumerate(self.encoders):
-            nodes = getattr(self, f"bank_nodes_{b}")
-            sizes = torch.stack([update_mean_square(initial[b][name], adapted[b][name]).clamp(min=0).add(1e-12).sqrt()
-                                 for name in self.adapted[b]], dim=-1)
-            head = torch.cat([(adapted[b][name] - initial[b][name]).flatten(2) if name in self.adapted[b]
-                              else torch.zeros(adapted[b][name].shape, dtype=sizes.dtype, device=sizes.device).flatten(2)
-                              for name in self.heads[b]], dim=-1)
-            head_size = head.pow(2).mean(-1, keepdim=True).add(1e-12).sqrt()
-            features = [head / head_size, sizes.log(), statistics[:, nodes].log1p()]
-            if self.conjugate[b]:
-                counts = torch.cat([support_counts(initial[b][name], adapted[b][name]).flatten(2)
-                                    for name in self.heads[b]], dim=-1)
-                shots = statistics[:, nodes, 1:].detach()
-                features += [counts / (shots + scale) for scale in COUNT_SCALES]
-            hidden = hidden.index_copy(1, nodes, encoder(torch.cat(features, dim=-1)))
-        hidden = (hidden + self.node_embedding).reshape(num_tasks * self.num_nodes, self.channels)
-        edge_index = self.batched_edge_index(num_tasks)
+        encoded = [encoder(self.encoder_inputs(b, initial[b], adapted[b], statistics))
+                   for b, encoder in enumerate(self.encoders)]
+        hidden = encoded[0] if self.in_graph_order else torch.cat(encoded).index_select(0, self.to_graph_order)
+        hidden = hidden + self.node_embedding[:, None]
+        means = self.means(hidden.dtype)
         for round_ in self.rounds:
-            hidden = round_(hidden, edge_index, num_tasks)
-        hidden = hidden.reshape(num_tasks, self.num_nodes, self.channels)
+            hidden = round_(hidden, means)
         corrected = []
         for b, (decoder, gate) in enumerate(zip(self.decoders, self.gates)):
-            correction = gate * decoder(hidden[:, getattr(self, f"bank_nodes_{b}")])
+            rows = hidden if self.in_graph_order else hidden.index_select(0, getattr(self, f"bank_nodes_{b}"))
+            correction = (gate * decoder(rows)).transpose(0, 1)
             weights = dict(adapted[b])
             for name, part in zip(self.heads[b], correction.split(self.head_sizes[b], dim=-1)):
                 part = part.reshape(weights[name].shape)
@@ -171,6 +166,43 @@ class ParameterMessagePassing(nn.Module):
                     weights[name] = weights[name] + part
             corrected.append(weights)
         return corrected
+
+    def encoder_inputs(self, b: int, initial: Weights, adapted: Weights, statistics: torch.Tensor) -> torch.Tensor:
+        """Bank ``b``'s encoder inputs, node-major ``[N_b, T, F]``: ``delta^h / r^h``, ``log r^(1..M)``,
+        ``log(1 + L)``, ``log(1 + K)`` and a conjugate bank's shrunk counts (see the module docstring).
+        The head's updates are formed once, for its features and its sizes; the other sizes come
+        from :func:`update_mean_square` (from the factors of a low-rank update)."""
+        names = self.adapted[b]
+        updates = {name: (adapted[name] - initial[name]).flatten(2) for name in self.heads[b] if name in names}
+        mean_squares = [updates[name].square().mean(-1) if name in updates
+                        else update_mean_square(initial[name], adapted[name]) for name in names]
+        # log r = log sqrt(ms + eps), with ms clamped at 0 against the rounding of a factored norm
+        log_sizes = torch.stack(mean_squares, dim=-1).clamp(min=0).add(1e-12).log().mul(0.5)
+        head = torch.cat([updates[name] if name in updates
+                          else log_sizes.new_zeros(adapted[name].shape).flatten(2) for name in self.heads[b]], dim=-1)
+        head_size = head.square().mean(-1, keepdim=True).add(1e-12).rsqrt()
+        node_statistics = statistics if self.in_graph_order else statistics[:, getattr(self, f"bank_nodes_{b}")]
+        features = [head * head_size, log_sizes, node_statistics.log1p()]
+        if self.conjugate[b]:
+            counts = torch.cat([support_counts(initial[name], adapted[name]).flatten(2) for name in self.heads[b]],
+                               dim=-1)
+            shots = node_statistics[..., 1:].detach()
+            features += [counts / (shots + scale) for scale in COUNT_SCALES]
+        return torch.cat([feature.transpose(0, 1) for feature in features], dim=-1)
+
+
+def directed_means(edge_index: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The coalesced indices ``[2, 2E]`` and float64 values ``[2E]`` of ``[A_pa; A_ch]`` (see module) for
+    the parent -> child ``edge_index [2, E]``: row ``i`` averages node i's parents, row ``N + j`` node
+    j's children."""
+    parents, children = edge_index
+    in_degree = torch.bincount(children, minlength=num_nodes).to(torch.float64)
+    out_degree = torch.bincount(parents, minlength=num_nodes).to(torch.float64)
+    rows = torch.cat([children, num_nodes + parents])
+    columns = torch.cat([parents, children])
+    values = torch.cat([1.0 / in_degree[children], 1.0 / out_degree[parents]])
+    order = torch.argsort(rows * num_nodes + columns)
+    return torch.stack([rows, columns])[:, order], values[order]
 
 
 def support_counts(initial: torch.Tensor, adapted: torch.Tensor) -> torch.Tensor:

@@ -95,12 +95,19 @@ class OuterProducts:
         return OuterProducts(self.left, self.right, self.scale * scale)
 
     def squared_norm(self) -> torch.Tensor:
-        r"""``||U[t, n]||_F^2`` as ``[T, N]``, from the Gram matrices: ``scale^2 sum((L L^T) * (R R^T))``
-        (clamped at 0: where ``U`` is nearly 0 the sum's rounding can fall below it)."""
-        N, T, R, _ = self.left.shape
-        left, right = self.left.reshape(N * T, R, -1), self.right.reshape(N * T, R, -1)
-        grams = TransposedProduct.apply(left, left, "second") * TransposedProduct.apply(right, right, "second")
-        norms = grams.sum((1, 2)).reshape(N, T, 1, 1) * self.scale ** 2
+        r"""``||U[t, n]||_F^2`` as ``[T, N]``: ``scale^2 sum((L^T R)^2)`` from the ``d_in x d_out`` product, or
+        ``scale^2 sum((L L^T) * (R R^T))`` from the ``R x R`` Gram matrices, whichever takes fewer
+        multiplications (``R d_in d_out`` against ``R^2 (d_in + d_out)``); clamped at 0: where ``U`` is
+        nearly 0 the Gram sum's rounding can fall below it."""
+        N, T, R, d_in = self.left.shape
+        d_out = self.right.shape[-1]
+        left, right = self.left.reshape(N * T, R, d_in), self.right.reshape(N * T, R, d_out)
+        if d_in * d_out <= R * (d_in + d_out):
+            sums = TransposedProduct.apply(left, right, "first").square().sum((1, 2))
+        else:
+            grams = TransposedProduct.apply(left, left, "second") * TransposedProduct.apply(right, right, "second")
+            sums = grams.sum((1, 2))
+        norms = sums.reshape(N, T, 1, 1) * self.scale ** 2
         return norms.reshape(N, T).transpose(0, 1).clamp(min=0)
 
     def nodes(self, index: torch.Tensor) -> OuterProducts:

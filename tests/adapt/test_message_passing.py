@@ -5,6 +5,7 @@ import torch
 import graphmeta as gm
 from graphmeta.adapt.message_passing import ParameterMessagePassing
 from graphmeta.learners.bank_set import BankSet
+from graphmeta.learners.low_rank import LowRankWeight, OuterProducts, update_mean_square
 from graphmeta.testing.reference import reference_adapted_weights, unpadded_slices
 from tests.test_model import mixed_graph, task_data
 
@@ -73,11 +74,36 @@ def test_gradcheck_through_message_passing():
     assert torch.autograd.gradcheck(meta_loss, inputs, eps=1e-6, atol=1e-6)
 
 
-def test_batched_edge_index_copies_the_graph_per_task():
+def test_directed_means_average_parents_and_children():
+    """``[A_pa; A_ch]`` is the dense adjacency normalised by in- and out-degree (0 without any)."""
     graph = mixed_graph()
     banks = BankSet(graph)
     module = ParameterMessagePassing(graph, banks, [tuple(bank.theta) for bank in banks])
-    edges = module.batched_edge_index(3)
-    base, _ = graph.to_pyg()
-    assert edges.shape == (2, 3 * base.shape[1])
-    assert torch.equal(edges[:, base.shape[1]:2 * base.shape[1]], base + len(graph))
+    N = len(graph)
+    adjacency = torch.zeros(N, N)
+    for parent, child in graph.edges:
+        adjacency[graph.names.index(parent), graph.names.index(child)] = 1.0
+    from_parents = adjacency.T / adjacency.sum(0).clamp(min=1)[:, None]
+    from_children = adjacency / adjacency.sum(1).clamp(min=1)[:, None]
+    means = module.means(torch.float32)
+    assert means.is_coalesced()
+    torch.testing.assert_close(means.to_dense(), torch.cat([from_parents, from_children]), rtol=0, atol=0)
+
+
+def test_update_sizes_from_either_product_are_the_dense_updates():
+    """The sizes the encoder reads come from ``L^T R`` or from the Gram matrices, whichever is
+    cheaper: both are the dense update's mean square, with its gradient."""
+    generator = torch.Generator().manual_seed(0)
+    for d_in, d_out, rank in ((3, 8, 4), (8, 8, 2)):  # d_in d_out <= R (d_in + d_out), and not
+        initial = torch.randn(3, d_in, d_out, generator=generator, dtype=torch.float64)
+        left = torch.randn(3, 2, rank, d_in, generator=generator, dtype=torch.float64, requires_grad=True)
+        right = torch.randn(3, 2, rank, d_out, generator=generator, dtype=torch.float64, requires_grad=True)
+        scale = torch.rand(3, 2, 1, 1, generator=generator, dtype=torch.float64)
+
+        def sizes(left, right):
+            return update_mean_square(LowRankWeight.shared(initial, 2),
+                                      LowRankWeight(initial, OuterProducts(left, right, scale)))
+
+        dense = torch.einsum("ntri,ntro->tnio", left, right * scale)
+        torch.testing.assert_close(sizes(left, right), dense.flatten(2).pow(2).mean(-1))
+        assert torch.autograd.gradcheck(sizes, (left, right))
