@@ -226,8 +226,8 @@ def evaluate_methods(model: GraphMetaLearner, tasks: TaskBatch, adapt_steps: int
         "from_scratch": query_results(model, share, tasks_per_batch, lambda chunk: fit_fresh(
             model, chunk, steps, rate, seed)),
     }
-    settings = {"from_scratch": f"{_count(steps, 'step')} at rate {rate:g}"
-                                + (f", {' and '.join(chosen)} chosen on validation tasks" if chosen else "")}
+    how = "" if not chosen else ", chosen on validation tasks" if len(chosen) == 2 else f", {chosen[0]} chosen on validation tasks"
+    settings = {"from_scratch": f"{_count(steps, 'step')} at rate {rate:g}{how}"}
     if pooled_rows is not None:
         pooled, pooled_steps, pooled_rate = fit_pooled(model, pooled_rows, validation, seed)
         methods["pooled"] = query_results(model, share, tasks_per_batch,

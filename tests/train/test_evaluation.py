@@ -56,7 +56,7 @@ def test_evaluate_names_the_from_scratch_settings_it_chose(tmp_path, monkeypatch
     trainer.fit()
     report = trainer.evaluate()
     label = report.label("from_scratch")
-    assert label.startswith("trained from scratch (") and label.endswith("steps and rate chosen on validation tasks)")
+    assert label.startswith("trained from scratch (") and label.endswith(", chosen on validation tasks)")
     assert report.to_dict()["methods"]["from_scratch"]["settings"] == report.settings["from_scratch"]
     fixed = trainer.evaluate(scratch_steps=3, scratch_lr=0.01)
     assert fixed.label("from_scratch") == "trained from scratch (3 steps at rate 0.01)"
