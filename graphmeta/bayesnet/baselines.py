@@ -53,8 +53,8 @@ class PooledEmpiricalBayes:
         grid = np.logspace(-1, 4, 51) if grid is None else np.asarray(grid, dtype=np.float64)
         scores = np.zeros(len(grid))
         for k in np.atleast_1d(shots):
-            counts, query = structure.counts(val[:, :k]), val[:, k:]
-            scores += [structure.log_likelihood(dirichlet_posterior(counts, c * frequencies), query).mean()
+            counts, query = structure.counts(val[:, :k]), structure.complete_cells(val[:, k:])
+            scores += [structure.cell_log_likelihood(dirichlet_posterior(counts, c * frequencies), query).mean()
                        for c in grid]
         return cls(frequencies, float(grid[int(np.argmax(scores))]))
 

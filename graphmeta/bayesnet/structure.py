@@ -12,12 +12,13 @@ missing) becomes state indices ``[R, N]`` with ``-1`` for a missing value. Then
     n(u, v)       = #{rows r : config(r, n) = u, s_{r, n} = v}    (counts)
     log p(row r)  = sum_n log theta_n(s_{r, n} | config(r, n))   (complete rows)
 
-each one gather or one ``bincount`` over all rows and variables.
+each one gather or one ``bincount`` over all rows and variables, through the flat index of
+each value's table cell (:meth:`NetworkStructure.cells`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -89,67 +90,122 @@ class NetworkStructure:
         """State indices ``[T, R, N]`` (``graph.names`` order, ``-1`` missing) of ``T`` tables,
         shorter tables padded with missing rows; one DataFrame gives ``[R, N]``.
 
-        A column that is no variable, a variable without a column, or a value that is not one
-        of its variable's states is a :class:`DataError` naming it.
+        A value is read as ``str(value)`` (pandas' ``astype(str)``) and looked up among its
+        variable's states. A column that is no variable, a variable without a column, or a value
+        that is not one of its variable's states is a :class:`DataError` naming it (the first
+        offence in table order, then variable order).
         """
         single = isinstance(frames, pd.DataFrame)
         frames = [frames] if single else list(frames)
-        rows = max((len(frame) for frame in frames if isinstance(frame, pd.DataFrame)), default=0)
-        codes = np.full((len(frames), rows, len(self.names)), -1, dtype=np.int64)
+
+        def label(t: int) -> str:
+            return what if single else f"{what} {t}"
+
         for t, frame in enumerate(frames):
-            where = what if single else f"{what} {t}"
-            if not isinstance(frame, pd.DataFrame):
-                raise DataError(f"{where} is a {type(frame).__name__}, expected a pandas DataFrame")
-            for column in frame.columns:
-                if column not in self.states:
-                    raise DataError(f"{where} has the column {column!r}, which is no variable of the network"
-                                    f"{closest(str(column), self.names)}")
-            for n, name in enumerate(self.names):
-                if name not in frame.columns:
-                    raise DataError(f"{where} has no column for variable {name!r} (use NaN where it is unknown)")
-                codes[t, : len(frame), n] = self._codes(frame[name], name, where)
+            problem = self._frame_problem(frame, label(t))
+            if problem is not None:
+                self._encode_tables(frames[:t], label)  # an unknown value in an earlier table comes first
+                raise DataError(problem)
+        codes = self._encode_tables(frames, label)
         return codes[0] if single else codes
 
-    def _codes(self, column: pd.Series, name: str, where: str) -> np.ndarray:
-        present = column.notna().to_numpy()
-        lookup = {state: float(i) for i, state in enumerate(self.states[name])}
-        codes = column.astype(str).map(lookup).to_numpy(dtype=np.float64, na_value=np.nan)
-        unknown = present & np.isnan(codes)
+    def _frame_problem(self, frame: Any, where: str) -> str | None:
+        """What makes ``frame`` no table of these variables, or ``None``."""
+        if not isinstance(frame, pd.DataFrame):
+            return f"{where} is a {type(frame).__name__}, expected a pandas DataFrame"
+        for column in frame.columns:
+            if column not in self.states:
+                return (f"{where} has the column {column!r}, which is no variable of the network"
+                        f"{closest(str(column), self.names)}")
+        for name in self.names:
+            if name not in frame.columns:
+                return f"{where} has no column for variable {name!r} (use NaN where it is unknown)"
+        return None
+
+    def _encode_tables(self, frames: Sequence[pd.DataFrame], label: Callable[[int], str]) -> np.ndarray:
+        """:meth:`encode` of tables that have every variable's column and no other.
+
+        Tables whose columns have the same dtypes are joined and each variable read once for
+        all of them. Joining tables of different dtypes could change their values (an int
+        column joined to a float one reads ``1.0``), so each such group goes alone.
+        """
+        lengths = np.array([len(frame) for frame in frames], dtype=np.int64)
+        starts = np.cumsum(lengths) - lengths
+        real = np.arange(lengths.max(initial=0)) < lengths[:, None]  # [T, R]: the joined rows, row-major
+        flat = np.empty((int(lengths.sum()), len(self.names)), dtype=np.int64)
+        unknown = np.zeros(flat.shape, dtype=bool)
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for t, frame in enumerate(frames):
+            groups.setdefault(tuple(frame.dtypes[self.names]), []).append(t)
+        for group in groups.values():
+            joined = pd.concat([frames[t] for t in group], ignore_index=True) if len(group) > 1 else frames[group[0]]
+            rows = np.concatenate([np.arange(starts[t], starts[t] + lengths[t]) for t in group])
+            for n, name in enumerate(self.names):
+                present = joined[name].notna().to_numpy()
+                index = pd.Categorical(joined[name].astype(str), categories=self.states[name]).codes.astype(np.int64)
+                flat[rows, n] = np.where(present, index, -1)
+                unknown[rows, n] = present & (index < 0)
         if unknown.any():
-            value = column.iloc[int(np.argmax(unknown))]
-            raise DataError(f"{where}, column {name!r}: value {value!r} is not one of its states "
+            positions, columns = np.nonzero(unknown)
+            table = np.repeat(np.arange(len(frames)), lengths)[positions]
+            first = np.lexsort((positions, columns, table))[0]  # the first table, then variable, then row
+            t, name = int(table[first]), self.names[columns[first]]
+            value = frames[t][name].iloc[positions[first] - starts[t]]
+            raise DataError(f"{label(t)}, column {name!r}: value {value!r} is not one of its states "
                             f"{self.states[name]}{closest(str(value), self.states[name])}")
-        return np.where(present, np.nan_to_num(codes, nan=-1), -1).astype(np.int64)
+        codes = np.full((*real.shape, len(self.names)), -1, dtype=np.int64)
+        codes[real] = flat
+        return codes
 
     def configurations(self, codes: np.ndarray) -> np.ndarray:
-        """``[..., N]`` parent-configuration index of every variable in every row, ``-1`` where a parent is missing."""
+        """``[..., N]`` parent-configuration index of every variable in every row, ``-1`` where a parent is missing.
+
+        One pass per parent slot ``j``, over the variables with a ``j``-th parent only.
+        """
         table = self.table
-        parents = codes[..., table.parents]  # [..., N, P]
-        present = table.strides > 0
-        index = (np.maximum(parents, 0) * table.strides).sum(-1)
-        missing = ((parents < 0) & present).any(-1)
+        index = np.zeros(codes.shape, dtype=np.int64)
+        missing = np.zeros(codes.shape, dtype=bool)
+        for j in range(table.parents.shape[1]):
+            nodes = np.flatnonzero(table.strides[:, j] > 0)
+            parent = codes[..., table.parents[nodes, j]]
+            index[..., nodes] += np.maximum(parent, 0) * table.strides[nodes, j]
+            missing[..., nodes] |= parent < 0
         return np.where(missing, -1, index)
+
+    def cells(self, codes: np.ndarray) -> np.ndarray:
+        """``[T, R, N]``: where each value of ``codes [T, R, N]`` falls in tables ``[T, columns, width]``
+        read flat, ``(t * columns + offsets[n] + config(r, n)) * width + s_{r, n}``; ``-1`` where the
+        value or a parent is missing."""
+        table = self.table
+        config = self.configurations(codes)
+        task = np.arange(codes.shape[0])[:, None, None]
+        cell = (task * table.columns + table.offsets + config) * table.width + codes
+        return np.where((config >= 0) & (codes >= 0), cell, -1)
 
     def counts(self, codes: np.ndarray) -> np.ndarray:
         """``[T, columns, width]`` counts ``n(u, v)`` of ``codes [T, R, N]``; a row counts for a
         variable when its value and all its parents' values are present."""
         table = self.table
-        num_tasks = codes.shape[0]
-        config = self.configurations(codes)
-        usable = (config >= 0) & (codes >= 0)
-        cell = ((np.arange(num_tasks)[:, None, None] * table.columns + table.offsets + config) * table.width + codes)
-        flat = np.bincount(cell[usable], minlength=num_tasks * table.columns * table.width)
-        return flat.reshape(num_tasks, table.columns, table.width).astype(np.float64)
+        cells = self.cells(codes)
+        flat = np.bincount(cells[cells >= 0], minlength=codes.shape[0] * table.columns * table.width)
+        return flat.reshape(codes.shape[0], table.columns, table.width).astype(np.float64)
 
     def log_likelihood(self, tables: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """``[T, R]`` log-likelihood of the complete rows ``codes [T, R, N]`` under ``tables [T, columns, width]``."""
+        return self.cell_log_likelihood(tables, self.complete_cells(codes))
+
+    def complete_cells(self, codes: np.ndarray) -> np.ndarray:
+        """:meth:`cells` of complete rows (a :class:`DataError` if a value is missing), for
+        :meth:`cell_log_likelihood`: to score the same rows under many tables, find them once."""
         if (codes < 0).any():
             raise DataError("log_likelihood needs complete rows; these have missing values")
-        table = self.table
-        column = table.offsets + self.configurations(codes)  # [T, R, N]
-        task = np.arange(codes.shape[0])[:, None, None]
+        return self.cells(codes)
+
+    @staticmethod
+    def cell_log_likelihood(tables: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """``[T, R]``: :meth:`log_likelihood` of the rows whose :meth:`complete_cells` are ``cells [T, R, N]``."""
         with np.errstate(divide="ignore"):
-            return np.log(tables[task, column, codes]).sum(-1)
+            return np.log(np.ravel(tables)[cells]).sum(-1)
 
     # --------------------------------------------------------------- pgmpy CPDs
     def pack_network(self, model: Any) -> np.ndarray:

@@ -47,12 +47,12 @@ class TableTasks:
         tasks = np.concatenate([rng.permutation(count) for _ in range(-(-num_tasks // count))])[:num_tasks]
         # a random order of each table's rows, rows without any value (padding) last; then support | query
         order = np.argsort(rng.random((num_tasks, codes.shape[1])) + empty[tasks], axis=1)
-        picked = np.take_along_axis(codes[tasks], order[..., None], axis=1)
         real_rows = (~empty[tasks]).sum(1)
         sizes = np.minimum(np.broadcast_to(shots, (num_tasks,)), np.maximum(real_rows // 2, 1))
+        picked = codes[tasks[:, None], order[:, : sizes.max() + query]]  # only the rows an episode takes
         support = np.where((np.arange(sizes.max()) < sizes[:, None])[..., None], picked[:, :sizes.max()], -1)
         rows = sizes[:, None] + np.arange(query)  # each task's query rows follow its own support rows
-        inside = rows < picked.shape[1]
+        inside = rows < codes.shape[1]
         query_rows = np.where(inside[..., None],
                               np.take_along_axis(picked, np.minimum(rows, picked.shape[1] - 1)[..., None], 1), -1)
         return TaskBatch(self.graph, split_from_codes(self.structure, self.layout, support),

@@ -125,12 +125,16 @@ class LearnerBank(nn.Module):
         return {name: p.unsqueeze(0).expand(num_tasks, *p.shape) for name, p in self.theta.items()}
 
     def example_mask(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
-        """``[T, N_b, K]``: the node's value and all its parents' values are observed."""
+        """``[T, N_b, K]``: the node's value and all its parents' values are observed; one gather
+        per slot of ``requires_observed`` (the node, then its parents, padded with the always-observed
+        column ``N``) from the node-major mask ``[T, N + 1, K]``, laid out like the losses (see targets)."""
         index = self.requires_observed if nodes is None else self.requires_observed[nodes]
         observed = torch.cat([split.observed, split.observed.new_ones(*split.observed.shape[:2], 1)], dim=-1)
-        T, K, _ = observed.shape
-        gathered = observed.index_select(-1, index.reshape(-1)).reshape(T, K, *index.shape)
-        return gathered.all(-1).transpose(1, 2).contiguous()  # see targets
+        by_node = observed.transpose(1, 2).contiguous()
+        mask = by_node.index_select(1, index[:, 0])
+        for slot in range(1, index.shape[1]):
+            mask &= by_node.index_select(1, index[:, slot])
+        return mask
 
     def targets(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """``[T, N_b, K, D_out]``: regression targets, or one-hot labels, padded with 0."""

@@ -1,4 +1,6 @@
-"""`BankSet`: a graph's nodes grouped into banks, one bank per distinct learner spec."""
+"""`BankSet`: a graph's nodes grouped into banks: one bank per distinct learner spec, or several
+where the spec's bank class splits its nodes (``partition(graph, names) -> [names, ...]``, as
+:meth:`~graphmeta.learners.table_bank.TableBank.partition` does by table size)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,12 @@ class BankSet(nn.Module):
         for name in graph.names:
             groups.setdefault(graph.subtask(name).learner, []).append(name)
         super().__init__()
-        self.banks = nn.ModuleList(learner_type(spec).bank_class()(graph, names, spec) for spec, names in groups.items())
+        banks = []
+        for spec, names in groups.items():
+            bank_class = learner_type(spec).bank_class()
+            partition = getattr(bank_class, "partition", None)
+            banks += [bank_class(graph, part, spec) for part in (partition(graph, names) if partition else [names])]
+        self.banks = nn.ModuleList(banks)
         bank_order = torch.cat([bank.node_index for bank in self])
         self.register_buffer("to_graph_order", torch.argsort(bank_order), persistent=False)
         self.in_graph_order = bool((bank_order == torch.arange(len(bank_order))).all())

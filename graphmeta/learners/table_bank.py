@@ -23,6 +23,12 @@ slowest, as pgmpy orders CPD columns when the evidence is in that order); the ba
 table to its largest node's :math:`\prod_j c_j` rows, and padded rows never receive
 probability or counts. For the mixture, the parents' distributions are multiplied out over
 slots padded to the widest class count per slot, then each node's rows are gathered.
+
+Padding costs: a bank of :math:`N_b` nodes holds :math:`N_b C_b D_b` numbers per task, with
+:math:`C_b` its largest node's rows and :math:`D_b` its widest class count, and so does every
+update, loss and message-passing encoder of a meta-step. One node with hundreds of parent
+configurations would pad all the others to its size, so :meth:`TableBank.partition` splits
+the Table nodes of one spec into banks of similar table sizes (see there).
 """
 
 from __future__ import annotations
@@ -40,11 +46,49 @@ from .bank import LearnerBank, Weights, gather_columns, packed_source
 from .table import Table
 
 
+#: The fixed cost of one more bank in a meta-step (its own ops, their launches and their
+#: backward), in padded table numbers per node and task: measured on hailfinder, one bank costs
+#: about as much time as this many more numbers in another.
+BANK_COST = 1000
+
+
 class TableBank(LearnerBank):
     """The Table nodes ``names`` of ``graph`` sharing ``spec``."""
 
     head = ("log_counts",)
     closed_form = True
+
+    @classmethod
+    def partition(cls, graph: TaskGraph, names: Sequence[str]) -> list[list[str]]:
+        r"""The Table nodes ``names`` as the node lists of several banks (each in ``names`` order),
+        smallest tables first, so that padding stays bounded.
+
+        With :math:`C_n` node :math:`n`'s table rows (its parents' joint configurations) and
+        :math:`D_n` its class count, a bank :math:`b` costs :math:`N_b C_b D_b + \beta` with
+        :math:`C_b = \max_{n \in b} C_n`, :math:`D_b = \max_{n \in b} D_n` and :math:`\beta` =
+        :data:`BANK_COST`. Ordering the distinct sizes :math:`(C, D)` by :math:`C D` (then
+        :math:`C`), the banks are the runs of consecutive sizes of least total cost, found by
+        dynamic programming over the distinct sizes: one bank when padding is cheap (small
+        networks), several when a few nodes have far larger tables than the rest.
+        """
+        size = {name: (math.prod(graph.subtask(p).width for p in graph.parents(name)), graph.subtask(name).width)
+                for name in names}
+        sizes = sorted(set(size.values()), key=lambda s: (s[0] * s[1], s[0]))
+        members = [sum(size[name] == s for name in names) for s in sizes]
+        # best[j]: the least cost of the first j sizes; start[j]: where the last of those banks starts
+        best, start = [0.0] + [math.inf] * len(sizes), [0] * (len(sizes) + 1)
+        for j in range(1, len(sizes) + 1):
+            rows = classes = nodes = 0
+            for i in range(j - 1, -1, -1):
+                rows, classes, nodes = max(rows, sizes[i][0]), max(classes, sizes[i][1]), nodes + members[i]
+                cost = best[i] + nodes * rows * classes + BANK_COST
+                if cost < best[j]:
+                    best[j], start[j] = cost, i
+        bounds, j = [], len(sizes)
+        while j > 0:
+            bounds.append((start[j], j))
+            j = start[j]
+        return [[name for name in names if size[name] in sizes[i:j]] for i, j in reversed(bounds)]
 
     def __init__(self, graph: TaskGraph, names: Sequence[str], spec: Table) -> None:
         super().__init__(graph, names)
@@ -80,8 +124,19 @@ class TableBank(LearnerBank):
             rows_in_grid[row, : len(u)] = sum(
                 (u // stride % card) * grid_stride for stride, card, grid_stride in zip(strides, node_cards, grid_strides))
         self.register_buffer("parent_index", index, persistent=False)
-        self.register_buffer("row_code", code.flatten(1), persistent=False)
         self.register_buffer("rows_in_grid", rows_in_grid, persistent=False)
+        # for the rows of one-hot parents: the columns of split.values any node reads, and per
+        # column and node its place value (row u is the parents' one-hots times these) and whether it reads it
+        columns = index[index < zero].unique()
+        place = torch.zeros(len(columns), len(self.names))
+        reads = torch.zeros(len(columns), len(self.names), dtype=torch.bool)
+        node, slot, value = torch.nonzero(index < zero, as_tuple=True)
+        column = torch.searchsorted(columns, index[node, slot, value])
+        place[column, node] = code[node, slot, value].to(place.dtype)
+        reads[column, node] = True
+        self.register_buffer("parent_columns", columns - self.layout.feature_width, persistent=False)
+        self.register_buffer("place_values", place, persistent=False)
+        self.register_buffer("reads_column", reads, persistent=False)
         self.theta = nn.ParameterDict({"log_counts": nn.Parameter(torch.empty(len(self.names), self.configurations,
                                                                               self.output_width))})
         self.reset_parameters()
@@ -98,36 +153,56 @@ class TableBank(LearnerBank):
         log_counts = weights["log_counts"] if nodes is None else weights["log_counts"][:, nodes]
         output_mask = self.output_mask if nodes is None else self.output_mask[nodes]
         log_counts = log_counts.masked_fill(~output_mask[:, None, :], torch.finfo(log_counts.dtype).min / 4)
-        source = _with_ones(packed_source(split))
-        rows = self._rows(source, nodes)
-        if rows is not None:  # normalise the K rows read, not all C
-            return log_counts.gather(2, rows[..., None].expand(-1, -1, -1, log_counts.shape[-1])).log_softmax(-1)
-        mixture = self._configuration_weights(source, nodes) @ log_counts.softmax(-1)
+        rows = self._rows(split, nodes)
+        if rows is not None:  # normalise the C table rows or the K rows read, whichever are fewer
+            index = rows[..., None].expand(-1, -1, -1, log_counts.shape[-1])
+            if log_counts.shape[2] <= rows.shape[2]:
+                return log_counts.log_softmax(-1).gather(2, index)
+            return log_counts.gather(2, index).log_softmax(-1)
+        mixture = self._configuration_weights(_with_ones(packed_source(split)), nodes) @ log_counts.softmax(-1)
         return mixture.clamp(min=torch.finfo(mixture.dtype).tiny).log()
+
+    def output_losses(self, outputs: torch.Tensor, split: Split, nodes: torch.Tensor | None = None,
+                      accuracy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        r""":meth:`LearnerBank.output_losses` of this bank's outputs, which are log-probabilities
+        :math:`\log P(v)` (normalised, padded classes at :math:`-\infty` in effect): a shot's
+        cross-entropy :math:`\log \sum_v e^{\log P(v)} - \log P(y)` is :math:`-\log P(y)`, so the
+        log-sum-exp, 0, is not computed."""
+        targets = self.targets(split, nodes)
+        mask = self.example_mask(split, nodes).to(outputs.dtype)
+        weight = mask / mask.sum(-1, keepdim=True).clamp(min=1)
+        loss = -((outputs * targets).sum(-1) * weight).sum(-1)
+        if not accuracy:
+            return loss, None
+        output_mask = self.output_mask if nodes is None else self.output_mask[nodes]
+        with torch.no_grad():  # the one-hot target at the predicted class: 1 for a hit
+            predicted = outputs.masked_fill(~output_mask[:, None, :], float("-inf")).argmax(-1, keepdim=True)
+            hits = targets.gather(-1, predicted).squeeze(-1)
+            return loss, (hits * weight).sum(-1)
 
     def posterior(self, weights: Weights, split: Split) -> Weights:
         """The conjugate update ``log(exp(l) + n)`` with the support counts ``n [T, N_b, C, D_out]``."""
         log_counts = weights["log_counts"]
         observed = self.targets(split) * self.example_mask(split).to(log_counts.dtype)[..., None]
-        source = _with_ones(packed_source(split))
-        rows = self._rows(source)
+        rows = self._rows(split)
         if rows is not None:
             counts = torch.zeros_like(log_counts).scatter_add_(2, rows[..., None].expand_as(observed), observed)
         else:
-            counts = self._configuration_weights(source).transpose(-1, -2) @ observed
+            counts = self._configuration_weights(_with_ones(packed_source(split))).transpose(-1, -2) @ observed
         return {"log_counts": torch.logaddexp(log_counts, counts.log())}
 
-    def _rows(self, source: torch.Tensor, nodes: torch.Tensor | None = None) -> torch.Tensor | None:
-        """``[T, N_b', K]``: each shot's table row, read from ``source`` (:func:`_with_ones` of
-        ``packed_source``), when every parent value is 0/1 (a one-hot, or all zeros for a missing
-        value, whose shot the example mask drops); ``None`` when some parent value is a
-        probability, which needs the mixture."""
-        index = self.parent_index if nodes is None else self.parent_index[nodes]
-        code = self.row_code if nodes is None else self.row_code[nodes]
-        parents = gather_columns(source, index.flatten(1))
-        if not bool(((parents == 0) | (parents == 1)).all()):
+    def _rows(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor | None:
+        r"""``[T, N_b', K]``: each shot's table row, read from ``split.values``, when every parent
+        value the nodes read is 0/1 (a one-hot, or all zeros for a missing value, whose shot the
+        example mask drops); ``None`` when some parent value is a probability, which needs the
+        mixture. The row is :math:`u = \sum_j s_j \prod_{i > j} c_i`, the parents' one-hots times
+        their place values: one product ``[T, K, parent columns] @ [parent columns, N_b']``."""
+        parents = split.values.index_select(-1, self.parent_columns)
+        read = parents if nodes is None else parents[..., self.reads_column[:, nodes].any(1)]
+        if not torch.equal(read, read.bool().to(read.dtype)):
             return None
-        return (parents * code[:, None, :].to(parents.dtype)).sum(-1).round().long()
+        place = self.place_values if nodes is None else self.place_values[:, nodes]
+        return (parents @ place.to(parents.dtype)).round().long().transpose(1, 2)
 
     def _configuration_weights(self, source: torch.Tensor, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """``[T, N_b', K, C]``: each shot's distribution over the table rows, ``p_1 (x) ... (x) p_P``."""

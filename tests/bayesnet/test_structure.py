@@ -96,3 +96,27 @@ def test_to_network_round_trips(tiny, tiny_structure):
     assert model.check_model()
     for name in tiny_structure.names:
         assert model.get_cpds(name) == tiny.get_cpds(name)
+
+
+def test_encode_reads_every_table_as_it_would_alone():
+    """Tables are joined per dtype for speed, never across dtypes: an int 1 reads "1" and a float
+    1.0 reads "1.0" whatever the other tables hold; missing values read -1."""
+    structure = NetworkStructure.from_dict({"name": "n", "states": {"A": ["1", "2", "1.0"], "B": ["x", "y"]},
+                                            "evidence": {"A": [], "B": ["A"]}})
+    frames = [pd.DataFrame({"A": [1, 2], "B": ["x", "y"]}), pd.DataFrame({"A": [1.0, np.nan], "B": ["x", None]}),
+              pd.DataFrame({"B": ["y"], "A": ["2"]}), pd.DataFrame({"A": [2, 1], "B": ["y", "y"]})]
+    codes = structure.encode(frames)
+    assert codes.tolist() == [[[0, 0], [1, 1]], [[2, 0], [-1, -1]], [[1, 1], [-1, -1]], [[1, 1], [0, 1]]]
+    for frame, table in zip(frames, codes):
+        assert structure.encode(frame).tolist() == table[: len(frame)].tolist()
+
+
+def test_encode_names_the_first_offence_in_table_order(tiny_structure):
+    good = pd.DataFrame({"A": ["lo"], "B": ["no"], "C": ["x"]})
+    unknown = pd.DataFrame({"A": ["lo", "lo"], "B": ["no", "no"], "C": ["x", "w"]})
+    with pytest.raises(DataError, match="table 1, column 'C': value 'w'"):
+        tiny_structure.encode([good, unknown, pd.DataFrame({"A": ["lo"]})])
+    with pytest.raises(DataError, match="table 1 has no column for variable 'B'"):
+        tiny_structure.encode([good, pd.DataFrame({"A": ["lo"], "C": ["x"]}), unknown])
+    with pytest.raises(DataError, match="table 2, column 'A': value 'top'"):
+        tiny_structure.encode([good, unknown.assign(C="x"), unknown.assign(A=["lo", "top"], C="w")])

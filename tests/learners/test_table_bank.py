@@ -119,3 +119,46 @@ def test_table_learner_round_trips_through_a_dict():
     again = gm.TaskGraph.from_dict(graph.to_dict())
     assert again == graph
     assert again.subtask("traffic").learner == gm.Table(prior_strength=2.0)
+
+
+def test_partition_puts_a_large_table_in_a_bank_of_its_own():
+    """Twenty one-column nodes and one node with 512 parent configurations: one bank would pad
+    every table to 512 rows, so the large one goes alone; a small graph keeps one bank."""
+    from graphmeta.learners.table_bank import TableBank
+
+    graph = gm.TaskGraph()
+    for i in range(20):
+        graph = graph.add_subtask(f"x{i}", kind="classification", num_classes=8, learner="table")
+    graph = graph.add_subtask("big", kind="classification", num_classes=2, learner="table")
+    for i in range(3):
+        graph = graph.add_dependency(f"x{i}", "big")
+    assert TableBank.partition(graph, graph.names) == [[f"x{i}" for i in range(20)], ["big"]]
+    model = gm.GraphMetaLearner(graph)
+    assert [len(bank) for bank in model.banks] == [20, 1]
+    assert [bank.configurations for bank in model.banks] == [1, 512]
+    small = table_graph()
+    tables = [name for name in small.names if small.subtask(name).learner.type == "table"]
+    assert TableBank.partition(small, tables) == [tables]
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "mamlpp"])
+@pytest.mark.parametrize("message_passing", [False, True])
+def test_tables_split_into_several_banks_equal_reference(monkeypatch, algorithm, message_passing):
+    """With no cost per bank every distinct table size gets its own bank: the engine still
+    matches the per-node reference, meta-loss and meta-gradient."""
+    monkeypatch.setattr("graphmeta.learners.table_bank.BANK_COST", 0)
+    model = build(algorithm, message_passing)
+    assert sum(bank.closed_form for bank in model.banks) == 3  # weather and late (one spec) apart, traffic
+    graph = model.graph
+    support, query = task_data(graph, 3, 6, 1), task_data(graph, 3, 6, 2)
+    s_obs, q_obs = observed_masks(graph, 3, 6, 3), observed_masks(graph, 3, 6, 4)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    loss, _ = model.meta_loss(gm.TaskBatch.from_tensors(graph, support, query, s_obs, q_obs))
+    grads = torch.autograd.grad(loss, parameters, allow_unused=True)
+    ref_loss = reference_meta_loss(model, support, query, s_obs, q_obs)
+    ref_grads = torch.autograd.grad(ref_loss, parameters, allow_unused=True)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=1e-9)
+    for p, g, r in zip(parameters, grads, ref_grads):
+        g = torch.zeros_like(p) if g is None else g
+        r = torch.zeros_like(p) if r is None else r
+        torch.testing.assert_close(g, r, rtol=1e-6, atol=1e-9)
