@@ -58,6 +58,7 @@ meta-batch through the model's DDP replica, and stops after the same unit as the
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from time import perf_counter, strftime
@@ -330,7 +331,9 @@ class RunLoop:
         self.model.algorithm.clamp_rates_(self.config.min_rate, self.config.max_rate)
         if update.nonfinite is not None:
             self._nonfinite(update.nonfinite)
-        self.scheduler.step()
+        with warnings.catch_warnings():  # a skipped update leaves the optimizer unstepped; the schedule goes on
+            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before", UserWarning)
+            self.scheduler.step()
         self.updates += 1
         return update if update.nonfinite is None else None
 
