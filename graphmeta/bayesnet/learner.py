@@ -119,7 +119,7 @@ class BayesNetMetaLearner:
                  steps: NonNegativeInt | None = None, *, shots: Shots = DEFAULT_SHOTS, query_shots: PositiveInt = 100,
                  meta_batch_size: PositiveInt = 16, outer_lr: NonNegativeFloat = 0.02,
                  grad_clip: NonNegativeFloat | None = 10.0, val_every: PositiveInt = 50,
-                 early_stopping_patience: PositiveInt | None = 6,
+                 early_stopping_patience: PositiveInt | None = 20,
                  val_fraction: Annotated[float, Gt(0), Lt(1)] = 0.2, seed: NonNegativeInt = 0,
                  progress: bool = True, run_dir: str | Path | None = None) -> dict[str, Any]:
         """Meta-train on ``tasks``, one DataFrame per related network (site); returns the
@@ -129,7 +129,12 @@ class BayesNetMetaLearner:
         ``tasks`` is held out. ``steps`` bounds the meta-training steps (default: early stopping
         on the validation loss, at most :data:`MAX_STEPS`); the outer rate decays exponentially
         from ``outer_lr`` to :data:`FINAL_LR_RATIO` times it over them, so the prior and the
-        message passing settle instead of wandering at the step size.
+        message passing settle instead of wandering at the step size. Early stopping is patient
+        (20 validations, 1,000 steps at the default ``val_every``): the validation loss of a fit
+        for a range of support sizes plateaus for hundreds of steps before the decaying rate lets
+        it improve again (on asia's latent family a patience of 6 stopped at 1,150 steps and
+        closed 84% / 78% of the gap to the Bayes limit at K = 5 / 20, running on closed 92% / 88%),
+        and the weights kept are those of the best validation either way.
 
         ``shots`` are the support sizes to prepare for (the numbers of rows you will adapt
         with): a range ``(low, high)``, by default 1 to 200 rows, or one count to specialise for
