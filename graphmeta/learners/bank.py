@@ -168,13 +168,20 @@ class LearnerBank(nn.Module):
         output_mask = self.output_mask if nodes is None else self.output_mask[nodes]
         is_classification = self.is_classification if nodes is None else self.is_classification[nodes]
         kinds = self.kinds if nodes is None else (not bool(is_classification.all()), bool(is_classification.any()))
-        loss = node_losses(outputs, targets, weight, output_mask, is_classification, kinds)
+        loss = self.weighted_losses(outputs, targets, weight, output_mask, is_classification, kinds)
         if not accuracy:
             return loss, None
         with torch.no_grad():
             hits = (outputs.masked_fill(~output_mask[:, None, :], float("-inf")).argmax(-1) == targets.argmax(-1))
             correct = (hits.to(weight.dtype) * weight).sum(-1)
             return loss, torch.where(is_classification, correct, torch.full_like(correct, float("nan")))
+
+    def weighted_losses(self, outputs: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
+                        output_mask: torch.Tensor, is_classification: torch.Tensor, kinds: tuple[bool, bool]
+                        ) -> torch.Tensor:
+        """Per (task, node) losses ``[T, N_b']``: each shot's loss times its ``weight`` (its share of
+        the node's mean), summed; :func:`node_losses`, unless a bank knows a cheaper form."""
+        return node_losses(outputs, targets, weight, output_mask, is_classification, kinds)
 
 
 def node_losses(outputs: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, output_mask: torch.Tensor,

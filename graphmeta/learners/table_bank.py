@@ -162,23 +162,14 @@ class TableBank(LearnerBank):
         mixture = self._configuration_weights(_with_ones(packed_source(split)), nodes) @ log_counts.softmax(-1)
         return mixture.clamp(min=torch.finfo(mixture.dtype).tiny).log()
 
-    def output_losses(self, outputs: torch.Tensor, split: Split, nodes: torch.Tensor | None = None,
-                      accuracy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        r""":meth:`LearnerBank.output_losses` of this bank's outputs, which are log-probabilities
+    def weighted_losses(self, outputs: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
+                        output_mask: torch.Tensor, is_classification: torch.Tensor, kinds: tuple[bool, bool]
+                        ) -> torch.Tensor:
+        r""":meth:`LearnerBank.weighted_losses` of this bank's outputs, which are log-probabilities
         :math:`\log P(v)` (normalised, padded classes at :math:`-\infty` in effect): a shot's
         cross-entropy :math:`\log \sum_v e^{\log P(v)} - \log P(y)` is :math:`-\log P(y)`, so the
         log-sum-exp, 0, is not computed."""
-        targets = self.targets(split, nodes)
-        mask = self.example_mask(split, nodes).to(outputs.dtype)
-        weight = mask / mask.sum(-1, keepdim=True).clamp(min=1)
-        loss = -((outputs * targets).sum(-1) * weight).sum(-1)
-        if not accuracy:
-            return loss, None
-        output_mask = self.output_mask if nodes is None else self.output_mask[nodes]
-        with torch.no_grad():  # the one-hot target at the predicted class: 1 for a hit
-            predicted = outputs.masked_fill(~output_mask[:, None, :], float("-inf")).argmax(-1, keepdim=True)
-            hits = targets.gather(-1, predicted).squeeze(-1)
-            return loss, (hits * weight).sum(-1)
+        return -((outputs * targets).sum(-1) * weight).sum(-1)
 
     def posterior(self, weights: Weights, split: Split) -> Weights:
         """The conjugate update ``log(exp(l) + n)`` with the support counts ``n [T, N_b, C, D_out]``."""
