@@ -102,3 +102,36 @@ def test_checkpoint_of_another_model_is_refused(make_trainer):
     other = make_trainer(message_passing=True)
     with pytest.raises(gm.CheckpointError, match=r"last\.pt was written by a model with other settings.*message_pass"):
         other.load()
+
+
+def _table_model() -> gm.GraphMetaLearner:
+    """alarm's Table nodes: two banks of different table sizes."""
+    torch.manual_seed(0)
+    return gm.GraphMetaLearner(gm.load_family("alarm-latent", learner="table").graph)
+
+
+def test_a_checkpoint_with_another_bank_layout_is_refused_in_one_line():
+    from graphmeta.train.checkpoint import restore_model_and_optimizer
+
+    model = _table_model()
+    assert len(model.banks) == 2
+    optimizer = torch.optim.Adam(model.parameters())
+    state = {"model_config": model.config, "optimizer": optimizer.state_dict(),
+             "model": {k: v for k, v in model.state_dict().items() if not k.startswith("banks.banks.1.")}}
+    with pytest.raises(gm.CheckpointError, match=r"^old\.pt holds 1 learner banks where this model has 2: ") as error:
+        restore_model_and_optimizer(model, optimizer, state, "old.pt")
+    assert "\n" not in str(error.value)
+
+
+def test_a_checkpoint_that_does_not_fit_names_the_first_problem_in_one_line():
+    from graphmeta.train.checkpoint import restore_model_and_optimizer
+
+    model = _table_model()
+    optimizer = torch.optim.Adam(model.parameters())
+    weights = model.state_dict()
+    weights["banks.banks.0.theta.log_counts"] = weights["banks.banks.0.theta.log_counts"][:, :1]
+    state = {"model_config": model.config, "optimizer": optimizer.state_dict(), "model": weights}
+    with pytest.raises(gm.CheckpointError, match=r"^c\.pt does not fit this model: size mismatch for "
+                                                 r"banks\.banks\.0\.theta\.log_counts") as error:
+        restore_model_and_optimizer(model, optimizer, state, "c.pt")
+    assert "\n" not in str(error.value)
