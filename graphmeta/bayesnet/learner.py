@@ -53,6 +53,7 @@ import torch
 
 from ..data import Split
 from ..errors import CheckpointError, ConfigError, DataError, GraphError
+from ..learners.bank_set import bank_shapes
 from ..taskgraph import ColumnLayout
 from ..model import GraphMetaLearner
 from ..train.checkpoint import load_checkpoint, save_checkpoint
@@ -197,12 +198,12 @@ class BayesNetMetaLearner:
         state = load_checkpoint(path, required=CHECKPOINT_KEYS)
         try:
             learner = cls(NetworkStructure.from_dict(state["structure"]), **state["config"])
-            saved, expected = _bank_layout(state["model"]), _bank_layout(learner.model.state_dict())
-            if len(saved) == 1 and len(expected) > 1 and saved[0][0] == len(learner.structure.names):
+            saved, expected = bank_shapes(state["model"]), bank_shapes(learner.model.state_dict())
+            if len(saved) != len(expected):
                 raise CheckpointError(
-                    f"{path} holds a BayesNetMetaLearner of an older layout: all its variables' tables in one "
-                    f"bank {saved[0]}, where this graphmeta version groups them by table size into {len(expected)} "
-                    f"banks {expected}; meta-fit the learner again with this version")
+                    f"{path} holds a BayesNetMetaLearner of an older layout: its variables' tables in "
+                    f"{len(saved)} bank(s) {saved}, where this graphmeta version groups them by table size into "
+                    f"{len(expected)} banks {expected}; meta-fit the learner again with this version")
             learner.model.load_state_dict(state["model"])
         except (ConfigError, GraphError, RuntimeError, KeyError, TypeError) as error:
             raise CheckpointError(f"{path} does not hold a BayesNetMetaLearner of this graphmeta version: "
@@ -285,10 +286,3 @@ class BayesNetMetaLearner:
                     classes = table.cardinality[n]
                     log_counts[row, rows, :classes] = torch.as_tensor(np.log(pseudo_counts[columns, :classes]),
                                                                        dtype=log_counts.dtype)
-
-
-def _bank_layout(model_state: Mapping[str, Any]) -> list[tuple[int, ...]]:
-    """The shapes ``[N_b, C_b, D_b]`` of the Table banks' tables in a model's state dict: how its
-    variables are packed (before graphmeta grouped them by table size, one bank held them all)."""
-    return [tuple(value.shape) for key, value in model_state.items()
-            if key.startswith("banks.") and key.endswith(".log_counts")]

@@ -4,7 +4,7 @@ where the spec's bank class splits its nodes (``partition(graph, names) -> [name
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -73,3 +73,14 @@ class BankSet(nn.Module):
         if len(per_bank) == 1 and self.in_graph_order:
             return per_bank[0]
         return torch.cat(per_bank, dim=1)[:, self.to_graph_order]
+
+
+def bank_shapes(model_state: Mapping[str, torch.Tensor]) -> list[tuple[int, ...]]:
+    """Per learner bank of a :class:`~graphmeta.GraphMetaLearner` state dict, in bank order, the
+    shape ``[N_b, ...]`` of its first weight: how the model packs its nodes into banks (a
+    checkpoint of another packing, e.g. from a version that grouped nodes otherwise, cannot load)."""
+    shapes: dict[int, tuple[int, ...]] = {}
+    for key, value in model_state.items():
+        if key.startswith("banks.banks."):
+            shapes.setdefault(int(key.split(".")[2]), tuple(value.shape))
+    return [shapes[b] for b in sorted(shapes)]

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
+from ..learners.bank_set import bank_shapes
 
 #: 2: learner banks name their weights (``theta.head_weight``), algorithms own their rates
 #: (``algorithm.inner_lrs``). 1: graphmeta 0.1, positional weights (``theta.0``).
@@ -175,7 +176,7 @@ def restore_model_and_optimizer(model: torch.nn.Module, optimizer: torch.optim.O
         differing = sorted(k for k in {*saved, *current} if saved.get(k) != current.get(k))
         raise CheckpointError(f"{source} was written by a model with other settings ({', '.join(differing)}): "
                               f"{ {k: saved.get(k) for k in differing} }")
-    saved_banks, current_banks = (_bank_count(keys) for keys in (state["model"], model.state_dict()))
+    saved_banks, current_banks = (len(bank_shapes(weights)) for weights in (state["model"], model.state_dict()))
     if saved_banks != current_banks:
         raise CheckpointError(f"{source} holds {saved_banks} learner banks where this model has {current_banks}: it "
                               "was written by a graphmeta version that grouped the nodes otherwise (Table nodes "
@@ -188,10 +189,6 @@ def restore_model_and_optimizer(model: torch.nn.Module, optimizer: torch.optim.O
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise CheckpointError(f"{source} does not fit this model: {problems[0]}{more}") from None
 
-
-def _bank_count(model_state: Mapping[str, Any]) -> int:
-    """How many learner banks a model's state dict holds (its ``banks.banks.<i>.`` prefixes)."""
-    return len({key.split(".")[2] for key in model_state if key.startswith("banks.banks.")})
 
 
 def require_finite_parameters(model: torch.nn.Module, when: str) -> None:
