@@ -42,7 +42,7 @@ class GraphMetaLearner(nn.Module):
     Args:
         graph: the task decomposition.
         algorithm: ``"maml"``, ``"fomaml"``, ``"metasgd"``, ``"anil"``, ``"reptile"``,
-            ``"mamlpp"`` (MAML++) or ``"cavia"`` (see :mod:`graphmeta.adapt.algorithms`; Table
+            ``"mamlpp"`` (MAML++), ``"cavia"`` or ``"alpaca"`` (see :mod:`graphmeta.adapt.algorithms`; Table
             learners always adapt by their closed-form update; not with Reptile).
         inner_steps: inner-loop steps during meta-training (``adapt`` may use more).
         inner_lr: the inner learning rate ``alpha`` (the initial value where it is learned).
@@ -51,22 +51,26 @@ class GraphMetaLearner(nn.Module):
         learn_inner_lr: learn one rate per inner step (Meta-SGD and MAML++ always learn theirs).
         message_channels, message_rounds: width and depth of the message passing.
         context_dim: CAVIA's context size per node (read by CAVIA only).
+        prior_components: the number of Gaussians in ALPaCA's prior over each head (read by
+            ALPaCA only; 1 is ALPaCA as published).
     """
 
     def __init__(self, graph: TaskGraph, algorithm: Annotated[str, OneOf(tuple(ALGORITHMS))] = "maml",
                  inner_steps: NonNegativeInt = 1, inner_lr: PositiveFloat = 0.01, message_passing: bool = True,
                  learn_inner_lr: bool = False, message_channels: PositiveInt = 32,
-                 message_rounds: NonNegativeInt = 2, context_dim: PositiveInt = 4) -> None:
+                 message_rounds: NonNegativeInt = 2, context_dim: PositiveInt = 4,
+                 prior_components: PositiveInt = 1) -> None:
         super().__init__()
         self.graph = graph.validate()
         self.inner_steps = inner_steps
         self.config = {"algorithm": algorithm, "inner_steps": inner_steps, "inner_lr": float(inner_lr),
                        "message_passing": bool(message_passing), "learn_inner_lr": bool(learn_inner_lr),
                        "message_channels": message_channels, "message_rounds": message_rounds,
-                       "context_dim": context_dim}
+                       "context_dim": context_dim, "prior_components": prior_components}
         self.banks = BankSet(graph)
         self.algorithm = ALGORITHMS[algorithm](
-            self.banks, InnerLoopSettings(float(inner_lr), inner_steps, bool(learn_inner_lr), context_dim))
+            self.banks, InnerLoopSettings(float(inner_lr), inner_steps, bool(learn_inner_lr), context_dim,
+                                          prior_components))
         self.message_passing = None
         if message_passing:
             self.message_passing = ParameterMessagePassing(

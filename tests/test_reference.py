@@ -41,15 +41,20 @@ def build(graph: gm.TaskGraph, algorithm: str, message_passing: bool, steps: int
           **options) -> gm.GraphMetaLearner:
     """A float64 model whose every parameter matters: rates that differ per step (and per entry),
     an open message-passing gate, a node embedding, tables that differ between columns, MAML++
-    part-way through its annealing."""
+    part-way through its annealing, ALPaCA's prior components of different precisions."""
     torch.manual_seed(seed)
     learned = algorithm in LEARNED_STEP_RATES
+    if algorithm == "alpaca":
+        options = {"prior_components": 3, **options}
     model = gm.GraphMetaLearner(graph, algorithm=algorithm, inner_steps=steps, inner_lr=0.25,
                                 message_passing=message_passing, learn_inner_lr=learned, message_channels=6,
                                 message_rounds=2, context_dim=3, **options).double()
     with torch.no_grad():
         if learned:
             model.algorithm.inner_lrs.copy_(torch.linspace(0.2, 0.4, model.algorithm.inner_lrs.numel()))
+        for parameters in ("precision_factors", "log_noise", "log_mixture"):  # ALPaCA's: priors that differ
+            for parameter in getattr(model.algorithm, parameters, {}).values():
+                parameter.normal_(0.0, 0.3)
         for rates in getattr(model.algorithm, "rates", []):
             for rate in rates.values():
                 rate.uniform_(0.05, 0.5)

@@ -15,7 +15,9 @@ tensors. In first-order algorithms the gradient, factors included, is a constant
 
 A bank that adapts in closed form (``bank.closed_form``, e.g. the Table learners' Dirichlet
 update) takes its exact posterior ``bank.posterior(weights, support)`` at the first step and
-keeps it; more steps would add nothing. Only the other banks take gradient steps.
+keeps it; more steps would add nothing. So does a bank whose head the algorithm fits in closed
+form (``algorithm.fits_head(bank)``, ALPaCA): ``algorithm.fit_head`` at the first step. Only
+the other banks take gradient steps.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Mapping
 import torch
 
 from ..data import Split
-from ..learners.bank import Weights
+from ..learners.bank import LearnerBank, Weights
 from ..learners.low_rank import LowRankWeight, OuterProducts
 from ..learners.bank_set import BankSet
 from .algorithms.base import Algorithm
@@ -43,7 +45,8 @@ def inner_loop(banks: BankSet, algorithm: Algorithm, fast: list[Weights], suppor
     adaptation at test time) each step starts from detached weights, so memory does not grow
     with the number of steps.
     """
-    adapted = [() if bank.closed_form else algorithm.adapted(bank) for bank in banks]
+    solved = [bank.closed_form or algorithm.fits_head(bank) for bank in banks]
+    adapted = [() if closed else algorithm.adapted(bank) for bank, closed in zip(banks, solved)]
     low_rank_steps = type(algorithm).step is Algorithm.step  # the plain step, which factors can take
     initial_loss, every_step = None, []
     for step in range(steps):
@@ -72,13 +75,18 @@ def inner_loop(banks: BankSet, algorithm: Algorithm, fast: list[Weights], suppor
             by_bank[b].update(zip(names, grads[:len(names)]))
             grads = grads[len(names):]
         fast = [
-            (bank.posterior(weights, support) if step == 0 else weights) if bank.closed_form
+            (_solve(algorithm, b, bank, weights, support) if step == 0 else weights) if solved[b]
             else _step(algorithm, b, weights, by_bank[b], step, steps, low_rank_steps, create_graph)
             for b, (bank, weights) in enumerate(zip(banks, fast))
         ]
         if keep_steps:
             every_step.append(fast)
     return fast, initial_loss, every_step
+
+
+def _solve(algorithm: Algorithm, index: int, bank: LearnerBank, weights: Weights, support: Split) -> Weights:
+    """A closed-form bank's posterior, or the algorithm's closed-form head."""
+    return bank.posterior(weights, support) if bank.closed_form else algorithm.fit_head(index, bank, weights, support)
 
 
 def _step(algorithm: Algorithm, index: int, weights: Weights, grads: Mapping[str, torch.Tensor | OuterProducts],

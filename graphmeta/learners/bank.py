@@ -153,6 +153,17 @@ class LearnerBank(nn.Module):
         """
         return self.output_losses(self(weights, split, nodes), split, nodes, accuracy)
 
+    def head_inputs(self, weights: Weights, split: Split) -> torch.Tensor:
+        """``[T, N_b, K, D_h]``: what the output layer reads, ``output = head_inputs @ W_head + b_head``
+        (for algorithms that fit the head themselves, :mod:`graphmeta.adapt.algorithms.alpaca`);
+        padded columns are 0 (see :attr:`real_head_inputs`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no linear output layer on features")
+
+    @property
+    def real_head_inputs(self) -> torch.Tensor:
+        """``[N_b, D_h]`` bool: which columns of :meth:`head_inputs` are the node's own (not padding)."""
+        raise NotImplementedError(f"{type(self).__name__} has no linear output layer on features")
+
     def support_loss(self, weights: Weights, split: Split, names: Sequence[str]) -> tuple[torch.Tensor, GradientTaps]:
         """The loss ``[T, N_b]`` on ``split`` and where one ``autograd.grad`` finds the gradients of
         the weights ``names``: here the weights themselves (a bank may tap a cheaper tensor)."""

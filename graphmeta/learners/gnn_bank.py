@@ -71,8 +71,7 @@ class GNNBank(LearnerBank):
         uniform_(self.theta["head_bias"], self.head_fan_in)
         with torch.no_grad():
             self.theta["conv0_weight"].mul_((torch.arange(self.feature_width) < self.fan_in[:, None])[:, :, None])
-            real_head = torch.arange(self.theta["head_weight"].shape[1]) < self.head_fan_in[:, None]
-            self.theta["head_weight"].mul_(real_head[:, :, None])
+            self.theta["head_weight"].mul_(self.real_head_inputs[:, :, None])
 
     def dense_inputs(self, split: Split, nodes: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -94,6 +93,12 @@ class GNNBank(LearnerBank):
         """Outputs ``[T, N_b, K, D_out]`` of all (task, node) pairs (or of the bank rows ``nodes``)."""
         if nodes is not None:
             weights = {name: w[:, nodes] for name, w in weights.items()}
+        head_input = self.head_inputs(weights, split, nodes)
+        return torch.matmul(head_input, weights["head_weight"]) + weights["head_bias"].unsqueeze(-2)
+
+    def head_inputs(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
+        """``[g, parents' values] [T, N_b', K, hidden + parent width]``: the pooled graph embedding and
+        the parents' values (``weights`` already those of the rows ``nodes``)."""
         x, propagate, mask = self.dense_inputs(split, nodes)
         hidden = x
         for layer in self.convolutions:
@@ -103,8 +108,12 @@ class GNNBank(LearnerBank):
         pooled = (hidden * mask.unsqueeze(-1)).sum(-2) / mask.sum(-1, keepdim=True).clamp(min=1)
         index = self.parent_index if nodes is None else self.parent_index[nodes]
         parents = gather_columns(packed_source(split), index)
-        head_input = torch.cat([pooled, parents], dim=-1)
-        return torch.matmul(head_input, weights["head_weight"]) + weights["head_bias"].unsqueeze(-2)
+        return torch.cat([pooled, parents], dim=-1)
+
+    @property
+    def real_head_inputs(self) -> torch.Tensor:
+        width = self.theta["head_weight"].shape[1]
+        return torch.arange(width, device=self.head_fan_in.device) < self.head_fan_in[:, None]
 
     def extra_repr(self) -> str:
         return (f"nodes={len(self.names)}, feature_width={self.feature_width}, hidden={self.spec.hidden}, "

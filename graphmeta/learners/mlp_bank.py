@@ -105,6 +105,17 @@ class MLPBank(LearnerBank):
             hidden = pre_activation if layer == "head" else self.activation(pre_activation)
         return hidden.transpose(0, 1).contiguous(), tapped
 
+    def head_inputs(self, weights: Weights, split: Split) -> torch.Tensor:
+        """``h_{L-1} [T, N_b, K, d_{L-1}]``, the last hidden layer (the padded inputs without one)."""
+        return self.tapped_forward(weights, split, taps=("head",))[1]["head"][0].transpose(0, 1)
+
+    @property
+    def real_head_inputs(self) -> torch.Tensor:
+        width = self.theta["head_weight"].shape[1]
+        if len(self.layers) > 1:
+            return torch.ones(len(self), width, dtype=torch.bool, device=self.fan_in.device)
+        return torch.arange(width, device=self.fan_in.device) < self.fan_in[:, None]
+
     def support_loss(self, weights: Weights, split: Split, names: Sequence[str]) -> tuple[torch.Tensor, GradientTaps]:
         """The support loss and taps at the pre-activations of the layers in ``names``: a weight's
         gradient is :class:`~graphmeta.learners.low_rank.OuterProducts` of the layer's input rows and

@@ -32,7 +32,7 @@ its ``out_dim`` outputs, or of the cross-entropy ``-log softmax(output)[y]``; 0 
 
 **Algorithms** (``model.config["algorithm"]``). The adapted weights: every weight of the node
 for ``maml``, ``fomaml``, ``metasgd``, ``mamlpp`` and ``reptile``; the output layer
-(``head_weight``, ``head_bias``) for ``anil``; for ``cavia`` a context ``c in R^m``, zero before
+(``head_weight``, ``head_bias``) for ``anil`` and ``alpaca``; for ``cavia`` a context ``c in R^m``, zero before
 the first step, that enters the first layer (``hidden0``, the MLP's head when it has no
 hidden layer, a GNN's ``conv0``) as ``b + c W_c``, with ``W_c = algorithm.projections.<bank>[node]``.
 Step ``k`` of ``K`` is ``phi <- phi - alpha_k * grad L_support(phi)``. A fixed rate is
@@ -44,9 +44,21 @@ steps: step ``k < S`` takes trained step ``s = k`` at its full rate, and a step 
 * Meta-SGD: ``alpha_k = share * algorithm.rates.<bank>.<weight>[node]``, one rate per entry;
 * MAML++: ``alpha_k = share * algorithm.rates.<bank>.<weight>[s, node]``, one per weight and step.
 
+``alpaca`` takes no gradient step: at the first step the output layer becomes the posterior mean
+of Bayesian linear regression on the features ``phi = [head input, 1]`` of the counting support
+shots, ``Y`` their values (one-hot for classification), under the mixture prior of component
+``m``: mean ``mu_1 = theta_head`` (the head's rows, then the bias as the last row), ``mu_m =
+mu_1 + algorithm.mean_offsets.<bank>[node, m - 2]``; precision ``P_m = L L^T`` with ``L`` the
+strictly lower part of ``algorithm.precision_factors.<bank>[node, m]`` plus ``diag(exp(its
+diagonal))`` (the node's own rows and columns); noise ``s = exp(algorithm.log_noise.<bank>[node])``;
+mixing ``log_softmax(algorithm.log_mixture.<bank>[node])``. With ``A = phi^T phi / s + P_m``,
+``R = Y - phi mu_m``, ``G = phi^T R / s``: ``w_m = mu_m + A^{-1} G``, evidence
+``-1/2 (sum_o (R_o.R_o / s - G_o . A^{-1} G_o) + O (log det A - log det P_m))``, and the head is
+``sum_m r_m w_m`` with ``r = softmax(log mixing + evidence)``; later steps keep it.
+
 The meta-gradient flows through the inner gradients (second order) for ``maml``, ``metasgd``,
-``anil``, ``mamlpp`` and ``cavia`` in training mode; ``fomaml`` and ``reptile`` take them as
-constants. A Table node, whatever the algorithm, takes the conjugate Dirichlet update at the
+``anil``, ``mamlpp`` and ``cavia`` in training mode (``alpaca``'s through its solve); ``fomaml``
+and ``reptile`` take them as constants. A Table node, whatever the algorithm, takes the conjugate Dirichlet update at the
 first step, ``beta(u, v) <- beta(u, v) + #{counting shots with row u and class v}``, and keeps it.
 
 **Message passing** (``message_passing=True``, after at least one step), per task, over the
@@ -98,8 +110,8 @@ NodeWeights = dict[str, torch.Tensor]
 #: Keeps ``log r`` finite for an update that is exactly zero.
 EPSILON = 1e-12
 #: The algorithms the reference defines, and those whose meta-gradient flows through the inner gradients.
-DEFINED = ("maml", "fomaml", "metasgd", "anil", "reptile", "mamlpp", "cavia")
-SECOND_ORDER = ("maml", "metasgd", "anil", "mamlpp", "cavia")
+DEFINED = ("maml", "fomaml", "metasgd", "anil", "reptile", "mamlpp", "cavia", "alpaca")
+SECOND_ORDER = ("maml", "metasgd", "anil", "mamlpp", "cavia", "alpaca")
 #: The data scales at which message passing reads a Table node's support counts.
 COUNT_SCALES = (1.0, 10.0, 100.0)
 #: MAML++: the fraction of training over which the multi-step importances anneal, and the floor
@@ -357,7 +369,7 @@ class _Reference:
         every = list(self.theta(name))
         if self.is_table(name):
             return every
-        if self.algorithm == "anil":
+        if self.algorithm in ("anil", "alpaca"):
             return [weight for weight in every if weight.startswith("head_")]
         if self.algorithm == "cavia":
             return ["context"]
@@ -405,6 +417,8 @@ class _Reference:
         or for a Table the conjugate update at step 0 and nothing after."""
         if self.is_table(name):
             return self.dirichlet_posterior(name, weights, data, observed, t) if step == 0 else weights
+        if self.algorithm == "alpaca":
+            return self.alpaca_head(name, weights, data, observed, t) if step == 0 else weights
         adapted = self.adapted_names(name)
         grads = torch.autograd.grad(loss, [weights[weight] for weight in adapted], create_graph=create_graph)
         stepped = dict(weights)
@@ -417,6 +431,50 @@ class _Reference:
         """``beta + n`` with the support counts ``n`` of node ``name`` in task ``t``."""
         counts = self.support_counts(name, data, observed, t).to(weights["log_counts"].dtype)
         return {"log_counts": (weights["log_counts"].exp() + counts).log()}
+
+    def alpaca_head(self, name: str, weights: NodeWeights, data: Data, observed: Data | None,
+                    t: int) -> NodeWeights:
+        """ALPaCA: the head replaced by the mixture posterior mean ``sum_m r_m w_m`` (see the module)."""
+        own, parents, shots = self.inputs(name, data, t)
+        counting = _counting_shots(self.graph, name, data, observed, t)
+        features = self.head_input(name, weights, own, parents, shots)[counting]
+        phi = torch.cat([features, torch.ones_like(features[:, :1])], dim=1)  # [K', D]
+        y = _value(self.graph, name, data, t)[counting].to(phi.dtype)  # [K', O]
+        head = torch.cat([weights["head_weight"], weights["head_bias"][None]])  # [D, O]
+        noise = self.alpaca_parameter("log_noise", name).exp()
+        log_mixing = self.alpaca_parameter("log_mixture", name).log_softmax(-1)
+        offsets = self.alpaca_head_rows("mean_offsets", name)
+        raw = self.alpaca_head_rows("precision_factors", name, square=True)
+        posteriors, log_evidence = [], []
+        for m in range(len(log_mixing)):
+            mean = head if m == 0 else head + offsets[m - 1]
+            factor = torch.tril(raw[m], diagonal=-1) + torch.diag(raw[m].diagonal().exp())
+            precision = factor @ factor.T
+            a = phi.T @ phi / noise + precision
+            residual = y - phi @ mean
+            g = phi.T @ residual / noise
+            correction = torch.linalg.solve(a, g)
+            fit = sum(residual[:, o] @ residual[:, o] / noise - g[:, o] @ correction[:, o] for o in range(y.shape[1]))
+            log_evidence.append(-0.5 * (fit + y.shape[1] * (torch.logdet(a) - torch.logdet(precision))))
+            posteriors.append(mean + correction)
+        responsibilities = torch.softmax(log_mixing + torch.stack(log_evidence), dim=0)
+        posterior = sum(r * w for r, w in zip(responsibilities, posteriors))
+        return {**weights, "head_weight": posterior[:-1], "head_bias": posterior[-1]}
+
+    def alpaca_parameter(self, kind: str, name: str) -> torch.Tensor:
+        """ALPaCA's ``algorithm.<kind>.<bank>`` row of node ``name``."""
+        b, row, _ = unpadded_slices(self.model, name)
+        return self.parameters[f"algorithm.{kind}.{b}"][row]
+
+    def alpaca_head_rows(self, kind: str, name: str, square: bool = False) -> torch.Tensor:
+        """ALPaCA's per-component ``[M', D_pad + 1, ...]`` row of node ``name`` cut to the node's own
+        head inputs and the bias (the last row), and to its outputs (or, ``square``, the same rows
+        again as columns)."""
+        b, row, slices = unpadded_slices(self.model, name)
+        rows, outputs = slices["head_weight"]
+        full = self.parameters[f"algorithm.{kind}.{b}"][row]
+        own = list(range(full.shape[-2] - 1))[rows] + [full.shape[-2] - 1]
+        return full[:, own][:, :, own] if square else full[:, own, outputs]
 
     def support_counts(self, name: str, data: Data, observed: Data | None, t: int) -> torch.Tensor:
         """``n [rows, classes]``: one count for each counting shot, in its row and class, one shot at a time."""
@@ -445,12 +503,15 @@ class _Reference:
     # ------------------------------------------------------------------ loss
     def outputs(self, name: str, weights: NodeWeights, data: Data, t: int) -> torch.Tensor:
         """``[K, width]`` of task ``t`` with its parents' values teacher-forced from ``data``."""
+        return self.forward(name, weights, *self.inputs(name, data, t))
+
+    def inputs(self, name: str, data: Data, t: int) -> tuple[Any, list[torch.Tensor], int]:
+        """Node ``name``'s own inputs in task ``t``, its parents' values (teacher-forced) and the shot count."""
         x, y = _unpack(data[name])
         shots = y.shape[1]
         own = x[t * shots: (t + 1) * shots] if isinstance(self.graph.subtask(name).learner, GNN) else (
             torch.as_tensor(x[t]) if self.graph.subtask(name).in_dim else None)
-        parents = [_value(self.graph, p, data, t) for p in self.graph.parents(name)]
-        return self.forward(name, weights, own, parents, shots)
+        return own, [_value(self.graph, p, data, t) for p in self.graph.parents(name)], shots
 
     def forward(self, name: str, weights: NodeWeights, own: Any, parents: list[torch.Tensor],
                 shots: int) -> torch.Tensor:
@@ -472,23 +533,29 @@ class _Reference:
                     weight, rest = weight * parent[:, rest % parent.shape[-1]], rest // parent.shape[-1]
                 mixture = mixture + weight[:, None] * cpd[u]
             return mixture.log()
+        head_input = self.head_input(name, weights, own, parents, shots)
+        return head_input @ weights["head_weight"] + weights["head_bias"]
+
+    def head_input(self, name: str, weights: NodeWeights, own: Any, parents: list[torch.Tensor],
+                   shots: int) -> torch.Tensor:
+        """``[K, D_h]``: what the output layer of an MLP or GNN node reads (see :meth:`forward`)."""
+        learner = self.graph.subtask(name).learner
+        dtype = weights["head_bias"].dtype
+        parents = [p.to(dtype) for p in parents]
         activation = ACTIVATIONS[learner.activation]
         if isinstance(learner, GNN):
-            outputs = []
+            inputs = []
             for k in range(shots):
                 hidden = own[k].x.to(dtype)
                 propagate = _normalised_adjacency(own[k].edge_index, hidden.shape[0], dtype)
                 for l in range(learner.layers):
                     hidden = activation(propagate @ hidden @ weights[f"conv{l}_weight"] + weights[f"conv{l}_bias"])
-                head_input = torch.cat([hidden.mean(0), *[p[k] for p in parents]])
-                outputs.append(head_input @ weights["head_weight"] + weights["head_bias"])
-            return torch.stack(outputs)
+                inputs.append(torch.cat([hidden.mean(0), *[p[k] for p in parents]]))
+            return torch.stack(inputs)
         columns = ([own.to(dtype)] if own is not None else []) + parents
         hidden = torch.cat(columns, dim=-1) if columns else torch.zeros(shots, 0, dtype=dtype)
-        for layer in _mlp_layers(learner):
-            hidden = hidden @ weights[f"{layer}_weight"] + weights[f"{layer}_bias"]
-            if layer != "head":
-                hidden = activation(hidden)
+        for layer in _mlp_layers(learner)[:-1]:
+            hidden = activation(hidden @ weights[f"{layer}_weight"] + weights[f"{layer}_bias"])
         return hidden
 
     def loss(self, name: str, weights: NodeWeights, data: Data, observed: Data | None, t: int) -> torch.Tensor:

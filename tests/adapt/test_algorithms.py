@@ -11,9 +11,9 @@ from tests.test_model import build, engine_and_reference, mixed_graph, task_data
 
 
 def test_every_algorithm_is_registered_under_its_name():
-    assert list(ALGORITHMS) == ["maml", "fomaml", "metasgd", "anil", "reptile", "mamlpp", "cavia"]
+    assert list(ALGORITHMS) == ["maml", "fomaml", "metasgd", "anil", "reptile", "mamlpp", "cavia", "alpaca"]
     assert all(cls.name == name for name, cls in ALGORITHMS.items())
-    with pytest.raises(gm.ConfigError, match="algorithm must be one of maml, .*, cavia, got 'cavai'.*did you mean 'cavia'"):
+    with pytest.raises(gm.ConfigError, match="algorithm must be one of maml, .*, alpaca, got 'cavai'.*did you mean 'cavia'"):
         gm.GraphMetaLearner(mixed_graph(), algorithm="cavai")
 
 

@@ -7,6 +7,7 @@ accept every name there).
 
 from __future__ import annotations
 
+from .alpaca import ALPaCA
 from .anil import ANIL
 from .base import Adaptation, Algorithm, InnerLoopSettings
 from .cavia import CAVIA
@@ -17,9 +18,9 @@ from .metasgd import MetaSGD
 from .reptile import Reptile
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
-    algorithm.name: algorithm for algorithm in (MAML, FOMAML, MetaSGD, ANIL, Reptile, MAMLPlusPlus, CAVIA)
+    algorithm.name: algorithm for algorithm in (MAML, FOMAML, MetaSGD, ANIL, Reptile, MAMLPlusPlus, CAVIA, ALPaCA)
 }
 
 
-__all__ = ["ALGORITHMS", "ANIL", "CAVIA", "FOMAML", "MAML", "Adaptation", "Algorithm", "InnerLoopSettings",
+__all__ = ["ALGORITHMS", "ALPaCA", "ANIL", "CAVIA", "FOMAML", "MAML", "Adaptation", "Algorithm", "InnerLoopSettings",
            "MAMLPlusPlus", "MetaSGD", "Reptile"]

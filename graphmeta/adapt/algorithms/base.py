@@ -9,6 +9,8 @@ meta-parameters. The model asks it, without knowing which algorithm it has:
   per-task state the algorithm adapts instead, such as CAVIA's context);
 * :meth:`Algorithm.compose`: the weights the bank computes with, from the fast weights;
 * :meth:`Algorithm.step`: one inner step ``phi <- phi - alpha_s * grad L_support(phi)``;
+* :meth:`Algorithm.fits_head` / :meth:`Algorithm.fit_head`: instead of steps, the output layer
+  fitted in closed form at the first step (:mod:`.alpaca`);
 * :meth:`Algorithm.outer_loss`: the meta-loss, from the query loss of the adapted weights.
 
 **Learned rates** (:meth:`Algorithm.learned_rates`: ``inner_lrs`` with ``learn_inner_lr``,
@@ -43,6 +45,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ...data import Split
 from ...learners.bank import LearnerBank, Weights
 from ...learners.bank_set import BankSet
 
@@ -51,12 +54,14 @@ from ...learners.bank_set import BankSet
 class InnerLoopSettings:
     """The model's settings that algorithms read: ``inner_lr`` (``alpha``, or its initial
     value where it is learned), ``inner_steps`` (``S`` during meta-training), ``learn_inner_lr``
-    (learn one rate per step) and ``context_dim`` (CAVIA's context size)."""
+    (learn one rate per step), ``context_dim`` (CAVIA's context size) and ``prior_components``
+    (the size of ALPaCA's mixture prior)."""
 
     inner_lr: float
     inner_steps: int
     learn_inner_lr: bool = False
     context_dim: int = 4
+    prior_components: int = 1
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,15 @@ class Algorithm(nn.Module):
         """``phi <- phi - alpha * grad`` for the weights in ``grads`` at ``step`` of ``steps``; the others stay."""
         return {name: _descend(weight, grads[name], self.rate(index, name, step, steps)) if name in grads else weight
                 for name, weight in fast.items()}
+
+    def fits_head(self, bank: LearnerBank) -> bool:
+        """Whether ``bank``'s head is fitted in closed form (:meth:`fit_head`) instead of stepped."""
+        return False
+
+    def fit_head(self, index: int, bank: LearnerBank, fast: Weights, support: Split) -> Weights:
+        """Bank ``index``'s fast weights with its head fitted to ``support``, for banks that
+        :meth:`fits_head`; the inner loop calls it at the first step and keeps the result."""
+        raise NotImplementedError(f"{self.name} steps every head; it fits none in closed form")
 
     def learned_rates(self) -> list[nn.Parameter]:
         """The parameters that are inner rates (trained by the outer loop): ``inner_lrs`` with ``learn_inner_lr``."""
