@@ -8,9 +8,9 @@ past a task's size are simply unobserved everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -18,6 +18,7 @@ from .errors import DataError
 from .taskgraph import TaskGraph
 from .taskgraph import ColumnLayout
 
+Derived = TypeVar("Derived")
 
 @dataclass(frozen=True)
 class DenseGraphs:
@@ -47,12 +48,23 @@ class Split:
     ``values``: ``[T, K, W]`` every node's value, classification one-hot (``ColumnLayout.value_slices``);
     ``observed``: ``[T, K, N]`` bool, node ``n``'s value is present at shot ``k`` of task ``t``;
     ``graphs``: ``{node: DenseGraphs}`` inputs of GNN nodes.
+
+    A split's tensors are not changed after it is made, so what depends on its data alone (a
+    bank's targets, example mask, table rows) is computed once per split (:meth:`derived`),
+    however many losses a meta-step takes on it.
     """
 
     features: torch.Tensor
     values: torch.Tensor
     observed: torch.Tensor
     graphs: dict[str, DenseGraphs] = field(default_factory=dict)
+    _derived: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def derived(self, key: Hashable, compute: Callable[[], Derived]) -> Derived:
+        """``compute()`` the first time ``key`` is asked of this split, the same result after."""
+        if key not in self._derived:
+            self._derived[key] = compute()
+        return self._derived[key]
 
     @property
     def num_tasks(self) -> int:

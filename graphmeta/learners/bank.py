@@ -128,7 +128,12 @@ class LearnerBank(nn.Module):
         """``[T, N_b, K]``: the node's value and all its parents' values are observed; one gather
         per slot of ``requires_observed`` (the node, then its parents, padded with the always-observed
         column ``N``) from the node-major mask ``[T, N + 1, K]``, laid out like the losses (see targets)."""
-        index = self.requires_observed if nodes is None else self.requires_observed[nodes]
+        if nodes is None:
+            return split.derived((self, "example_mask"), lambda: self._example_mask(split, self.requires_observed))
+        return self._example_mask(split, self.requires_observed[nodes])
+
+    @staticmethod
+    def _example_mask(split: Split, index: torch.Tensor) -> torch.Tensor:
         observed = torch.cat([split.observed, split.observed.new_ones(*split.observed.shape[:2], 1)], dim=-1)
         by_node = observed.transpose(1, 2).contiguous()
         mask = by_node.index_select(1, index[:, 0])
@@ -138,7 +143,12 @@ class LearnerBank(nn.Module):
 
     def targets(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """``[T, N_b, K, D_out]``: regression targets, or one-hot labels, padded with 0."""
-        index = self.target_index if nodes is None else self.target_index[nodes]
+        if nodes is None:
+            return split.derived((self, "targets"), lambda: self._targets(split, self.target_index))
+        return self._targets(split, self.target_index[nodes])
+
+    @staticmethod
+    def _targets(split: Split, index: torch.Tensor) -> torch.Tensor:
         # laid out [T, N, K] like the losses, so their gradients do not inherit the gather's order
         return gather_columns(packed_source(split), index).contiguous()
 
@@ -174,8 +184,7 @@ class LearnerBank(nn.Module):
                       accuracy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """:meth:`losses` of the outputs ``[T, N_b', K, D_out]`` of this bank's forward pass."""
         targets = self.targets(split, nodes)
-        mask = self.example_mask(split, nodes).to(outputs.dtype)
-        weight = mask / mask.sum(-1, keepdim=True).clamp(min=1)
+        weight = self.shot_weights(split, nodes, outputs.dtype)
         output_mask = self.output_mask if nodes is None else self.output_mask[nodes]
         is_classification = self.is_classification if nodes is None else self.is_classification[nodes]
         kinds = self.kinds if nodes is None else (not bool(is_classification.all()), bool(is_classification.any()))
@@ -183,9 +192,19 @@ class LearnerBank(nn.Module):
         if not accuracy:
             return loss, None
         with torch.no_grad():
-            hits = (outputs.masked_fill(~output_mask[:, None, :], float("-inf")).argmax(-1) == targets.argmax(-1))
+            labels = (split.derived((self, "labels"), lambda: targets.argmax(-1)) if nodes is None
+                      else targets.argmax(-1))
+            hits = outputs.masked_fill(~output_mask[:, None, :], float("-inf")).argmax(-1) == labels
             correct = (hits.to(weight.dtype) * weight).sum(-1)
             return loss, torch.where(is_classification, correct, torch.full_like(correct, float("nan")))
+
+    def shot_weights(self, split: Split, nodes: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+        """``[T, N_b', K]``: each counting shot's share of its node's mean, ``1 / #counting`` (0 elsewhere)."""
+        def compute() -> torch.Tensor:
+            mask = self.example_mask(split, nodes).to(dtype)
+            return mask / mask.sum(-1, keepdim=True).clamp(min=1)
+
+        return split.derived((self, "shot_weights", dtype), compute) if nodes is None else compute()
 
     def weighted_losses(self, outputs: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
                         output_mask: torch.Tensor, is_classification: torch.Tensor, kinds: tuple[bool, bool]

@@ -151,14 +151,17 @@ class TableBank(LearnerBank):
     def forward(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """Log-probabilities ``[T, N_b', K, D_out]`` (see the module docstring)."""
         log_counts = weights["log_counts"] if nodes is None else weights["log_counts"][:, nodes]
+        num_tasks = log_counts.shape[0]
+        if log_counts.stride(0) == 0:  # one table for every task (the meta-initialisation): normalise it once
+            log_counts = log_counts[:1]
         output_mask = self.output_mask if nodes is None else self.output_mask[nodes]
         log_counts = log_counts.masked_fill(~output_mask[:, None, :], torch.finfo(log_counts.dtype).min / 4)
         rows = self._rows(split, nodes)
         if rows is not None:  # normalise the C table rows or the K rows read, whichever are fewer
             index = rows[..., None].expand(-1, -1, -1, log_counts.shape[-1])
             if log_counts.shape[2] <= rows.shape[2]:
-                return log_counts.log_softmax(-1).gather(2, index)
-            return log_counts.gather(2, index).log_softmax(-1)
+                return log_counts.log_softmax(-1).expand(num_tasks, -1, -1, -1).gather(2, index)
+            return log_counts.expand(num_tasks, -1, -1, -1).gather(2, index).log_softmax(-1)
         mixture = self._configuration_weights(_with_ones(packed_source(split)), nodes) @ log_counts.softmax(-1)
         return mixture.clamp(min=torch.finfo(mixture.dtype).tiny).log()
 
@@ -188,6 +191,11 @@ class TableBank(LearnerBank):
         example mask drops); ``None`` when some parent value is a probability, which needs the
         mixture. The row is :math:`u = \sum_j s_j \prod_{i > j} c_i`, the parents' one-hots times
         their place values: one product ``[T, K, parent columns] @ [parent columns, N_b']``."""
+        if nodes is None:
+            return split.derived((self, "rows"), lambda: self._read_rows(split, None))
+        return self._read_rows(split, nodes)
+
+    def _read_rows(self, split: Split, nodes: torch.Tensor | None) -> torch.Tensor | None:
         parents = split.values.index_select(-1, self.parent_columns)
         read = parents if nodes is None else parents[..., self.reads_column[:, nodes].any(1)]
         if not torch.equal(read, read.bool().to(read.dtype)):
