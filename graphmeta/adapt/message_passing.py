@@ -52,6 +52,8 @@ numbers per edge and task whatever its weights.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -59,6 +61,7 @@ from ..taskgraph import TaskGraph
 from ..learners.bank import Weights
 from ..learners.low_rank import update_mean_square
 from ..learners.bank_set import BankSet
+from ..learners.table_bank import add_counts
 
 NUM_STATISTICS = 2  # support loss before adaptation, support shots
 #: The data scales ``kappa`` at which a conjugate bank's counts are shrunk for the encoder, ``n / (K + kappa)``.
@@ -145,7 +148,10 @@ class ParameterMessagePassing(nn.Module):
         ``initial[b]`` / ``adapted[b]``: bank b's fast weights ``[T, N_b, ...]`` before and after
         the inner loop; ``statistics [T, N, 2]``: support loss before adaptation and support shots.
         """
-        encoded = [encoder(self.encoder_inputs(b, initial[b], adapted[b], statistics))
+        # a conjugate bank's support counts, read once from its update for the encoder and the correction
+        counts = [{name: support_counts(initial[b][name], adapted[b][name]) for name in self.heads[b]}
+                  if self.conjugate[b] else {} for b in range(len(self.encoders))]
+        encoded = [encoder(self.encoder_inputs(b, initial[b], adapted[b], statistics, counts[b]))
                    for b, encoder in enumerate(self.encoders)]
         hidden = encoded[0] if self.in_graph_order else torch.cat(encoded).index_select(0, self.to_graph_order)
         hidden = hidden + self.node_embedding[:, None]
@@ -160,16 +166,17 @@ class ParameterMessagePassing(nn.Module):
             for name, part in zip(self.heads[b], correction.split(self.head_sizes[b], dim=-1)):
                 part = part.reshape(weights[name].shape)
                 if self.conjugate[b]:  # a correction of the prior: log(exp(theta + c) + n)
-                    counts = support_counts(initial[b][name], weights[name])
-                    weights[name] = torch.logaddexp(initial[b][name] + part, counts.log())
+                    weights[name] = add_counts(initial[b][name] + part, counts[b][name])
                 else:
                     weights[name] = weights[name] + part
             corrected.append(weights)
         return corrected
 
-    def encoder_inputs(self, b: int, initial: Weights, adapted: Weights, statistics: torch.Tensor) -> torch.Tensor:
+    def encoder_inputs(self, b: int, initial: Weights, adapted: Weights, statistics: torch.Tensor,
+                       counts: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Bank ``b``'s encoder inputs, node-major ``[N_b, T, F]``: ``delta^h / r^h``, ``log r^(1..M)``,
-        ``log(1 + L)``, ``log(1 + K)`` and a conjugate bank's shrunk counts (see the module docstring).
+        ``log(1 + L)``, ``log(1 + K)`` and a conjugate bank's shrunk counts ``counts`` (per head
+        weight; see the module docstring).
         The head's updates are formed once, for its features and its sizes; the other sizes come
         from :func:`update_mean_square` (from the factors of a low-rank update)."""
         names = self.adapted[b]
@@ -184,10 +191,9 @@ class ParameterMessagePassing(nn.Module):
         node_statistics = statistics if self.in_graph_order else statistics[:, getattr(self, f"bank_nodes_{b}")]
         features = [head * head_size, log_sizes, node_statistics.log1p()]
         if self.conjugate[b]:
-            counts = torch.cat([support_counts(initial[name], adapted[name]).flatten(2) for name in self.heads[b]],
-                               dim=-1)
+            seen = torch.cat([counts[name].flatten(2) for name in self.heads[b]], dim=-1)
             shots = node_statistics[..., 1:].detach()
-            features += [counts / (shots + scale) for scale in COUNT_SCALES]
+            features += [seen / (shots + scale) for scale in COUNT_SCALES]
         return torch.cat([feature.transpose(0, 1) for feature in features], dim=-1)
 
 
