@@ -46,10 +46,11 @@ RESULTS = HERE / "results" / "sinusoid.md"
 sys.path.insert(0, str(PEERS))
 
 PROTOCOL = dict(shots=10, query=10, meta_batch=25, hidden=(40, 40), inner_lr=0.01, inner_steps=1, outer_lr=1e-3)
-GRAPHMETA_ALGORITHMS = ("maml", "fomaml", "metasgd", "reptile", "mamlpp", "cavia")
+GRAPHMETA_ALGORITHMS = ("maml", "fomaml", "metasgd", "reptile", "mamlpp", "cavia", "alpaca")
 PEER_NAMES = ("torch.func", "learn2learn", "higher")
 LABELS = {"maml": "graphmeta MAML", "fomaml": "graphmeta first-order MAML", "metasgd": "graphmeta Meta-SGD",
           "reptile": "graphmeta Reptile", "mamlpp": "graphmeta MAML++", "cavia": "graphmeta CAVIA",
+          "alpaca": "graphmeta ALPaCA",
           "torch.func": "torch.func MAML (vmap + grad)",
           "learn2learn": "learn2learn 0.2.0 `MAML`", "higher": "higher 0.2.1 `innerloop_ctx` MAML"}
 
@@ -59,7 +60,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=30000,
                         help="meta-iterations of every graphmeta algorithm (default 30000: about 15 min for "
-                             "the six on this 2-core machine, one thread)")
+                             "the seven on this 2-core machine, one thread)")
     parser.add_argument("--peer-iterations", type=int, default=5000,
                         help="meta-iterations of each peer MAML, at most --iterations; graphmeta's MAML is "
                              "also evaluated there (default 5000; 0 means --iterations)")
@@ -436,13 +437,14 @@ def report(args: argparse.Namespace, rows: list[Row], env: dict, total_seconds: 
         f"{args.reptile_inner_lr:g} in training (and its lr at test), meta-step = Adam {PROTOCOL['outer_lr']:g} on "
         f"1/2‖θ−φ‖²; MAML++: {args.mamlpp_inner_steps} inner steps with learned per-layer, per-step rates and the "
         f"annealed multi-step loss; CAVIA: a {args.cavia_context_dim}-number context at lr {args.cavia_inner_lr:g}; "
+        "ALPaCA: the output layer fitted in closed form (one prior component; no rate, no steps); "
         "same initial weights and the same meta-batches for every row",
         f"- evaluation: {args.test_tasks} fixed test tasks (split `test`, seed 0), query MSE after 1 and 10 inner "
         "SGD steps (Meta-SGD: its learned rates), mean ± 95% CI (1.96 s.e. over tasks); graphmeta rows through "
         "`model.adapt(...).evaluate(...)`, peers through one plain batched evaluator (on graphmeta MAML's weights "
         f"the two agree to {env.get('evaluator_max_abs_diff', float('nan')):.1e})",
         "",
-        "## graphmeta, the six algorithms",
+        "## graphmeta's algorithms",
         "",
         "| algorithm | meta-iterations | ms / meta-iteration (median) | meta-it/s | training time | "
         "MSE, 0 steps | MSE, 1 step | MSE, 10 steps |",
