@@ -76,3 +76,13 @@ def test_steps_after_the_first_change_nothing():
     once = head(model, batch, steps=1)
     assert not torch.equal(once, head(model, batch, steps=0))
     torch.testing.assert_close(head(model, batch, steps=5), once, rtol=0, atol=0)
+
+
+def test_a_degenerate_prior_gives_a_nan_head_not_an_exception():
+    """A precision that underflows to 0 with fewer shots than features: ``A`` is singular in float32,
+    and the head is NaN (which the run loop's ``train.on_nonfinite`` handles), not a LinAlgError."""
+    model = one_node(hidden=(8,)).float()
+    with torch.no_grad():
+        model.algorithm.precision_factors["0"].diagonal(dim1=-2, dim2=-1).fill_(-200.0)  # exp underflows to 0
+    x, y = torch.randn(2, 2), torch.randn(2)
+    assert torch.isnan(head(model, support(model, x, y))).all()

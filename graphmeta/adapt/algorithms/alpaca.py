@@ -116,7 +116,10 @@ class ALPaCA(Algorithm):
         noise = self.log_noise[key].exp()[:, None, None, None]  # sigma^2 per node
         phi = phi.unsqueeze(2)  # [T, N, 1, K, D]
         gram = phi.transpose(-1, -2) @ phi  # [T, N, 1, D, D]
-        cholesky = torch.linalg.cholesky(gram / noise + factor @ factor.transpose(-1, -2))  # of A_m
+        cholesky, failed = torch.linalg.cholesky_ex(gram / noise + factor @ factor.transpose(-1, -2))  # of A_m
+        # an A_m not positive definite in this precision (a degenerate prior or noise) makes the posterior
+        # NaN, so the run loop's train.on_nonfinite skips the update or stops, as for any non-finite loss
+        cholesky = cholesky.masked_fill((failed > 0)[..., None, None], float("nan"))
         residual = targets - phi @ means  # [T, N, M, K, O]
         projected = phi.transpose(-1, -2) @ residual / noise  # G_m [T, N, M, D, O]
         correction = torch.cholesky_solve(projected, cholesky)  # A_m^{-1} G_m
