@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
+import shlex
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +27,18 @@ def graphmeta_commit() -> str:
     if commit == "?":
         return commit
     return commit + (" + uncommitted changes in graphmeta/" if git("status", "--porcelain", "--", "graphmeta") else "")
+
+
+def invocation(arguments: Sequence[str] | None = None) -> str:
+    """How the running script was called, ``python benchmarks/<script> <arguments>`` (by default
+    its own command-line arguments), as a results header quotes it."""
+    arguments = sys.argv[1:] if arguments is None else arguments
+    return " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", shlex.join(arguments)]).strip()
+
+
+def utc_now() -> str:
+    """The date and minute now, in UTC, as results headers give it."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def destination(given: Path | None, default: Path, quick: bool) -> Path | None:

@@ -44,11 +44,8 @@ a JSON file without fitting anything. Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
-import shlex
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -56,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _results import destination, graphmeta_commit, write_results
+from _results import destination, graphmeta_commit, invocation, utc_now, write_results
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter
@@ -359,10 +356,10 @@ def main() -> None:
                for network in networks for prior in PRIORS}
     elapsed = time.perf_counter() - start
     checks = targets(results)
-    command = "python benchmarks/bayesnet_fewshot.py " + shlex.join(sys.argv[1:])
+    command = invocation()
     threads = torch.get_num_threads()
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    header = (f"## Few-shot Bayesian-network fitting\n\n`{command.strip()}`: run of {now}, {elapsed / 60:.1f} min on "
+    now = utc_now()
+    header = (f"## Few-shot Bayesian-network fitting\n\n`{command}`: run of {now}, {elapsed / 60:.1f} min on "
               f"{threads} CPU thread{'s' if threads > 1 else ''} ({timings.get('fits', 0)} meta-fits, "
               f"{timings.get('graphmeta', 0) / 60:.1f} min; pgmpy fits {timings.get('pgmpy', 0) / 60:.1f} min), "
               f"graphmeta {graphmeta_commit()}. {TRAIN_TASKS} meta-training sites of {TRAIN_ROWS} rows, "

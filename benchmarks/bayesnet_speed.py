@@ -27,11 +27,8 @@ latent). Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
 import os
-import shlex
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -39,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _results import destination, graphmeta_commit, write_results
+from _results import destination, graphmeta_commit, invocation, utc_now, write_results
 from scipy import stats
 
 from graphmeta.bayesnet import BayesNetMetaLearner, NetworkStructure
@@ -136,10 +133,10 @@ def main() -> None:
     for network in args.networks:
         fits.append(run(network, args.test_sites))
         loads.append(os.getloadavg()[0])
-    command = "python benchmarks/bayesnet_speed.py " + shlex.join(sys.argv[1:])
+    command = invocation()
     threads = torch.get_num_threads()
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    header = (f"## Bayesian-network meta-fit speed\n\n`{command.strip()}`: run of {now} on {threads} CPU "
+    now = utc_now()
+    header = (f"## Bayesian-network meta-fit speed\n\n`{command}`: run of {now} on {threads} CPU "
               f"thread{'s' if threads > 1 else ''}, graphmeta {graphmeta_commit()}; machine shared with other "
               f"jobs, 1-minute load average {min(loads):.1f}-{max(loads):.1f} during the run (on "
               f"{os.cpu_count()} cores). {TRAIN_TASKS} meta-training sites of {TRAIN_ROWS} rows; wall and CPU: "

@@ -19,16 +19,14 @@ Target: at every K, the range run's query loss within 5% of the run specialised 
 from __future__ import annotations
 
 import argparse
-import datetime
 import platform
-import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from _results import destination, graphmeta_commit, write_results
+from _results import destination, graphmeta_commit, invocation, utc_now, write_results
 
 import graphmeta
 
@@ -97,7 +95,7 @@ def main(argv: list[str]) -> None:
 
 def report(args: argparse.Namespace, losses: dict, unadapted: dict, seconds: dict, one_fit: str,
            elapsed: float) -> str:
-    command = "python benchmarks/support_sizes.py " + shlex.join(sys.argv[1:])
+    command = invocation()
     header = "| model | " + " | ".join(f"adapted at K = {k}" for k in args.shots) + " | training |"
     rule = "| --- |" + " ---: |" * (len(args.shots) + 1)
     rows = [f"| {label} | " + " | ".join(str(losses[label][k]) for k in args.shots) + f" | {seconds[label]:.0f} s |"
@@ -109,10 +107,10 @@ def report(args: argparse.Namespace, losses: dict, unadapted: dict, seconds: dic
         ratio = ours / theirs
         checks.append(f"- K = {k}: one run {ours:.4f}, specialised {theirs:.4f}, ratio {ratio:.3f} "
                       f"(target <= 1.05): {'met' if ratio <= 1.05 else 'MISSED'}")
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = utc_now()
     return "\n".join([
         "## One meta-training run for every support size (MLP graphs)", "",
-        f"`{command.strip()}`: run of {now}, {elapsed / 60:.1f} min on 1 CPU thread "
+        f"`{command}`: run of {now}, {elapsed / 60:.1f} min on 1 CPU thread "
         f"({platform.processor() or platform.machine()}), "
         f"graphmeta {graphmeta_commit()}. Card `{args.card}`, model {MODEL}, {args.steps} meta-training steps per "
         f"run; query loss after adaptation on the same {args.tasks} test tasks at every K, mean ± 95% CI over tasks.",

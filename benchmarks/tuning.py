@@ -30,17 +30,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import os
 import platform
-import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from _results import destination, graphmeta_commit, write_results
+from _results import destination, graphmeta_commit, invocation, utc_now, write_results
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
@@ -238,8 +236,8 @@ def main(argv: list[str]) -> int:
                             f"{winner} lower{', within each other’s CIs' if overlap else ', CIs apart'}.")
     wall = time.perf_counter() - started
 
-    command = "python benchmarks/tuning.py" + (" " + shlex.join(argv) if argv else "")
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = invocation(argv)
+    date = utc_now()
     lines = [
         "# Hyperparameter search: hand-set configs against random search and TPE",
         "",

@@ -20,6 +20,7 @@ from .taskgraph import ColumnLayout
 
 Derived = TypeVar("Derived")
 
+
 @dataclass(frozen=True)
 class DenseGraphs:
     """Small input graphs of one GNN node, padded to ``M`` graph-nodes: one graph per (task, shot).
