@@ -11,11 +11,11 @@ import torch
 from .data import Split, TaskBatch, dense_graphs
 from .errors import DataError
 from .taskgraph import ColumnLayout
-from .learners.bank import Weights
+from .learners.banks.bank import Weights
 
 if TYPE_CHECKING:
     from .taskgraph import TaskGraph
-    from .learners.bank_set import BankSet
+    from .learners.banks.bank_set import BankSet
 
 
 class AdaptedGraph:

@@ -29,9 +29,9 @@ from .allocator import reuse_large_allocations_once
 from .data import Split, TaskBatch
 from .errors import ConfigError, DataError
 from .taskgraph import TaskGraph
-from .learners.bank import Weights
-from .learners.bank_set import BankSet
-from .learners.low_rank import dense_weights
+from .learners.banks.bank import Weights
+from .learners.banks.bank_set import BankSet
+from .learners.banks.low_rank import dense_weights
 from .validation import NonNegativeInt, OneOf, PositiveFloat, PositiveInt, checked
 
 

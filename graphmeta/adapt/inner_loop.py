@@ -27,9 +27,9 @@ from collections.abc import Mapping
 import torch
 
 from ..data import Split
-from ..learners.bank import LearnerBank, Weights
-from ..learners.low_rank import LowRankWeight, OuterProducts
-from ..learners.bank_set import BankSet
+from ..learners.banks.bank import LearnerBank, Weights
+from ..learners.banks.low_rank import LowRankWeight, OuterProducts
+from ..learners.banks.bank_set import BankSet
 from .algorithms.base import Algorithm
 
 

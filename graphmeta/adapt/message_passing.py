@@ -58,10 +58,10 @@ import torch
 from torch import nn
 
 from ..taskgraph import TaskGraph
-from ..learners.bank import Weights
-from ..learners.low_rank import update_mean_square
-from ..learners.bank_set import BankSet
-from ..learners.table_bank import add_counts
+from ..learners.banks.bank import Weights
+from ..learners.banks.low_rank import update_mean_square
+from ..learners.banks.bank_set import BankSet
+from ..learners.banks.table import add_counts
 
 NUM_STATISTICS = 2  # support loss before adaptation, support shots
 #: The data scales ``kappa`` at which a conjugate bank's counts are shrunk for the encoder, ``n / (K + kappa)``.

@@ -53,7 +53,7 @@ import torch
 
 from ..data import Split
 from ..errors import CheckpointError, ConfigError, DataError, GraphError
-from ..learners.bank_set import bank_shapes
+from ..learners.banks.bank_set import bank_shapes
 from ..taskgraph import ColumnLayout
 from ..model import GraphMetaLearner
 from ..train.checkpoint import load_checkpoint, save_checkpoint

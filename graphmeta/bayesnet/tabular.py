@@ -4,7 +4,7 @@ Variable :math:`v` with parents :math:`\mathrm{pa}(v)` becomes a classification 
 :class:`~graphmeta.learners.Table` learner: a column of Dirichlet pseudo-counts
 :math:`\beta(u, \cdot)` for every joint configuration :math:`u` of its parents, which adapts to
 a site's rows by the conjugate update :math:`\beta \leftarrow \beta + n` (see
-:mod:`graphmeta.learners.table_bank`). Its CPD is :math:`P(v \mid u) = \beta(u, v) / \beta(u)`,
+:mod:`graphmeta.learners.banks.table`). Its CPD is :math:`P(v \mid u) = \beta(u, v) / \beta(u)`,
 any CPD at all; the column of configuration :math:`u` moves only with the rows that have
 :math:`u`, as the Dirichlet posterior of that column does. What one variable's rows cannot say
 (a site that shifts many CPDs together) travels between variables by message passing along

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from ..errors import GraphError, SpecError
 from ..validation import Ge, OneOf, checked
-from .mlp import ACTIVATIONS
+from .activations import ACTIVATIONS
 from .registry import LearnerSpec, LearnerType, register
 
 
@@ -24,12 +24,12 @@ class GNN(LearnerSpec):
 
     hidden: Annotated[int, Ge(1)] = 32
     layers: Annotated[int, Ge(1)] = 2
-    activation: Annotated[str, OneOf(ACTIVATIONS)] = "relu"
+    activation: Annotated[str, OneOf(tuple(ACTIVATIONS))] = "relu"
 
     def check_subtask(self, subtask: Any) -> None:
         if subtask.in_dim < 1:
             raise GraphError(f"subtask {subtask.name!r}: a GNN learner needs in_dim >= 1 (node-feature width)")
 
 
-register(LearnerType("gnn", GNN, bank="graphmeta.learners.gnn_bank:GNNBank", takes_graphs=True, marker="h",
+register(LearnerType("gnn", GNN, bank="graphmeta.learners.banks.gnn:GNNBank", takes_graphs=True, marker="h",
                      label="GNN"))

@@ -7,9 +7,8 @@ from typing import Annotated
 
 from ..errors import SpecError
 from ..validation import Ge, OneOf, checked
+from .activations import ACTIVATIONS
 from .registry import LearnerSpec, LearnerType, register
-
-ACTIVATIONS = ("relu", "tanh", "gelu", "silu")
 
 
 @checked(error=SpecError)
@@ -21,7 +20,7 @@ class MLP(LearnerSpec):
     """
 
     hidden: tuple[Annotated[int, Ge(1)], ...] = (40, 40)
-    activation: Annotated[str, OneOf(ACTIVATIONS)] = "relu"
+    activation: Annotated[str, OneOf(tuple(ACTIVATIONS))] = "relu"
 
 
-register(LearnerType("mlp", MLP, bank="graphmeta.learners.mlp_bank:MLPBank", marker="o", label="MLP"))
+register(LearnerType("mlp", MLP, bank="graphmeta.learners.banks.mlp:MLPBank", marker="o", label="MLP"))

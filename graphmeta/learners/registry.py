@@ -42,7 +42,7 @@ class LearnerType:
     Args:
         name: how configs and ``add_subtask(learner=...)`` name it.
         spec: its spec class (a frozen dataclass subclassing :class:`LearnerSpec`).
-        bank: ``"module:Class"`` of its bank, a :class:`~graphmeta.learners.bank.LearnerBank`.
+        bank: ``"module:Class"`` of its bank, a :class:`~graphmeta.learners.banks.bank.LearnerBank`.
         takes_graphs: its node's own features arrive as graphs (PyG ``Data``), not as columns.
         marker, label: the matplotlib marker and legend label of its nodes in pictures.
     """

@@ -104,6 +104,7 @@ import torch
 import torch.nn.functional as F
 
 from ..learners import GNN, MLP, Table
+from ..learners.activations import ACTIVATIONS
 
 Data = Mapping[str, Any]
 NodeWeights = dict[str, torch.Tensor]
@@ -117,7 +118,6 @@ COUNT_SCALES = (1.0, 10.0, 100.0)
 #: MAML++: the fraction of training over which the multi-step importances anneal, and the floor
 #: of a non-final importance, times the number of steps.
 ANNEAL_FRACTION, FLOOR = 0.15, 0.03
-ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": F.gelu, "silu": F.silu}
 
 
 @dataclass

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
-from ..learners.bank_set import bank_shapes
+from ..learners.banks.bank_set import bank_shapes
 
 #: 2: learner banks name their weights (``theta.head_weight``), algorithms own their rates
 #: (``algorithm.inner_lrs``). 1: graphmeta 0.1, positional weights (``theta.0``).

@@ -4,8 +4,8 @@ import torch
 
 import graphmeta as gm
 from graphmeta.adapt.message_passing import ParameterMessagePassing
-from graphmeta.learners.bank_set import BankSet
-from graphmeta.learners.low_rank import LowRankWeight, OuterProducts, update_mean_square
+from graphmeta.learners.banks.bank_set import BankSet
+from graphmeta.learners.banks.low_rank import LowRankWeight, OuterProducts, update_mean_square
 from graphmeta.testing.reference import reference_adapted_weights, unpadded_slices
 from tests.test_model import mixed_graph, task_data
 

@@ -254,9 +254,9 @@ def test_adapt_before_meta_fit_says_so():
 def test_a_checkpoint_with_all_tables_in_one_bank_is_an_older_layout(tmp_path, tiny, monkeypatch):
     """Before Table nodes were grouped into banks by table size one bank held them all: such a
     checkpoint names the layout change instead of failing deep in ``load_state_dict``."""
-    monkeypatch.setattr("graphmeta.learners.table_bank.BANK_COST", 1e9)  # one bank, as before
+    monkeypatch.setattr("graphmeta.learners.banks.table.BANK_COST", 1e9)  # one bank, as before
     path = BayesNetMetaLearner(tiny).save(tmp_path / "one_bank.pt")
-    monkeypatch.setattr("graphmeta.learners.table_bank.BANK_COST", 0)  # a bank per table size
+    monkeypatch.setattr("graphmeta.learners.banks.table.BANK_COST", 0)  # a bank per table size
     assert len(BayesNetMetaLearner(tiny).model.banks) == 3
     with pytest.raises(graphmeta.CheckpointError, match=r"one_bank.pt holds .* older layout.*\(3, 6, 3\).*meta-fit"):
         BayesNetMetaLearner.load(path)

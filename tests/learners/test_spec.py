@@ -87,9 +87,9 @@ def test_registry_knows_each_learner_type_once():
     """Every built-in type is registered with its bank, input kind and marker; a second
     registration of a name is refused, so two modules cannot silently claim one type."""
     from graphmeta.learners import LearnerType, learner_type, register, registered
-    from graphmeta.learners.gnn_bank import GNNBank
-    from graphmeta.learners.mlp_bank import MLPBank
-    from graphmeta.learners.table_bank import TableBank
+    from graphmeta.learners.banks.gnn import GNNBank
+    from graphmeta.learners.banks.mlp import MLPBank
+    from graphmeta.learners.banks.table import TableBank
 
     types = {t.name: t for t in registered()}
     assert {name: t.bank_class() for name, t in types.items()} == {"mlp": MLPBank, "gnn": GNNBank, "table": TableBank}
@@ -97,4 +97,4 @@ def test_registry_knows_each_learner_type_once():
     assert len({t.marker for t in types.values()}) == len(types)
     assert learner_type(GNN(hidden=3)) is types["gnn"]
     with pytest.raises(GraphError, match="'mlp' is already registered"):
-        register(LearnerType("mlp", MLP, bank="graphmeta.learners.mlp_bank:MLPBank"))
+        register(LearnerType("mlp", MLP, bank="graphmeta.learners.banks.mlp:MLPBank"))

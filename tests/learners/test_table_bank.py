@@ -129,7 +129,7 @@ def test_table_learner_round_trips_through_a_dict():
 def test_partition_puts_a_large_table_in_a_bank_of_its_own():
     """Twenty one-column nodes and one node with 512 parent configurations: one bank would pad
     every table to 512 rows, so the large one goes alone; a small graph keeps one bank."""
-    from graphmeta.learners.table_bank import TableBank
+    from graphmeta.learners.banks.table import TableBank
 
     graph = gm.TaskGraph()
     for i in range(20):
@@ -151,7 +151,7 @@ def test_partition_puts_a_large_table_in_a_bank_of_its_own():
 def test_tables_split_into_several_banks_equal_reference(monkeypatch, algorithm, message_passing):
     """With no cost per bank every distinct table size gets its own bank: the engine still
     matches the per-node reference, meta-loss and meta-gradient."""
-    monkeypatch.setattr("graphmeta.learners.table_bank.BANK_COST", 0)
+    monkeypatch.setattr("graphmeta.learners.banks.table.BANK_COST", 0)
     model = build(algorithm, message_passing)
     assert sum(bank.closed_form for bank in model.banks) == 3  # weather and late (one spec) apart, traffic
     assert_meta_loss_and_gradient_equal_reference(model)

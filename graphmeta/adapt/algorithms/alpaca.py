@@ -52,9 +52,9 @@ import torch
 from torch import nn
 
 from ...data import Split
-from ...learners.bank import LearnerBank, Weights
-from ...learners.bank_set import BankSet
-from ...learners.low_rank import LowRankWeight
+from ...learners.banks.bank import LearnerBank, Weights
+from ...learners.banks.bank_set import BankSet
+from ...learners.banks.low_rank import LowRankWeight
 from .base import Algorithm, InnerLoopSettings
 
 

@@ -7,7 +7,7 @@ Only the output layer (the bank's ``head``) adapts; the body is shared by every 
 
 from __future__ import annotations
 
-from ...learners.bank import LearnerBank
+from ...learners.banks.bank import LearnerBank
 from .base import Algorithm
 
 

@@ -46,8 +46,8 @@ import torch
 from torch import nn
 
 from ...data import Split
-from ...learners.bank import LearnerBank, Weights
-from ...learners.bank_set import BankSet
+from ...learners.banks.bank import LearnerBank, Weights
+from ...learners.banks.bank_set import BankSet
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ import math
 import torch
 from torch import nn
 
-from ...learners.bank import LearnerBank, Weights
-from ...learners.bank_set import BankSet
+from ...learners.banks.bank import LearnerBank, Weights
+from ...learners.banks.bank_set import BankSet
 from .base import Algorithm, InnerLoopSettings
 
 

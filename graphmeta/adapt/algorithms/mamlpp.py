@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ...learners.bank import Weights
-from ...learners.bank_set import BankSet
+from ...learners.banks.bank import Weights
+from ...learners.banks.bank_set import BankSet
 from .base import Adaptation, Algorithm, InnerLoopSettings, share_of, trained_step
 
 #: Fraction of meta-training over which the multi-step importances anneal to the last step.

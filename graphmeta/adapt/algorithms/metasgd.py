@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...learners.bank_set import BankSet
+from ...learners.banks.bank_set import BankSet
 from .base import Algorithm, InnerLoopSettings, share_of, trained_step
 
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ...errors import ConfigError
-from ...learners.bank import Weights
-from ...learners.bank_set import BankSet
+from ...learners.banks.bank import Weights
+from ...learners.banks.bank_set import BankSet
 from .base import Adaptation, Algorithm, InnerLoopSettings
 
 

@@ -1,6 +1,6 @@
 """`BankSet`: a graph's nodes grouped into banks: one bank per distinct learner spec, or several
 where the spec's bank class splits its nodes (``partition(graph, names) -> [names, ...]``, as
-:meth:`~graphmeta.learners.table_bank.TableBank.partition` does by table size)."""
+:meth:`~graphmeta.learners.banks.table.TableBank.partition` does by table size)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from collections.abc import Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..data import Split
-from ..taskgraph import TaskGraph
+from ...data import Split
+from ...taskgraph import TaskGraph
 from .bank import GradientTaps, LearnerBank, Weights
-from .registry import LearnerSpec, learner_type
+from ..registry import LearnerSpec, learner_type
 
 
 class BankSet(nn.Module):

@@ -137,7 +137,7 @@ class LowRankWeight:
     Gradient steps on a linear layer produce exactly this: ``S`` steps on ``K`` support shots add
     rank ``S K``. A layer then computes ``x W[t, n] = x initial[n] - scale (x left^T) right``: one
     matmul per node over all ``T K`` rows and small ``K x R`` products, never the
-    ``[T, N_b, d_in, d_out]`` tensor (see :class:`~graphmeta.learners.mlp_bank.MLPBank`). Rank 0 is
+    ``[T, N_b, d_in, d_out]`` tensor (see :class:`~graphmeta.learners.banks.mlp.MLPBank`). Rank 0 is
     theta shared by every task.
 
     Everywhere else it is its dense value: torch functions and arithmetic operators accept it

@@ -20,11 +20,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..data import Split
-from ..taskgraph import TaskGraph
+from ...data import Split
+from ...taskgraph import TaskGraph
 from .bank import LearnerBank, Weights, gather_columns, packed_source, uniform_
-from .mlp_bank import ACTIVATION_FUNCTIONS
-from .gnn import GNN
+from ..activations import ACTIVATIONS
+from ..gnn import GNN
 
 
 class GNNBank(LearnerBank):
@@ -53,7 +53,7 @@ class GNNBank(LearnerBank):
         self.theta["head_weight"] = nn.Parameter(torch.empty(len(self.names), spec.hidden + self.parent_width,
                                                              self.output_width))
         self.theta["head_bias"] = nn.Parameter(torch.empty(len(self.names), self.output_width))
-        self.activation = ACTIVATION_FUNCTIONS[spec.activation]
+        self.activation = ACTIVATIONS[spec.activation]
         self.reset_parameters()
 
     def _parent_columns(self, name: str) -> list[int]:

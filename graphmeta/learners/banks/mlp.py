@@ -12,7 +12,7 @@ padded to the bank's widest input.
 The bank computes node-major (``[N, T, K, d]``), so a weight shared by the tasks is one matmul
 per node over all ``T K`` rows. A weight matrix is one of
 
-* a :class:`~graphmeta.learners.low_rank.LowRankWeight` ``W[t, n] = W_0[n] - s sum_r a_r^T c_r``:
+* a :class:`~graphmeta.learners.banks.low_rank.LowRankWeight` ``W[t, n] = W_0[n] - s sum_r a_r^T c_r``:
   then ``h W[t, n] = h W_0[n] - s (h A^T) C``, the shared matmul and two ``K x R`` products per
   (task, node) (rank 0, the meta-initialisation, is the shared matmul alone);
 * a dense ``[T, N, d_{l-1}, d_l]`` tensor: one small matmul per (task, node).
@@ -29,14 +29,13 @@ from collections.abc import Collection, Sequence
 import torch
 from torch import nn
 
-from ..data import Split
-from ..taskgraph import TaskGraph
+from ...data import Split
+from ...taskgraph import TaskGraph
 from .bank import GradientTaps, LearnerBank, Weights, gather_columns, packed_source, uniform_
 from .low_rank import LowRankWeight, OuterProducts, TransposedProduct, batched_matmul
-from .mlp import MLP
+from ..activations import ACTIVATIONS
+from ..mlp import MLP
 
-ACTIVATION_FUNCTIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": nn.functional.gelu,
-                        "silu": nn.functional.silu}
 
 
 class MLPBank(LearnerBank):
@@ -58,7 +57,7 @@ class MLPBank(LearnerBank):
         for layer, d_in, d_out in zip(self.layers, widths[:-1], widths[1:]):
             self.theta[f"{layer}_weight"] = nn.Parameter(torch.empty(len(self.names), d_in, d_out))
             self.theta[f"{layer}_bias"] = nn.Parameter(torch.empty(len(self.names), d_out))
-        self.activation = ACTIVATION_FUNCTIONS[spec.activation]
+        self.activation = ACTIVATIONS[spec.activation]
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -75,7 +74,7 @@ class MLPBank(LearnerBank):
 
     def expand(self, num_tasks: int) -> Weights:
         """The meta-initialisation as fast weights: each weight matrix a rank-0
-        :class:`~graphmeta.learners.low_rank.LowRankWeight`, each bias a view ``[T, N_b, d]``; no copy."""
+        :class:`~graphmeta.learners.banks.low_rank.LowRankWeight`, each bias a view ``[T, N_b, d]``; no copy."""
         views = super().expand(num_tasks)
         return {name: LowRankWeight.shared(self.theta[name], num_tasks) if name.endswith("_weight") else view
                 for name, view in views.items()}
@@ -118,7 +117,7 @@ class MLPBank(LearnerBank):
 
     def support_loss(self, weights: Weights, split: Split, names: Sequence[str]) -> tuple[torch.Tensor, GradientTaps]:
         """The support loss and taps at the pre-activations of the layers in ``names``: a weight's
-        gradient is :class:`~graphmeta.learners.low_rank.OuterProducts` of the layer's input rows and
+        gradient is :class:`~graphmeta.learners.banks.low_rank.OuterProducts` of the layer's input rows and
         ``dL/dz``, a bias's ``sum_k dL/dz_k`` (see the module docstring)."""
         layers = [layer for layer in self.layers if f"{layer}_weight" in names or f"{layer}_bias" in names]
         outputs, tapped = self.tapped_forward(weights, split, taps=layers)

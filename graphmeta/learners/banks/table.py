@@ -40,10 +40,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import Split
-from ..taskgraph import TaskGraph
+from ...data import Split
+from ...taskgraph import TaskGraph
 from .bank import LearnerBank, Weights, gather_columns, packed_source
-from .table import Table
+from ..table import Table
 
 
 #: The fixed cost of one more bank in a meta-step (its own ops, their launches and their

@@ -7,7 +7,7 @@ Fast weights are the same mapping with a leading task axis, ``[T, N_b, ...]``, s
 ``head`` names its output layer (what ANIL adapts and message passing corrects) and
 ``first_bias`` the bias of its first layer (where a context vector enters, for CAVIA).
 
-A fast weight matrix may be kept factored, as a :class:`~graphmeta.learners.low_rank.LowRankWeight`
+A fast weight matrix may be kept factored, as a :class:`~graphmeta.learners.banks.low_rank.LowRankWeight`
 (theta minus the outer products that gradient steps on a linear layer add); it reads as its
 dense value wherever a tensor is expected.
 
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data import Split
-from ..taskgraph import TaskGraph
-from ..taskgraph import ColumnLayout
+from ...data import Split
+from ...taskgraph import TaskGraph
+from ...taskgraph import ColumnLayout
 from .low_rank import LowRankWeight, OuterProducts
 
 
