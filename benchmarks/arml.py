@@ -12,7 +12,7 @@ CAVIA and ALPaCA with the protocol's settings (CAVIA adapts a context, not the w
 paper's context of 5 numbers at rate 1.0; ALPaCA fits the output layer in closed form, so its
 rate and step count are not read and its MSE is the same after 5 and 20 steps), each trained through graphmeta's own outer step
 (``Trainer.outer_step``: Adam, learned inner rates in their own parameter group at
-``train.rate_lr``, clamped to ``[train.min_rate, train.max_rate]``; graphmeta's defaults); MAML
+``train.rate_lr``, projected into ``[model.min_rate, model.max_rate]``; graphmeta's defaults); MAML
 again from the authors' initialisation (truncated normal, std 0.01, zero biases); and the best
 setting found for graphmeta (``--best``, trained for ``--best-iterations``). Every row starts
 from the same weights (but the authors'-initialisation row) and sees the same meta-batches,
@@ -58,10 +58,10 @@ ALGORITHMS = ("maml", "fomaml", "metasgd", "anil", "reptile", "mamlpp", "cavia",
 LABELS = {"maml": "MAML", "fomaml": "first-order MAML", "metasgd": "Meta-SGD", "anil": "ANIL", "reptile": "Reptile",
           "mamlpp": "MAML++", "cavia": "CAVIA", "alpaca": "ALPaCA"}
 #: CAVIA adapts a context, which the protocol's weight rate does not fit: its paper's context and rate.
-CAVIA_PROTOCOL = {"inner_lr": 1.0, "context_dim": 5}
+CAVIA_PROTOCOL = {"inner_lr": 1.0, "algorithm_options": {"context_dim": 5}}
 #: The best setting found (exploratory runs; see the results file): ALPaCA's closed-form head under
 #: a mixture of six Gaussian priors, one per function family if it learns to.
-BEST = {"algorithm": "alpaca", "model": {"prior_components": 6}, "train": {}}
+BEST = {"algorithm": "alpaca", "model": {"algorithm_options": {"prior_components": 6}}, "train": {}}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -187,12 +187,8 @@ def repeated_rate_mse(model, batch, steps: int):
     algorithm, theta = model.algorithm, model.banks[0].theta
     trained = model.config["inner_steps"]
 
-    def rate(name: str, step: int):
-        if model.config["algorithm"] == "metasgd":
-            return algorithm.rates[0][name][0]
-        if model.config["algorithm"] == "mamlpp":
-            return algorithm.rates[0][name][min(step, trained - 1), 0]
-        return algorithm.inner_lrs[min(step, trained - 1)]
+    def rate(name: str, step: int):  # the rate of the trained step, reused past the last one
+        return algorithm.rate(0, name, min(step, trained - 1), trained)
 
     names = list(theta)
 
@@ -227,7 +223,7 @@ def evaluate_row(row: Row, test, functions) -> None:
             row.per_function = [float(per_task[functions == f].double().mean()) for f in range(int(functions.max()) + 1)]
     learned = row.model.algorithm.learned_rates()
     if learned:
-        flat = torch.cat([rate.detach().flatten() for rate in learned])
+        flat = torch.cat([row.model.algorithm.bounded(scales).detach().flatten() for scales in learned])
         row.rates = (float(flat.min()), float(flat.median()), float(flat.max()))
         row.repeated = mean_ci(repeated_rate_mse(row.model, test, PROTOCOL["test_steps"]))
         check = repeated_rate_mse(row.model, test, PROTOCOL["inner_steps"]) - task_mse(row.model, test,

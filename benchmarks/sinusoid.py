@@ -187,7 +187,7 @@ class GraphmetaLearner:
         settings.update({
             "reptile": {"inner_steps": args.reptile_inner_steps, "inner_lr": args.reptile_inner_lr},
             "mamlpp": {"inner_steps": args.mamlpp_inner_steps},
-            "cavia": {"inner_lr": args.cavia_inner_lr, "context_dim": args.cavia_context_dim},
+            "cavia": {"inner_lr": args.cavia_inner_lr, "algorithm_options": {"context_dim": args.cavia_context_dim}},
         }.get(algorithm, {}))
         self.inner_steps, self.inner_lr = settings["inner_steps"], settings["inner_lr"]
         self.model = graphmeta.GraphMetaLearner(graph, algorithm, message_passing=False, **settings)
@@ -195,9 +195,9 @@ class GraphmetaLearner:
         self.done = 0
         load_linear_into_graphmeta(self.model, init)
         from graphmeta.train.config import TrainConfig
-        from graphmeta.train.run_loop import outer_parameter_groups
+        from graphmeta.train.outer_step import outer_parameter_groups
 
-        # graphmeta's training defaults: learned inner rates in their own Adam group, clamped after each step
+        # graphmeta's training defaults: learned inner rates in their own Adam group, projected after each step
         self.defaults = TrainConfig.from_dict({"outer_lr": PROTOCOL["outer_lr"]}, "train")
         self.optimizer = torch.optim.Adam(outer_parameter_groups(self.model, self.defaults), lr=PROTOCOL["outer_lr"])
 
@@ -206,7 +206,7 @@ class GraphmetaLearner:
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        self.model.algorithm.clamp_rates_(self.defaults.min_rate, self.defaults.max_rate)
+        self.model.algorithm.project_rates_()
         self.done += 1
         self.model.algorithm.set_progress(self.done / self.iterations)  # what graphmeta's Trainer does each step
         return loss

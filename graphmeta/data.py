@@ -73,7 +73,14 @@ class Split:
 
     @property
     def shots(self) -> int:
+        """Shots per task, the padded size: the largest task's."""
         return self.values.shape[1]
+
+    @property
+    def task_rows(self) -> torch.Tensor:
+        """``[T]`` each task's own shots: those at which some node is observed (a task of a table
+        takes what it has, so these may differ from task to task and from ``shots``)."""
+        return self.observed.any(-1).sum(-1)
 
     def to(self, *args: Any, **kwargs: Any) -> Split:
         features = self.features.to(*args, **kwargs)

@@ -8,7 +8,17 @@ One meta-training step on a :class:`~graphmeta.data.TaskBatch` of T tasks:
 2. with message passing on, ``phi <- phi + g * MP(phi - theta)`` along the task graph
    (see :mod:`graphmeta.adapt.message_passing`);
 3. the algorithm's meta-loss from the query loss of ``phi`` (parents teacher-forced),
-   averaged over tasks and nodes.
+   averaged over tasks and nodes (``loss_weighting``).
+
+Each (task, node) loss :math:`L_{tn}` is the mean over that task's own query rows
+:math:`Q_{tn}` (the rows where the node and its parents are observed), so padding a batch of
+tasks of different sizes weighs nothing. The meta-loss averages them over the pairs with a
+query row, :math:`\\sum_{tn} w_{tn} L_{tn} / \\sum_{tn} w_{tn}`, weighted
+
+* ``"task"`` (the default): :math:`w_{tn} = 1`; every task counts alike, however few its rows,
+  which is what adapting to a new task is scored on;
+* ``"row"``: :math:`w_{tn} = |Q_{tn}|`; every query row counts alike, the mean over all rows of
+  the batch, so a large task weighs as much as its rows.
 
 The model composes these three; it knows no algorithm and no learner type by name.
 """
@@ -21,7 +31,7 @@ from typing import Annotated, Any
 import torch
 from torch import nn
 
-from .adapt.algorithms import ALGORITHMS, Adaptation, InnerLoopSettings
+from .adapt.algorithms import ALGORITHMS, Adaptation, InnerLoopSettings, build_algorithm
 from .adapt.inner_loop import inner_loop
 from .adapt.message_passing import ParameterMessagePassing
 from .adapted_graph import AdaptedGraph
@@ -29,13 +39,22 @@ from .allocator import reuse_large_allocations_once
 from .data import Split, TaskBatch
 from .errors import ConfigError, DataError
 from .taskgraph import TaskGraph
+from .taskgraph.comparison import graph_differences
 from .learners.banks.bank import Weights
 from .learners.banks.bank_set import BankSet
 from .learners.banks.low_rank import dense_weights
-from .validation import NonNegativeInt, OneOf, PositiveFloat, PositiveInt, checked
+from .validation import NonNegativeFloat, NonNegativeInt, OneOf, PositiveFloat, PositiveInt, checked
+
+#: How the meta-loss weighs its (task, node) losses (module docstring).
+LOSS_WEIGHTINGS = ("task", "row")
+#: Keywords that were the model's and are now options of one algorithm.
+MOVED_TO_ALGORITHM_OPTIONS = {
+    key: f"it is an option of the {algorithm} algorithm now: pass algorithm_options={{{key!r}: ...}} "
+         f"(model.algorithm_options.{key} in a run config)"
+    for key, algorithm in (("context_dim", "cavia"), ("prior_components", "alpaca"))}
 
 
-@checked
+@checked(moved=MOVED_TO_ALGORITHM_OPTIONS)
 class GraphMetaLearner(nn.Module):
     """A graph meta-learner for ``graph``.
 
@@ -49,32 +68,44 @@ class GraphMetaLearner(nn.Module):
         message_passing: pass adapted parameters along the graph; ``False`` is the
             independent-node ablation.
         learn_inner_lr: learn one rate per inner step (Meta-SGD and MAML++ always learn theirs).
+        min_rate, max_rate: the range of every learned inner rate (``None``: no bound on that
+            side); a step reads a learned rate clamped into it, whatever trains it.
         message_channels, message_rounds: width and depth of the message passing.
-        context_dim: CAVIA's context size per node (read by CAVIA only).
-        prior_components: the number of Gaussians in ALPaCA's prior over each head (read by
-            ALPaCA only; 1 is ALPaCA as published).
+        algorithm_options: the options of the chosen algorithm alone, checked against its
+            constructor (CAVIA's ``context_dim``, ALPaCA's ``prior_components``; see
+            :mod:`graphmeta.adapt.algorithms`).
+        loss_weighting: ``"task"`` (every task's mean query loss counts alike) or ``"row"`` (every
+            query row counts alike): how the meta-loss weighs tasks of different sizes (module
+            docstring). In a data-parallel run only ``"task"`` makes the mean of the shares' gradients
+            the whole meta-batch's exactly (its shares hold as many tasks, not as many rows).
     """
 
     def __init__(self, graph: TaskGraph, algorithm: Annotated[str, OneOf(tuple(ALGORITHMS))] = "maml",
                  inner_steps: NonNegativeInt = 1, inner_lr: PositiveFloat = 0.01, message_passing: bool = True,
-                 learn_inner_lr: bool = False, message_channels: PositiveInt = 32,
-                 message_rounds: NonNegativeInt = 2, context_dim: PositiveInt = 4,
-                 prior_components: PositiveInt = 1) -> None:
+                 learn_inner_lr: bool = False, min_rate: NonNegativeFloat | None = 0.0,
+                 max_rate: PositiveFloat | None = None, message_channels: PositiveInt = 32,
+                 message_rounds: NonNegativeInt = 2, algorithm_options: Mapping[str, Any] | None = None,
+                 loss_weighting: Annotated[str, OneOf(LOSS_WEIGHTINGS)] = "task") -> None:
         super().__init__()
+        if min_rate is not None and max_rate is not None and min_rate > max_rate:
+            raise ConfigError(f"GraphMetaLearner.min_rate ({min_rate}) is above max_rate ({max_rate}): learned "
+                              "inner rates are clamped into [min_rate, max_rate]; give min_rate <= max_rate")
         self.graph = graph.validate()
         self.inner_steps = inner_steps
+        self.loss_weighting = loss_weighting
+        options = dict(algorithm_options or {})
         self.config = {"algorithm": algorithm, "inner_steps": inner_steps, "inner_lr": float(inner_lr),
                        "message_passing": bool(message_passing), "learn_inner_lr": bool(learn_inner_lr),
+                       "min_rate": min_rate, "max_rate": max_rate,
                        "message_channels": message_channels, "message_rounds": message_rounds,
-                       "context_dim": context_dim, "prior_components": prior_components}
+                       "algorithm_options": options, "loss_weighting": loss_weighting}
         self.banks = BankSet(graph)
-        self.algorithm = ALGORITHMS[algorithm](
-            self.banks, InnerLoopSettings(float(inner_lr), inner_steps, bool(learn_inner_lr), context_dim,
-                                          prior_components))
+        settings = InnerLoopSettings(float(inner_lr), inner_steps, bool(learn_inner_lr), min_rate, max_rate)
+        self.algorithm = build_algorithm(algorithm, self.banks, settings, options)
         self.message_passing = None
         if message_passing:
             self.message_passing = ParameterMessagePassing(
-                graph, self.banks, [self.algorithm.adapted(bank) for bank in self.banks],
+                graph, self.banks, [self.algorithm.adapting_names(bank) for bank in self.banks],
                 channels=message_channels, rounds=message_rounds)
 
     # ------------------------------------------------------------------ verbs
@@ -88,9 +119,10 @@ class GraphMetaLearner(nn.Module):
         second_order = self.algorithm.second_order and self.training
         adaptation = self._adapt(batch.support, self.inner_steps, create_graph=second_order,
                                  track_meta_gradient=True)
-        query_after, accuracy_after = self.banks.losses(self._composed(adaptation.adapted), batch.query,
+        query_after, accuracy_after = self.banks.losses(self._composed(adaptation.final), batch.query,
                                                         accuracy=metrics)
-        weight = self.banks.example_mask(batch.query).any(-1).to(query_after.dtype)
+        query_rows = self.banks.example_mask(batch.query).sum(-1).to(query_after.dtype)
+        weight = query_rows if self.loss_weighting == "row" else (query_rows > 0).to(query_after.dtype)
 
         def query_loss_of(fast: Sequence[Weights]) -> torch.Tensor:
             return _mean(self.banks.losses(self._composed(fast), batch.query)[0], weight)
@@ -100,17 +132,20 @@ class GraphMetaLearner(nn.Module):
             return loss, {}
         with torch.no_grad():
             query_before, _ = self.banks.losses(self._composed(adaptation.initial), batch.query)
+        scored = (query_rows > 0).to(query_after.dtype)
         return loss, {
-            "loss_before": _task_mean(query_before, weight),
-            "loss_after": _task_mean(query_after.detach(), weight),
-            "accuracy_after": _task_mean(accuracy_after, weight),
+            "loss_before": _task_mean(query_before, scored),
+            "loss_after": _task_mean(query_after.detach(), scored),
+            "accuracy_after": _task_mean(accuracy_after, scored),
         }
 
     def forward(self, batch: TaskBatch, metrics: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Calling the module is :meth:`meta_loss` (so ``torch.func.functional_call`` works)."""
         return self.meta_loss(batch, metrics)
 
-    def adapt(self, support: TaskBatch | Split | Mapping[str, Any], steps: int | None = None) -> AdaptedGraph:
+    @checked(where="GraphMetaLearner.adapt")
+    def adapt(self, support: TaskBatch | Split | Mapping[str, Any], steps: NonNegativeInt | None = None
+              ) -> AdaptedGraph:
         """Adapt every node to ``support`` (a TaskBatch, a Split, or one task's ``{node: (x, y)}``).
 
         ``steps`` overrides ``inner_steps``: the standard protocol evaluates with more steps
@@ -120,18 +155,18 @@ class GraphMetaLearner(nn.Module):
         taken at every step.
         """
         split = self._support_split(support)
-        steps = self.inner_steps if steps is None else _check_steps(steps)
+        steps = self.inner_steps if steps is None else steps
         adaptation = self._adapt(split, steps, create_graph=False, track_meta_gradient=False)
         return AdaptedGraph(self.graph, self.banks, [{name: w.detach() for name, w in dense_weights(weights).items()}
-                                                     for weights in self._composed(adaptation.adapted)])
+                                                     for weights in self._composed(adaptation.final)])
 
     def fit_from_scratch(self, support: TaskBatch | Split | Mapping[str, Any], steps: int = 100,
                          lr: float = 0.01, seed: int = 0) -> AdaptedGraph:
         """Baseline: freshly initialised learners (not the meta-init) trained on the support set
         alone with Adam for ``steps`` steps. Uses no meta-learned state."""
-        return next(self.fits_from_scratch(support, lr, (steps,), seed))[1]
+        return next(self.scratch_fits(support, lr, (steps,), seed))[1]
 
-    def fits_from_scratch(self, support: TaskBatch | Split | Mapping[str, Any], lr: float,
+    def scratch_fits(self, support: TaskBatch | Split | Mapping[str, Any], lr: float,
                           checkpoints: Iterable[int], seed: int = 0, batch_rows: int | None = None
                           ) -> Iterator[tuple[int, AdaptedGraph]]:
         """:meth:`fit_from_scratch` seen along the way: fresh learners (initialised from ``seed``)
@@ -163,13 +198,7 @@ class GraphMetaLearner(nn.Module):
         batch or a task family) differs from the model's; nothing when they are the same."""
         if graph is self.graph or graph == self.graph:
             return
-        ours, theirs = set(self.graph.names), set(graph.names)
-        differences = [f"nodes only in the data: {sorted(theirs - ours)}" if theirs - ours else "",
-                       f"nodes only in the model: {sorted(ours - theirs)}" if ours - theirs else "",
-                       "nodes with other specs: " + str(sorted(name for name in ours & theirs
-                                                               if graph.subtask(name) != self.graph.subtask(name))),
-                       "edges that differ: " + str(sorted(set(graph.edges) ^ set(self.graph.edges)))]
-        differences = [d for d in differences if d and not d.endswith("[]")]
+        differences = graph_differences(self.graph.to_dict(), graph.to_dict(), "the model", "the data")
         if not differences:  # the same decomposition under another graph name
             return
         raise DataError(f"the data belong to another task graph than the model's ({'; '.join(differences)}): "
@@ -188,31 +217,32 @@ class GraphMetaLearner(nn.Module):
         """The inner loop, then message passing. Where theta takes its meta-gradient from the
         algorithm's own rule (Reptile) or none is tracked, message passing reads the updates
         and statistics as constants."""
-        self._check_graph(support)
+        self._check_packing(support)
         if support.values.device.type == "cpu":
             reuse_large_allocations_once()
         initial = [self.algorithm.initial(b, bank, support.num_tasks) for b, bank in enumerate(self.banks)]
         plain, support_loss, every_step = inner_loop(
             self.banks, self.algorithm, initial, support, steps, create_graph, track_meta_gradient,
             keep_steps=self.algorithm.uses_every_step and track_meta_gradient)
-        adapted = plain
+        final = plain
         if self.message_passing is not None and steps > 0:
             constant = not (self.algorithm.query_trains_theta and track_meta_gradient)
             shots = self.banks.example_mask(support).sum(-1).to(support_loss.dtype)
             statistics = torch.stack([support_loss, shots], dim=-1)
-            base = plain
-            if constant:
+            start, base = initial, plain
+            if constant:  # theta learns by the algorithm's own rule: messages read constants, theta included
+                start = [{name: w.detach() for name, w in weights.items()} for weights in initial]
                 base = [{name: w.detach() for name, w in weights.items()} for weights in plain]
                 statistics = statistics.detach()
-            adapted = self.message_passing(initial, base, statistics)
+            final = self.message_passing(start, base, statistics)
             if every_step:
-                every_step[-1] = adapted
-        return Adaptation(initial, every_step, plain, adapted, support_loss)
+                every_step[-1] = final
+        return Adaptation(initial, every_step, plain, final, support_loss)
 
     def _composed(self, fast: Sequence[Weights]) -> list[Weights]:
         return [self.algorithm.compose(b, weights) for b, weights in enumerate(fast)]
 
-    def _check_graph(self, split: Split) -> None:
+    def _check_packing(self, split: Split) -> None:
         """A split packed for another graph would index out of range deep in a bank: name it here."""
         width = self.banks[0].layout.value_width
         if split.observed.shape[-1] != len(self.graph) or split.values.shape[-1] != width:
@@ -237,12 +267,6 @@ class GraphMetaLearner(nn.Module):
         return data.to(device=parameter.device, dtype=parameter.dtype)
 
 
-def _check_steps(steps: Any) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ConfigError(f"steps must be an integer >= 0, got {steps!r}")
-    return steps
-
-
 def _random_rows(split: Split, count: int, generator: torch.Generator) -> Split:
     """``count`` rows of ``split`` drawn without replacement (all of them when it has no more); rows
     drawn this way carry no graph inputs (tables)."""
@@ -253,7 +277,8 @@ def _random_rows(split: Split, count: int, generator: torch.Generator) -> Split:
 
 
 def _mean(losses: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """The mean of ``losses [T, N]`` over the (task, node) pairs with query examples."""
+    """The weighted mean :math:`\\sum w L / \\sum w` of ``losses [T, N]``; ``weight [T, N]`` is 0 for a
+    pair without query examples, else 1 or its query rows (``loss_weighting``, module docstring)."""
     return (losses * weight).sum() / weight.sum().clamp(min=1)
 
 

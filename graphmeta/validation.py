@@ -221,12 +221,26 @@ def check_arguments(target: Callable[..., Any], values: Mapping[str, Any], where
         raise TypeError(f"{_label(target)} takes **kwargs, so its keys cannot be checked: list them as parameters")
     where = where or _label(target)
     excluded = set(exclude)
+    _refuse_moved(values, getattr(target, MOVED, {}), where, error, "key")
     check_keys(values, [name for name in schema.annotations if name not in excluded], where, error)
     return schema.check(values, where, error)
 
 
+#: The attribute of a checked target holding its moved keywords, ``{old: where it lives now}``.
+MOVED = "__moved_keywords__"
+
+
+def _refuse_moved(given: Iterable[str], moved: Mapping[str, str], where: str, error: type[GraphMetaError],
+                  kind: str) -> None:
+    """A one-line ``error`` for the first of ``given`` that has moved, naming its new spelling."""
+    for key in given:
+        if key in moved:
+            raise error(f"{kind} {key!r} of {where} has moved: {moved[key]}")
+
+
 # --------------------------------------------------------------- decorators
-def checked(target: Any = None, *, where: Where = None, error: type[GraphMetaError] = ConfigError) -> Any:
+def checked(target: Any = None, *, where: Where = None, error: type[GraphMetaError] = ConfigError,
+            moved: Mapping[str, str] | None = None) -> Any:
     """Check every call of a class (its constructor) or function against its signature.
 
     An unknown keyword is ``error`` (a :class:`ConfigError` by default) naming it and the
@@ -235,10 +249,14 @@ def checked(target: Any = None, *, where: Where = None, error: type[GraphMetaErr
     call in messages: by default the class name (``MLP.hidden``) or ``function()``; a function of
     the bound arguments gives a name that depends on them (``subtask 'a': in_dim``).
 
+    ``moved`` maps a keyword that no longer exists to where it lives now (``{"context_dim":
+    "pass algorithm_options={'context_dim': ...}"}``): giving it is a one-line error saying so,
+    from a Python call and from :func:`check_arguments` alike.
+
     Use it as ``@checked`` or ``@checked(where=..., error=...)``, above ``@dataclass`` for a
     dataclass; Python's own ``TypeError`` still reports a missing or surplus positional argument.
     """
-    return _decorator(target, where, error, values=True)
+    return _decorator(target, where, error, values=True, moved=moved)
 
 
 def keywords_checked(target: Any = None, *, where: Where = None,
@@ -248,8 +266,11 @@ def keywords_checked(target: Any = None, *, where: Where = None,
     return _decorator(target, where, error, values=False)
 
 
-def _decorator(target: Any, where: Where, error: type[GraphMetaError], values: bool) -> Any:
+def _decorator(target: Any, where: Where, error: type[GraphMetaError], values: bool,
+               moved: Mapping[str, str] | None = None) -> Any:
     def decorate(obj: Any) -> Any:
+        if moved:
+            setattr(obj, MOVED, dict(moved))
         if isinstance(obj, type):
             obj.__init__ = _checking(obj.__init__, obj, where or obj.__name__, error, values)
             return obj
@@ -280,6 +301,7 @@ def _checking(function: Callable[..., Any], target: Any, where: Where, error: ty
 
         unknown = [key for key in kwargs if key not in keywords]
         if unknown:
+            _refuse_moved(unknown, getattr(target, MOVED, {}), label(), error, "keyword")
             check_keys(unknown, sorted(keywords - {"self", "cls"}), label(), error, kind="keyword")
         if not values:
             return function(*args, **kwargs)
@@ -425,11 +447,15 @@ def load_yaml(text: str | Path, where: str = "", error: type[GraphMetaError] = C
     (PyYAML alone keeps the last value without a word). ``where`` names the source in messages."""
     if isinstance(text, Path):
         where = where or str(text)
-        text = text.read_text()
+        try:
+            text = text.read_text(encoding="utf-8")
+        except UnicodeDecodeError as problem:
+            raise error(f"{where} is not UTF-8 text (byte {problem.start} is not): a damaged or foreign file; "
+                        "restore it or write it again") from None
     where = where or "the YAML text"
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 -- a safe loader
     except _DuplicateKey as duplicate:
         raise error(f"{where}: {duplicate}; YAML would keep only the last value, so remove or rename one") from None
     except yaml.YAMLError as problem:
-        raise error(f"{where} is not valid YAML: {problem}") from None
+        raise error(f"{where} is not valid YAML: {' '.join(str(problem).split())}") from None

@@ -9,7 +9,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")  # never need a display, whatever imp
 import pytest
 import torch
 
-from graphmeta import GNN, MLP, TaskGraph
+from graphmeta import GNN, MLP, TaskGraph, taskgraph_from_pgmpy
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +58,7 @@ def mixed() -> TaskGraph:
 
 @pytest.fixture(scope="session")
 def alarm() -> TaskGraph:
-    return TaskGraph.from_pgmpy("alarm")
+    return taskgraph_from_pgmpy("alarm")
 
 
 @pytest.fixture(scope="session")

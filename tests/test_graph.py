@@ -138,8 +138,15 @@ def test_cycle_is_named_in_order():
 
 def test_cycle_from_dict():
     data = {"subtasks": {"a": {}, "b": {}}, "dependencies": [["a", "b"], ["b", "a"]]}
-    with pytest.raises(GraphError, match="cycle a -> b -> a"):
+    with pytest.raises(GraphError, match=r"cycle: a -> b -> a; .*Removing the edge b -> a would break it"):
         TaskGraph.from_dict(data)
+
+
+@pytest.mark.parametrize(("method", "spelling"), [("from_pgmpy", "taskgraph_from_pgmpy"),
+                                                  ("from_data", "taskgraph_from_data")])
+def test_moved_readers_name_their_new_spelling(method, spelling):
+    with pytest.raises(ConfigError, match=rf"TaskGraph\.{method}\(.*\) is now graphmeta\.{spelling}\("):
+        getattr(TaskGraph, method)("asia")
 
 
 def test_cycle_from_networkx_is_reported_in_full():

@@ -11,6 +11,9 @@ import torch
 
 import graphmeta as gm
 from graphmeta.adapt.algorithms import ALGORITHMS as REGISTERED_ALGORITHMS
+from graphmeta.learners import registered
+from graphmeta.testing.reference_algorithms import REFERENCE_ALGORITHMS
+from graphmeta.testing.reference_learners import REFERENCE_LEARNERS
 from graphmeta.testing.reference import (mamlpp_importances, reference_adapted_weights, reference_evaluate,
                                         reference_meta_loss, reference_metrics, reference_predict, unpadded_slices)
 from tests.test_model import observed_masks, task_data
@@ -21,11 +24,13 @@ ALGORITHMS = list(REGISTERED_ALGORITHMS)
 LEARNED_STEP_RATES = {"maml", "anil", "cavia"}
 
 
-def every_learner_graph(tables: bool = True) -> gm.TaskGraph:
-    """MLPs (with and without hidden layers, regression and classification), a GNN and Table
-    learners; nodes with several parents, several children, both and neither. Reptile refuses
-    Table learners, so ``tables=False`` makes those nodes MLPs."""
-    table = gm.Table(prior_strength=1.5) if tables else gm.MLP(hidden=(3,))
+def every_learner_graph(conjugate: bool = True) -> gm.TaskGraph:
+    """MLPs (with and without hidden layers, regression and classification), a GNN, Table learners
+    and Linear learners of different widths (one below regression and classification parents, one
+    below a Linear); nodes with several parents, several children, both and neither. Reptile
+    refuses conjugate learners, so ``conjugate=False`` makes those nodes MLPs."""
+    table = gm.Table(prior_strength=1.5) if conjugate else gm.MLP(hidden=(3,))
+    linear = gm.Linear(prior_precision=2.0, noise_shape=1.5, noise_scale=0.5) if conjugate else gm.MLP(hidden=(3,))
     return (gm.TaskGraph()
             .add_subtask("a", in_dim=2, learner=gm.MLP(hidden=(5,), activation="tanh"))
             .add_subtask("b", in_dim=1, kind="classification", num_classes=3, learner=gm.MLP(hidden=(4,)))
@@ -33,6 +38,9 @@ def every_learner_graph(tables: bool = True) -> gm.TaskGraph:
             .add_subtask("t", kind="classification", num_classes=3, learner=table)
             .add_subtask("g", in_dim=2, learner=gm.GNN(hidden=3, layers=2))
             .add_subtask("d", out_dim=2, learner=gm.MLP(hidden=()))
+            .add_subtask("l", in_dim=1, out_dim=2, learner=linear)
+            .add_subtask("m", learner=linear)
+            .add_dependency("a", "l").add_dependency("b", "l").add_dependency("l", "m")
             .add_dependency("a", "b").add_dependency("b", "t").add_dependency("w", "t")
             .add_dependency("b", "g").add_dependency("t", "d").add_dependency("g", "d").add_dependency("a", "d"))
 
@@ -40,27 +48,28 @@ def every_learner_graph(tables: bool = True) -> gm.TaskGraph:
 def build(graph: gm.TaskGraph, algorithm: str, message_passing: bool, steps: int = 2, seed: int = 0,
           **options) -> gm.GraphMetaLearner:
     """A float64 model whose every parameter matters: rates that differ per step (and per entry),
-    an open message-passing gate, a node embedding, tables that differ between columns, MAML++
-    part-way through its annealing, ALPaCA's prior components of different precisions."""
+    an open message-passing gate, a node embedding, conjugate priors that differ between entries
+    (their padding too), MAML++ part-way through its annealing, ALPaCA's prior components of
+    different precisions."""
     torch.manual_seed(seed)
     learned = algorithm in LEARNED_STEP_RATES
-    if algorithm == "alpaca":
-        options = {"prior_components": 3, **options}
+    options = {"algorithm_options": REFERENCE_ALGORITHMS[algorithm].test_options, **options}
     model = gm.GraphMetaLearner(graph, algorithm=algorithm, inner_steps=steps, inner_lr=0.25,
                                 message_passing=message_passing, learn_inner_lr=learned, message_channels=6,
-                                message_rounds=2, context_dim=3, **options).double()
+                                message_rounds=2, **options).double()
     with torch.no_grad():
-        if learned:
-            model.algorithm.inner_lrs.copy_(torch.linspace(0.2, 0.4, model.algorithm.inner_lrs.numel()))
         for parameters in ("precision_factors", "log_noise", "log_mixture"):  # ALPaCA's: priors that differ
             for parameter in getattr(model.algorithm, parameters, {}).values():
                 parameter.normal_(0.0, 0.3)
-        for rates in getattr(model.algorithm, "rates", []):
-            for rate in rates.values():
-                rate.uniform_(0.05, 0.5)
+        for scales in model.algorithm.learned_rates():  # rates 0.25 u: 0.2 to 0.4 per step, or 0.05 to 0.5 per entry
+            if learned:
+                scales.copy_(torch.linspace(0.8, 1.6, scales.numel()))
+            else:
+                scales.uniform_(0.2, 2.0)
         for bank in model.banks:
             if bank.closed_form:
-                bank.theta["log_counts"].add_(torch.randn_like(bank.theta["log_counts"]))
+                for parameter in bank.theta.values():
+                    parameter.add_(torch.randn_like(parameter))
         if message_passing:
             for gate in model.message_passing.gates:
                 gate.uniform_(0.1, 0.5)
@@ -86,45 +95,57 @@ def engine_and_reference_gradients(model, support, query, support_observed=None,
 
 
 def assert_engine_equals_reference(model, support, query, support_observed=None, query_observed=None,
-                                   skip: tuple[str, ...] = (), require_gradient: bool = True) -> None:
-    """The meta-loss and the meta-gradient of every parameter (but those starting with ``skip``)
-    equal the reference's, and (with ``require_gradient``) the meta-gradient is not zero throughout."""
+                                   require_gradient: bool = True) -> None:
+    """The meta-loss and the meta-gradient of every parameter equal the reference's, and (with
+    ``require_gradient``) the meta-gradient is not zero throughout."""
     (loss, ref_loss), pairs = engine_and_reference_gradients(model, support, query, support_observed, query_observed)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=1e-9)
     for name, (grad, ref_grad) in pairs.items():
-        if not name.startswith(skip):
-            torch.testing.assert_close(grad, ref_grad, rtol=1e-6, atol=1e-9, msg=lambda m, name=name: f"{name}: {m}")
+        torch.testing.assert_close(grad, ref_grad, rtol=1e-6, atol=1e-9, msg=lambda m, name=name: f"{name}: {m}")
     assert not require_gradient or sum(float(ref_grad.abs().sum()) for _, ref_grad in pairs.values()) > 0
+
+
+def test_the_reference_defines_every_registered_learner_and_algorithm():
+    assert set(REFERENCE_LEARNERS) == {learner.name for learner in registered()}
+    assert set(REFERENCE_ALGORITHMS) == set(REGISTERED_ALGORITHMS)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("message_passing", [False, True])
 def test_meta_loss_and_meta_gradient_equal_reference(algorithm, message_passing):
     """Every parameter: the banks' meta-init, the algorithm's rates and projections, message passing."""
-    graph = every_learner_graph(tables=algorithm != "reptile")
+    graph = every_learner_graph(conjugate=algorithm != "reptile")
     model = build(graph, algorithm, message_passing)
     T, K = 2, 4
     support, query = task_data(graph, T, K, 1), task_data(graph, T, K, 2)
-    # Reptile's meta-init takes a query gradient through message passing: see the xfail below
-    skip = ("banks.",) if algorithm == "reptile" and message_passing else ()
     assert_engine_equals_reference(model, support, query, observed_masks(graph, T, K, 3),
-                                   observed_masks(graph, T, K, 4), skip=skip)
+                                   observed_masks(graph, T, K, 4))
 
 
-@pytest.mark.xfail(strict=True, reason="engine: Reptile's message passing encodes phi.detach() - theta with theta "
-                                       "attached, so theta also learns from the query loss (reptile.py promises "
-                                       "'theta still gets Reptile's gradient alone')")
 def test_reptile_meta_init_learns_from_the_pull_alone_with_message_passing():
-    graph = every_learner_graph(tables=False)
+    """Reptile's theta follows the adapted weights only: with message passing on, its meta-gradient
+    is the pull's, the query loss reaching message passing's own parameters alone."""
+    graph = every_learner_graph(conjugate=False)
     model = build(graph, "reptile", message_passing=True)
-    assert_engine_equals_reference(model, task_data(graph, 2, 3, 1), task_data(graph, 2, 3, 2))
+    support, query = task_data(graph, 2, 3, 1), task_data(graph, 2, 3, 2)
+    assert_engine_equals_reference(model, support, query)
+    batch = gm.TaskBatch.from_tensors(graph, support, query)
+    theta = [p for name, p in model.named_parameters() if name.startswith("banks.")]
+    loss, _ = model.meta_loss(batch)
+    with_messages = torch.autograd.grad(loss, theta)
+    model.message_passing, passing = None, model.message_passing
+    pull, _ = model.meta_loss(batch)
+    without = torch.autograd.grad(pull, theta)
+    model.message_passing = passing
+    for a, b in zip(with_messages, without):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_adapted_weights_equal_reference(algorithm):
     """``adapt`` with more steps than meta-training uses (the last learned rate is reused), message
     passing on: every (task, node)'s own weights, as it predicts with them."""
-    graph = every_learner_graph(tables=algorithm != "reptile")
+    graph = every_learner_graph(conjugate=algorithm != "reptile")
     model = build(graph, algorithm, message_passing=True)
     support = task_data(graph, 2, 3, 5)
     observed = observed_masks(graph, 2, 3, 6)
@@ -155,8 +176,7 @@ def test_wide_layers_with_few_shots_equal_reference(algorithm):
     graph = wide_graph()
     model = build(graph, algorithm, message_passing=True)
     support, query = task_data(graph, 2, 2, 1), task_data(graph, 2, 3, 2)
-    skip = ("banks.",) if algorithm == "reptile" else ()
-    assert_engine_equals_reference(model, support, query, skip=skip)
+    assert_engine_equals_reference(model, support, query)
     adapted = model.adapt(gm.TaskBatch.from_tensors(graph, support, support), steps=5)
     for (t, name), weights in reference_adapted_weights(model, support, steps=5).items():
         b, row, slices = unpadded_slices(model, name)
@@ -233,7 +253,7 @@ def own_fan_ins(graph: gm.TaskGraph, name: str) -> dict[str, int]:
 def test_networks_start_as_nn_linear_with_each_nodes_own_fan_in():
     """Every layer of node ``i`` is ``U(-1/sqrt(fan_in_i), 1/sqrt(fan_in_i))`` with its own fan-in (not the
     bank's padded one; a node without inputs uses 1), over 30 seeds; padded input rows are 0."""
-    graph = every_learner_graph(tables=False)
+    graph = every_learner_graph(conjugate=False)
     scaled: dict[tuple[str, str], list[torch.Tensor]] = {}
     for seed in range(30):
         torch.manual_seed(seed)

@@ -10,14 +10,15 @@ A bank may hand a weight's gradient over in a cheaper form (:meth:`LearnerBank.s
 an MLP layer's is ``sum_k h_k^T dL/dz_k`` over its support rows, read at the pre-activations.
 With the plain step ``phi <- phi - alpha * grad`` and one rate per (task, node), a low-rank
 weight then stays low-rank, ``phi - alpha * sum_k h_k^T dL/dz_k`` (its rank grows by K), as long
-as that is the cheaper form (:func:`_low_rank_cheaper`); otherwise the step is taken on dense
-tensors. In first-order algorithms the gradient, factors included, is a constant.
+as that is the cheaper form (:func:`_low_rank_cheaper`) and the algorithm's step is that plain
+step (its declared ``low_rank_step``); otherwise the step is taken on dense tensors. In
+first-order algorithms the gradient, factors included, is a constant.
 
-A bank that adapts in closed form (``bank.closed_form``, e.g. the Table learners' Dirichlet
-update) takes its exact posterior ``bank.posterior(weights, support)`` at the first step and
-keeps it; more steps would add nothing. So does a bank whose head the algorithm fits in closed
-form (``algorithm.fits_head(bank)``, ALPaCA): ``algorithm.fit_head`` at the first step. Only
-the other banks take gradient steps.
+A bank the algorithm adapts in closed form (``algorithm.solves(bank)``: a conjugate bank, such as
+the Table learners' Dirichlet update or the Linear learners' Normal-Inverse-Gamma one, or every
+bank's head under an algorithm with ``closed_form_head``, ALPaCA) takes ``algorithm.solve(...)``
+at the first step and keeps it; more steps would add nothing. Only the other banks take
+gradient steps.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Mapping
 import torch
 
 from ..data import Split
-from ..learners.banks.bank import LearnerBank, Weights
+from ..learners.banks.bank import Weights
 from ..learners.banks.low_rank import LowRankWeight, OuterProducts
 from ..learners.banks.bank_set import BankSet
 from .algorithms.base import Algorithm
@@ -45,21 +46,20 @@ def inner_loop(banks: BankSet, algorithm: Algorithm, fast: list[Weights], suppor
     adaptation at test time) each step starts from detached weights, so memory does not grow
     with the number of steps.
     """
-    solved = [bank.closed_form or algorithm.fits_head(bank) for bank in banks]
-    adapted = [() if closed else algorithm.adapted(bank) for bank, closed in zip(banks, solved)]
-    low_rank_steps = type(algorithm).step is Algorithm.step  # the plain step, which factors can take
+    solved = [algorithm.solves(bank) for bank in banks]
+    adapting = [() if closed else algorithm.adapting_names(bank) for bank, closed in zip(banks, solved)]
     initial_loss, every_step = None, []
     for step in range(steps):
         if not track_meta_gradient:
-            fast = [_detached(weights, names) for weights, names in zip(fast, adapted)]
+            fast = [_detached(weights, names) for weights, names in zip(fast, adapting)]
         with torch.enable_grad():
             composed = [algorithm.compose(b, weights) for b, weights in enumerate(fast)]
             # the bank taps the weights it computes with as they are; the others (e.g. a context that
             # compose turns into a bias) are differentiated where they are
             tapped = [[name for name in names if name in used and used[name] is weights[name]]
-                      for names, used, weights in zip(adapted, composed, fast)]
+                      for names, used, weights in zip(adapting, composed, fast)]
             direct = [[name for name in names if name not in bank_tapped]
-                      for names, bank_tapped in zip(adapted, tapped)]
+                      for names, bank_tapped in zip(adapting, tapped)]
             loss, taps = banks.support_losses(composed, support, tapped)
             tensors = [t for bank_taps in taps for t in bank_taps.tensors]
             tensors += [fast[b][name] for b, names in enumerate(direct) for name in names]
@@ -75,8 +75,8 @@ def inner_loop(banks: BankSet, algorithm: Algorithm, fast: list[Weights], suppor
             by_bank[b].update(zip(names, grads[:len(names)]))
             grads = grads[len(names):]
         fast = [
-            (_solve(algorithm, b, bank, weights, support) if step == 0 else weights) if solved[b]
-            else _step(algorithm, b, weights, by_bank[b], step, steps, low_rank_steps, create_graph)
+            (algorithm.solve(b, bank, weights, support) if step == 0 else weights) if solved[b]
+            else _step(algorithm, b, weights, by_bank[b], step, steps, create_graph)
             for b, (bank, weights) in enumerate(zip(banks, fast))
         ]
         if keep_steps:
@@ -84,13 +84,8 @@ def inner_loop(banks: BankSet, algorithm: Algorithm, fast: list[Weights], suppor
     return fast, initial_loss, every_step
 
 
-def _solve(algorithm: Algorithm, index: int, bank: LearnerBank, weights: Weights, support: Split) -> Weights:
-    """A closed-form bank's posterior, or the algorithm's closed-form head."""
-    return bank.posterior(weights, support) if bank.closed_form else algorithm.fit_head(index, bank, weights, support)
-
-
 def _step(algorithm: Algorithm, index: int, weights: Weights, grads: Mapping[str, torch.Tensor | OuterProducts],
-          step: int, steps: int, low_rank_steps: bool, create_graph: bool) -> Weights:
+          step: int, steps: int, create_graph: bool) -> Weights:
     """``phi <- phi - alpha * grad`` for bank ``index`` at ``step`` of ``steps``: low-rank where it
     can stay so (see the module docstring), the rest by ``algorithm.step`` on dense tensors."""
     low_rank, dense = {}, {}
@@ -99,7 +94,7 @@ def _step(algorithm: Algorithm, index: int, weights: Weights, grads: Mapping[str
         if isinstance(grad, OuterProducts):
             if not create_graph:
                 grad = grad.detach()
-            if low_rank_steps and isinstance(weight, LowRankWeight) and _low_rank_cheaper(weight, grad):
+            if algorithm.low_rank_step and isinstance(weight, LowRankWeight) and _low_rank_cheaper(weight, grad):
                 rate = _per_pair(algorithm.rate(index, name, step, steps), weight.shape)
                 if rate is not None:
                     low_rank[name] = weight.stepped(grad, rate)

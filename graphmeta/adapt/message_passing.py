@@ -7,7 +7,7 @@ things, so each node's update is passed to the others. With ``delta_i^h`` the up
 node's output layer (the bank's ``head`` weights, ``P_h`` numbers) and
 ``r_i^(m) = ||delta_i^(m)|| / sqrt(P_m)`` the size of the update of each adapted weight m:
 
-    h_i^0 = E_b [delta_i^h / r_i^h, log r_i^(1..M), log(1 + L_i), log(1 + K_i)] + e_i
+    h_i^0 = E_b [delta_i^h / r_i^h, log r_i^(1..M), slog(L_i), slog(K_i)] + e_i
     h_i^{l+1} = h_i^l + relu( S h_i^l + mean_{j in pa(i)} D h_j^l + mean_{j in ch(i)} U h_j^l
                               + G mean_j h_j^l )                        (l = 0..L-1)
     phi_i^h <- phi_i^h + g_b * (O_b h_i^L)              (the corrected weights; the rest stay)
@@ -15,14 +15,19 @@ node's output layer (the bank's ``head`` weights, ``P_h`` numbers) and
 ``E_b`` and ``O_b`` are a linear encoder and decoder per bank (banks differ in parameter
 counts), ``e_i`` a learned node embedding, ``S, D, U, G`` per round the self, parent ->
 child, child -> parent and graph-level (virtual node) weights, ``L_i`` the node's support
-loss before adaptation (how surprising its data were) and ``K_i`` its number of support
-shots. The gate ``g_b`` (one entry per head parameter) starts at zero, so an untrained graph
+loss before adaptation (how surprising its data were), ``K_i`` its number of support
+shots and ``slog(x) = sign(x) log(1 + |x|)`` (a Linear node's loss is a negative log-density,
+which may lie below -1). The gate ``g_b`` (one entry per head parameter) starts at zero, so an untrained graph
 meta-learner leaves the plain algorithm exactly as it is.
 
-**Conjugate banks** (``bank.closed_form``, the Table learners): the head holds log
+**Conjugate banks** (``bank.closed_form``; each bank says through its own methods how it is
+read, :meth:`~graphmeta.learners.banks.bank.LearnerBank.statistics` and
+:meth:`~graphmeta.learners.banks.bank.LearnerBank.corrected`, so this module names no learner).
+For the Table learners the head holds log
 pseudo-counts and adaptation added the support counts, ``phi^h = log(exp(theta^h) + n)``, so
-the counts themselves, ``n = exp(phi^h) - exp(theta^h)``, are what the node saw. The encoder
-also reads them, shrunk at a few data scales ``kappa``: ``n / (K_i + kappa)`` for ``kappa`` in
+the counts themselves, ``n = exp(phi^h) - exp(theta^h)``, are what the node saw (its
+*statistics*). The encoder also reads a conjugate bank's statistics, shrunk at a few data
+scales ``kappa``: ``n / (K_i + kappa)`` for ``kappa`` in
 :data:`COUNT_SCALES` (a linear mix of these is ``(n / K_i) s(K_i)`` for a whole family of
 shrinkage curves ``s``, what an estimate of a shared task factor needs at every support size).
 And the correction ``c = g_b * (O_b h_i^L)`` multiplies the *prior* pseudo-counts before the
@@ -52,8 +57,6 @@ numbers per edge and task whatever its weights.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 from torch import nn
 
@@ -61,10 +64,9 @@ from ..taskgraph import TaskGraph
 from ..learners.banks.bank import Weights
 from ..learners.banks.low_rank import update_mean_square
 from ..learners.banks.bank_set import BankSet
-from ..learners.banks.table import add_counts
 
 NUM_STATISTICS = 2  # support loss before adaptation, support shots
-#: The data scales ``kappa`` at which a conjugate bank's counts are shrunk for the encoder, ``n / (K + kappa)``.
+#: The data scales ``kappa`` at which a conjugate bank's statistics are shrunk for the encoder, ``n / (K + kappa)``.
 COUNT_SCALES = (1.0, 10.0, 100.0)
 
 
@@ -97,15 +99,17 @@ class DirectedMessageRound(nn.Module):
 class ParameterMessagePassing(nn.Module):
     """Encode each node's parameter update, pass messages along the graph, correct each head.
 
-    ``adapted[b]`` names the weights of bank ``b`` that the algorithm adapts (their updates
-    are encoded); every bank's ``head`` weights are corrected, a conjugate bank's in its prior.
+    ``adapting_names[b]`` names the weights of bank ``b`` that the algorithm adapts (their
+    updates are encoded); every bank's ``head`` weights are corrected, each bank's own way
+    (:meth:`~graphmeta.learners.banks.bank.LearnerBank.corrected`).
     """
 
-    def __init__(self, graph: TaskGraph, banks: BankSet, adapted: list[tuple[str, ...]], channels: int = 32,
+    def __init__(self, graph: TaskGraph, banks: BankSet, adapting_names: list[tuple[str, ...]], channels: int = 32,
                  rounds: int = 2) -> None:
         super().__init__()
+        self.banks = list(banks)  # read through their methods; BankSet owns them as modules
         self.heads = [bank.head for bank in banks]
-        self.adapted = [tuple(names) for names in adapted]
+        self.adapting_names = [tuple(names) for names in adapting_names]
         self.num_nodes = len(graph)
         self.channels = channels
         edge_index, _ = graph.to_pyg()
@@ -119,11 +123,10 @@ class ParameterMessagePassing(nn.Module):
             self.register_buffer(f"bank_nodes_{b}", bank.node_index, persistent=False)
         #: per bank, the numbers of each head weight of one node (the corrections' split)
         self.head_sizes = [[bank.theta[name][0].numel() for name in bank.head] for bank in banks]
-        self.conjugate = [bank.closed_form for bank in banks]
-        count_features = [len(COUNT_SCALES) * sum(sizes) if conjugate else 0
-                          for sizes, conjugate in zip(self.head_sizes, self.conjugate)]
-        self.encoders = nn.ModuleList(nn.Linear(sum(sizes) + len(names) + NUM_STATISTICS + counts, channels)
-                                      for sizes, names, counts in zip(self.head_sizes, self.adapted, count_features))
+        statistic_features = [len(COUNT_SCALES) * bank.num_statistics for bank in banks]
+        self.encoders = nn.ModuleList(nn.Linear(sum(sizes) + len(names) + NUM_STATISTICS + statistics, channels)
+                                      for sizes, names, statistics in zip(self.head_sizes, self.adapting_names,
+                                                                          statistic_features))
         self.decoders = nn.ModuleList(nn.Linear(channels, sum(sizes)) for sizes in self.head_sizes)
         self.node_embedding = nn.Parameter(torch.zeros(self.num_nodes, channels))
         self.rounds = nn.ModuleList(DirectedMessageRound(channels) for _ in range(rounds))
@@ -142,16 +145,15 @@ class ParameterMessagePassing(nn.Module):
         return torch.sparse_coo_tensor(self.means_index, self.means_weight.to(dtype),
                                        (2 * self.num_nodes, self.num_nodes), is_coalesced=True, check_invariants=False)
 
-    def forward(self, initial: list[Weights], adapted: list[Weights], statistics: torch.Tensor) -> list[Weights]:
+    def forward(self, initial: list[Weights], plain: list[Weights], statistics: torch.Tensor) -> list[Weights]:
         """The adapted weights of every bank with their heads corrected (see the module docstring).
 
-        ``initial[b]`` / ``adapted[b]``: bank b's fast weights ``[T, N_b, ...]`` before and after
+        ``initial[b]`` / ``plain[b]``: bank b's fast weights ``[T, N_b, ...]`` before and after
         the inner loop; ``statistics [T, N, 2]``: support loss before adaptation and support shots.
         """
-        # a conjugate bank's support counts, read once from its update for the encoder and the correction
-        counts = [{name: support_counts(initial[b][name], adapted[b][name]) for name in self.heads[b]}
-                  if self.conjugate[b] else {} for b in range(len(self.encoders))]
-        encoded = [encoder(self.encoder_inputs(b, initial[b], adapted[b], statistics, counts[b]))
+        # a conjugate bank's sufficient statistics, read once from its update for the encoder and the correction
+        sufficient = [bank.statistics(initial[b], plain[b]) for b, bank in enumerate(self.banks)]
+        encoded = [encoder(self.encoder_inputs(b, initial[b], plain[b], statistics, sufficient[b]))
                    for b, encoder in enumerate(self.encoders)]
         hidden = encoded[0] if self.in_graph_order else torch.cat(encoded).index_select(0, self.to_graph_order)
         hidden = hidden + self.node_embedding[:, None]
@@ -162,38 +164,33 @@ class ParameterMessagePassing(nn.Module):
         for b, (decoder, gate) in enumerate(zip(self.decoders, self.gates)):
             rows = hidden if self.in_graph_order else hidden.index_select(0, getattr(self, f"bank_nodes_{b}"))
             correction = (gate * decoder(rows)).transpose(0, 1)
-            weights = dict(adapted[b])
-            for name, part in zip(self.heads[b], correction.split(self.head_sizes[b], dim=-1)):
-                part = part.reshape(weights[name].shape)
-                if self.conjugate[b]:  # a correction of the prior: log(exp(theta + c) + n)
-                    weights[name] = add_counts(initial[b][name] + part, counts[b][name])
-                else:
-                    weights[name] = weights[name] + part
-            corrected.append(weights)
+            parts = {name: part.reshape(plain[b][name].shape)
+                     for name, part in zip(self.heads[b], correction.split(self.head_sizes[b], dim=-1))}
+            corrected.append(self.banks[b].corrected(initial[b], plain[b], parts, sufficient[b]))
         return corrected
 
-    def encoder_inputs(self, b: int, initial: Weights, adapted: Weights, statistics: torch.Tensor,
-                       counts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def encoder_inputs(self, b: int, initial: Weights, plain: Weights, statistics: torch.Tensor,
+                       sufficient: torch.Tensor | None) -> torch.Tensor:
         """Bank ``b``'s encoder inputs, node-major ``[N_b, T, F]``: ``delta^h / r^h``, ``log r^(1..M)``,
-        ``log(1 + L)``, ``log(1 + K)`` and a conjugate bank's shrunk counts ``counts`` (per head
-        weight; see the module docstring).
+        ``log(1 + L)``, ``log(1 + K)`` and a conjugate bank's shrunk sufficient statistics
+        ``sufficient [T, N_b, S]`` (see the module docstring).
         The head's updates are formed once, for its features and its sizes; the other sizes come
         from :func:`update_mean_square` (from the factors of a low-rank update)."""
-        names = self.adapted[b]
-        updates = {name: (adapted[name] - initial[name]).flatten(2) for name in self.heads[b] if name in names}
+        names = self.adapting_names[b]
+        updates = {name: (plain[name] - initial[name]).flatten(2) for name in self.heads[b] if name in names}
         mean_squares = [updates[name].square().mean(-1) if name in updates
-                        else update_mean_square(initial[name], adapted[name]) for name in names]
+                        else update_mean_square(initial[name], plain[name]) for name in names]
         # log r = log sqrt(ms + eps), with ms clamped at 0 against the rounding of a factored norm
         log_sizes = torch.stack(mean_squares, dim=-1).clamp(min=0).add(1e-12).log().mul(0.5)
         head = torch.cat([updates[name] if name in updates
-                          else log_sizes.new_zeros(adapted[name].shape).flatten(2) for name in self.heads[b]], dim=-1)
+                          else log_sizes.new_zeros(plain[name].shape).flatten(2) for name in self.heads[b]], dim=-1)
         head_size = head.square().mean(-1, keepdim=True).add(1e-12).rsqrt()
         node_statistics = statistics if self.in_graph_order else statistics[:, getattr(self, f"bank_nodes_{b}")]
-        features = [head * head_size, log_sizes, node_statistics.log1p()]
-        if self.conjugate[b]:
-            seen = torch.cat([counts[name].flatten(2) for name in self.heads[b]], dim=-1)
+        # a signed log(1 + |L|): a Linear node's loss is a negative log-density, below -1 for a precise node
+        features = [head * head_size, log_sizes, node_statistics.sign() * node_statistics.abs().log1p()]
+        if sufficient is not None:
             shots = node_statistics[..., 1:].detach()
-            features += [seen / (shots + scale) for scale in COUNT_SCALES]
+            features += [sufficient / (shots + scale) for scale in COUNT_SCALES]
         return torch.cat([feature.transpose(0, 1) for feature in features], dim=-1)
 
 
@@ -209,10 +206,3 @@ def directed_means(edge_index: torch.Tensor, num_nodes: int) -> tuple[torch.Tens
     values = torch.cat([1.0 / in_degree[children], 1.0 / out_degree[parents]])
     order = torch.argsort(rows * num_nodes + columns)
     return torch.stack([rows, columns])[:, order], values[order]
-
-
-def support_counts(initial: torch.Tensor, adapted: torch.Tensor) -> torch.Tensor:
-    """The counts ``n = exp(adapted) - exp(initial)`` a conjugate update ``adapted = log(exp(initial) + n)``
-    added, as data (no gradient: they do not depend on the weights)."""
-    with torch.no_grad():
-        return adapted.exp() * -torch.expm1(initial - adapted)

@@ -113,7 +113,8 @@ class CPDTable:
         states = np.zeros((len(self.names), num_tasks, rows), dtype=np.int64)
         task_offset = (np.arange(num_tasks) * self.columns)[None, :, None]
         for nodes in self.levels:
-            column = task_offset + self.offsets[nodes, None, None]
+            # [L, T, rows] from the start: a level whose variables have no parents gathers per row too
+            column = np.broadcast_to(task_offset + self.offsets[nodes, None, None], (len(nodes), num_tasks, rows))
             for slot in range(self.parents.shape[1]):
                 column = column + states[self.parents[nodes, slot]] * self.strides[nodes, slot, None, None]
             below = cdf[column]  # [L, T, rows, width - 1]

@@ -2,18 +2,15 @@
 
 A discrete network becomes one classification subtask per variable (``num_classes`` its
 cardinality, its state names kept in ``attrs["state_names"]``), a linear-Gaussian network one
-scalar regression subtask per variable; the edges are the network's. Every caller (``TaskGraph.
-from_pgmpy``, the network families, :class:`~graphmeta.bayesnet.NetworkStructure`) reads a
-network through :func:`network_graph_dict`, :func:`network_states` and :func:`network_evidence`.
+scalar regression subtask per variable; the edges are the network's. Every caller
+(:func:`taskgraph_from_pgmpy`, the network families, :class:`~graphmeta.bayesnet.NetworkStructure`)
+reads a network through :func:`taskgraph_from_pgmpy`, :func:`network_states` and :func:`network_evidence`.
 
 State names are strings, because pgmpy reads a table's values back as strings: a variable's
 states are the ones given in ``state_names`` (converted with ``str``), else its CPD's, else
 those another CPD names for it (pgmpy's ``model.states``). A network's own state names must
 already be strings, so that a network exported back names its states as the one read did.
 Every variable needs at least 2 distinct states.
-
-This module returns plain data (the dict of :meth:`TaskGraph.to_dict`) and never imports
-:class:`~graphmeta.TaskGraph`, which builds itself from it.
 """
 
 from __future__ import annotations
@@ -24,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import GraphError, closest
+from ..taskgraph import TaskGraph
 
 BUNDLED_DISCRETE = (
     "asia", "cancer", "earthquake", "sachs", "survey", "alarm", "barley", "child", "insurance",
@@ -138,20 +136,26 @@ def discrete_graph_dict(name: str, states: Mapping[str, Sequence[str]],
     }
 
 
-def network_graph_dict(network: Any, state_names: Mapping[str, Sequence[Any]] | None = None) -> dict[str, Any]:
-    """The task graph (as :meth:`TaskGraph.to_dict` data) of a pgmpy network or a bundled network's name.
+def taskgraph_from_pgmpy(network: Any, state_names: Mapping[str, Sequence[Any]] | None = None) -> TaskGraph:
+    """One subtask per variable of a pgmpy Bayesian network, or of a bundled network by name.
 
-    See :meth:`graphmeta.TaskGraph.from_pgmpy`.
+    A ``DiscreteBayesianNetwork`` gives classification subtasks (``num_classes`` = the
+    variable's cardinality, ``state_names`` kept in ``attrs``); a
+    ``LinearGaussianBayesianNetwork`` gives scalar regression subtasks. Parents are the
+    network's parents. A string (``"alarm"``, ``"asia"``, ``"child"``, ...) loads the
+    network bundled with pgmpy, offline. ``state_names`` ``{variable: [state, ...]}`` names
+    the states of variables without CPDs (by the rule of the module docstring).
     """
     from pgmpy.models import DiscreteBayesianNetwork, LinearGaussianBayesianNetwork
 
     name, model = read_network(network)
     if isinstance(model, DiscreteBayesianNetwork):
-        return discrete_graph_dict(name, network_states(model, state_names), network_evidence(model))
+        states = network_states(model, state_names)
+        return TaskGraph.from_dict(discrete_graph_dict(name, states, network_evidence(model)))
     if not isinstance(model, LinearGaussianBayesianNetwork):
-        raise GraphError(f"from_pgmpy needs a DiscreteBayesianNetwork or LinearGaussianBayesianNetwork, "
+        raise GraphError(f"taskgraph_from_pgmpy needs a DiscreteBayesianNetwork or LinearGaussianBayesianNetwork, "
                          f"got {type(model).__name__}")
     if state_names:
         raise GraphError("state_names apply to discrete networks; a LinearGaussianBayesianNetwork has none")
-    return {"name": name, "subtasks": {variable: {} for variable in model.nodes()},
-            "dependencies": [list(edge) for edge in model.edges()]}
+    return TaskGraph.from_dict({"name": name, "subtasks": {variable: {} for variable in model.nodes()},
+                                "dependencies": [list(edge) for edge in model.edges()]})

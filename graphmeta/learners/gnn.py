@@ -31,5 +31,5 @@ class GNN(LearnerSpec):
             raise GraphError(f"subtask {subtask.name!r}: a GNN learner needs in_dim >= 1 (node-feature width)")
 
 
-register(LearnerType("gnn", GNN, bank="graphmeta.learners.banks.gnn:GNNBank", takes_graphs=True, marker="h",
+register(LearnerType("gnn", GNN, bank=".banks.gnn:GNNBank", takes_graphs=True, marker="h",
                      label="GNN"))

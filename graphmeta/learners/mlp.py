@@ -23,4 +23,4 @@ class MLP(LearnerSpec):
     activation: Annotated[str, OneOf(tuple(ACTIVATIONS))] = "relu"
 
 
-register(LearnerType("mlp", MLP, bank="graphmeta.learners.banks.mlp:MLPBank", marker="o", label="MLP"))
+register(LearnerType("mlp", MLP, bank=".banks.mlp:MLPBank", marker="o", label="MLP"))

@@ -1,13 +1,14 @@
-"""The learner registry: every learner type, registered once by its own module.
+"""The learner registry (:data:`LEARNERS`): every learner type, registered once by its own module.
 
 A learner type is a small frozen *spec* (what a node learner is: widths, activation,
 prior), the *bank* that runs every node sharing one spec as a single batched module, the
 kind of input it takes, and how a picture draws it. ``graphmeta/learners/mlp.py``,
-``gnn.py`` and ``table.py`` each register one; a new learner type is one such module plus
-its bank. Nothing else in graphmeta compares learner-type names: it asks this registry.
+``gnn.py`` and ``table.py`` each register one (:func:`register`); a new learner type is one
+such module plus its bank in :mod:`graphmeta.learners.banks` (and its definition in the
+reference). Nothing else in graphmeta compares learner-type names: it asks this registry.
 
-The bank is named by its import path and imported on first use, so the task-graph layer can
-hold specs without loading the banks (which build on the task graph themselves).
+The bank is named by its import path and imported on first use, so the specs (below the task
+graph) never import the banks (above it, which build on the task graph themselves).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import importlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import GraphError, check_keys, closest
+from ..errors import GraphError, check_keys
+from ..registry import Registry
 
 
 class LearnerSpec:
@@ -42,7 +44,8 @@ class LearnerType:
     Args:
         name: how configs and ``add_subtask(learner=...)`` name it.
         spec: its spec class (a frozen dataclass subclassing :class:`LearnerSpec`).
-        bank: ``"module:Class"`` of its bank, a :class:`~graphmeta.learners.banks.bank.LearnerBank`.
+        bank: ``"module:Class"`` of its bank, a :class:`~graphmeta.learners.banks.bank.LearnerBank`;
+            a module starting with ``.`` is relative to :mod:`graphmeta.learners` (``".banks.mlp:MLPBank"``).
         takes_graphs: its node's own features arrive as graphs (PyG ``Data``), not as columns.
         marker, label: the matplotlib marker and legend label of its nodes in pictures.
     """
@@ -56,28 +59,28 @@ class LearnerType:
 
     def bank_class(self) -> type:
         module, _, name = self.bank.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return getattr(importlib.import_module(module, __package__), name)
 
 
-_REGISTRY: dict[str, LearnerType] = {}
+#: Every learner type by name, in registration order.
+LEARNERS: Registry[LearnerType] = Registry("learner", error=GraphError)
 
 
 def register(learner: LearnerType) -> LearnerType:
-    """Add ``learner`` to the registry (a name or spec class registered twice is an error)."""
-    if learner.name in _REGISTRY or any(t.spec is learner.spec for t in _REGISTRY.values()):
-        raise GraphError(f"learner type {learner.name!r} is already registered")
-    _REGISTRY[learner.name] = learner
-    return learner
+    """Add ``learner`` to :data:`LEARNERS` (a name or spec class registered twice is an error)."""
+    if any(t.spec is learner.spec for t in LEARNERS.values()):
+        raise GraphError(f"learner type {learner.name!r} is already registered (its spec {learner.spec.__name__})")
+    return LEARNERS.register(learner)
 
 
 def registered() -> list[LearnerType]:
     """Every registered learner type, in registration order."""
-    return list(_REGISTRY.values())
+    return list(LEARNERS.values())
 
 
 def learner_type(spec: LearnerSpec) -> LearnerType:
     """The registered type of ``spec``."""
-    for learner in _REGISTRY.values():
+    for learner in LEARNERS.values():
         if type(spec) is learner.spec:
             return learner
     raise GraphError(f"{type(spec).__name__} is not a registered learner type; register it with "
@@ -90,20 +93,14 @@ def learner_from(value: Any) -> LearnerSpec:
         learner_type(value)
         return value
     if isinstance(value, str):
-        return _named(value).spec()
+        return LEARNERS.lookup(value).spec()
     if isinstance(value, dict):
         options = dict(value)
         name = options.pop("type", "mlp")
-        spec_class = _named(name).spec
+        spec_class = LEARNERS.lookup(name).spec
         check_keys(options, spec_class.__dataclass_fields__, f"{name} learner spec", GraphError)
         return spec_class(**options)
-    raise GraphError(f"unknown learner {value!r}; pass one of {sorted(_REGISTRY)} or a spec such as graphmeta.MLP(...)")
-
-
-def _named(name: Any) -> LearnerType:
-    if name not in _REGISTRY:
-        raise GraphError(f"unknown learner {name!r}{closest(str(name), _REGISTRY)}; choose one of {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
+    raise GraphError(f"unknown learner {value!r}; pass one of {sorted(LEARNERS)} or a spec such as graphmeta.MLP(...)")
 
 
 def learner_to_dict(spec: LearnerSpec) -> dict[str, Any]:

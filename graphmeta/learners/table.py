@@ -41,4 +41,4 @@ class Table(LearnerSpec):
                              f"parent {parent.name!r} is a regression subtask; use an MLP learner for {child!r}")
 
 
-register(LearnerType("table", Table, bank="graphmeta.learners.banks.table:TableBank", marker="D", label="Table"))
+register(LearnerType("table", Table, bank=".banks.table:TableBank", marker="D", label="Table"))

@@ -8,7 +8,9 @@ features concatenated with the parent's value. The graph is built with chaining 
              .add_subtask("traffic", in_dim=2)
              .add_dependency("weather", "traffic"))
 
-and can come from, and go back to, networkx, pgmpy, PyG, dicts, YAML and JSON.
+and can come from, and go back to, networkx, PyG, dicts, YAML and JSON (read by
+:mod:`graphmeta.taskgraph.reader`); pgmpy networks and tables become task graphs through
+:func:`graphmeta.taskgraph_from_pgmpy` and :func:`graphmeta.taskgraph_from_data`.
 """
 
 from __future__ import annotations
@@ -21,13 +23,11 @@ from typing import Any
 import networkx as nx
 import torch
 
-from ..errors import GraphError, SpecError, check_keys, closest
+from ..errors import ConfigError, GraphError, SpecError, closest
 from ..learners import LearnerSpec, learner_from, learner_to_dict
-from ..validation import keywords_checked, load_yaml, parameters
+from ..validation import keywords_checked
+from .reader import GraphStructure, read_graph, read_mapping, read_networkx, require_acyclic
 from .subtask import Subtask, subtask_label
-
-SUBTASK_KEYS = tuple(key for key in parameters(Subtask) if key != "name")
-FILE_KEYS = ("name", "subtasks", "dependencies")
 
 
 class TaskGraph:
@@ -179,17 +179,10 @@ class TaskGraph:
         """
         if len(self) == 0:
             raise GraphError("the task graph is empty: add at least one subtask")
-        for u, v in self._dag.edges:
-            if u == v:
-                raise GraphError(f"self-loop on {u!r}: a subtask cannot depend on itself")
+        require_acyclic(list(self._dag.nodes), list(self._dag.edges))
         for u, v in self._dag.edges:
             self.subtask(v).learner.check_parent(v, self.subtask(u))
-        try:
-            cycle = nx.find_cycle(self._dag)
-        except nx.NetworkXNoCycle:
-            return self
-        path = " -> ".join([*(u for u, _ in cycle), cycle[0][0]])
-        raise GraphError(f"the task graph has a cycle: {path}; a task graph must be a DAG")
+        return self
 
     # -------------------------------------------------------------- conversions
     def with_learner(self, learner: str | LearnerSpec | Mapping[str, Any]) -> TaskGraph:
@@ -211,25 +204,7 @@ class TaskGraph:
     def from_dict(cls, data: Mapping[str, Any]) -> TaskGraph:
         """Inverse of :meth:`to_dict`; an unknown key is a :class:`~graphmeta.errors.SpecError`
         (a :class:`GraphError` and a :class:`~graphmeta.errors.ConfigError`) naming it."""
-        if not isinstance(data, Mapping):
-            raise GraphError(f"a task graph file must hold a mapping, got {type(data).__name__}")
-        check_keys(data, FILE_KEYS, "task graph", SpecError)
-        graph = cls(name=data.get("name") or "")
-        subtasks = data.get("subtasks") or {}
-        if not isinstance(subtasks, Mapping):
-            raise GraphError(f"'subtasks' must map each subtask name to its spec, got {type(subtasks).__name__}")
-        for name, spec in subtasks.items():
-            if spec is not None and not isinstance(spec, Mapping):
-                raise GraphError(f"subtask {name!r}: the spec must be a mapping with keys among "
-                                 f"{', '.join(SUBTASK_KEYS)}, got {spec!r}")
-            spec = dict(spec or {})
-            check_keys(spec, SUBTASK_KEYS, f"subtask {name!r}", SpecError)
-            graph.add_subtask(name, **spec)
-        for edge in data.get("dependencies") or []:
-            if not isinstance(edge, (list, tuple)) or len(edge) != 2:
-                raise GraphError(f"a dependency must be a [parent, child] pair, got {edge!r}")
-            graph.add_dependency(*edge)
-        return graph.validate()
+        return cls._from_structure(read_mapping(data))
 
     def save(self, path: str | Path) -> Path:
         """Write the graph as ``.yaml``/``.yml`` or ``.json`` (chosen by the suffix)."""
@@ -242,10 +217,7 @@ class TaskGraph:
     @classmethod
     def load(cls, path: str | Path) -> TaskGraph:
         """Read a graph written by :meth:`save` (or by hand)."""
-        path = Path(path)
-        if not path.exists():
-            raise GraphError(f"no task graph file at {path}")
-        return cls.from_dict(_parse(path.read_text(), path.suffix, path))
+        return cls._from_structure(read_graph(Path(path)))
 
     def to_networkx(self) -> nx.DiGraph:
         """A ``networkx.DiGraph`` whose node attributes are the subtask specs (see :meth:`Subtask.to_dict`)."""
@@ -260,13 +232,7 @@ class TaskGraph:
         """Build from a ``networkx.DiGraph``; node attributes named like :class:`Subtask` fields are used."""
         if not isinstance(dag, nx.DiGraph):
             raise GraphError(f"from_networkx needs a networkx.DiGraph, got {type(dag).__name__}")
-        graph = cls(name=dag.graph.get("name", ""))
-        for name, data in dag.nodes(data=True):
-            spec = {key: value for key, value in data.items() if key in SUBTASK_KEYS and key != "attrs"}
-            attrs = {**(data.get("attrs") or {}), **{k: v for k, v in data.items() if k not in SUBTASK_KEYS}}
-            graph.add_subtask(name, **spec, attrs=attrs)
-        graph._dag.add_edges_from(dag.edges)  # checked as a whole, so the cycle is reported in full
-        return graph.validate()
+        return cls._from_structure(read_networkx(dag))
 
     def to_pyg(self) -> tuple[torch.Tensor, list[str]]:
         """``(edge_index, names)``: a ``[2, E]`` long tensor of parent -> child indices into ``names``."""
@@ -277,32 +243,25 @@ class TaskGraph:
         return edge_index, names
 
     @classmethod
-    def from_pgmpy(cls, model: Any, state_names: Mapping[str, Any] | None = None) -> TaskGraph:
-        """One subtask per variable of a pgmpy Bayesian network, or of a bundled network by name.
-
-        A ``DiscreteBayesianNetwork`` gives classification subtasks (``num_classes`` = the
-        variable's cardinality, ``state_names`` kept in ``attrs``); a
-        ``LinearGaussianBayesianNetwork`` gives scalar regression subtasks. Parents are the
-        network's parents. A string (``"alarm"``, ``"asia"``, ``"child"``, ...) loads the
-        network bundled with pgmpy, offline. ``state_names`` ``{variable: [state, ...]}``
-        names the states of variables without CPDs (see :mod:`graphmeta.interop.pgmpy` for
-        the rule every pgmpy reader in graphmeta follows).
-        """
-        from ..interop.pgmpy import network_graph_dict
-
-        return cls.from_dict(network_graph_dict(model, state_names))
+    def from_pgmpy(cls, *args: Any, **kwargs: Any) -> TaskGraph:
+        """Moved: pgmpy networks become task graphs in :mod:`graphmeta.interop`, a layer above this one."""
+        raise ConfigError("TaskGraph.from_pgmpy(model) is now graphmeta.taskgraph_from_pgmpy(model)")
 
     @classmethod
-    def from_data(cls, data: Any, method: str = "hill_climb", **kwargs: Any) -> TaskGraph:
-        """Learn a decomposition from a table with pgmpy's structure learning.
-
-        See :func:`graphmeta.interop.structure_learning.learned_graph_dict` for the methods and scores.
-        """
-        from ..interop.structure_learning import learned_graph_dict
-
-        return cls.from_dict(learned_graph_dict(data, method=method, **kwargs))
+    def from_data(cls, *args: Any, **kwargs: Any) -> TaskGraph:
+        """Moved: structure learning lives in :mod:`graphmeta.interop`, a layer above this one."""
+        raise ConfigError("TaskGraph.from_data(table) is now graphmeta.taskgraph_from_data(table)")
 
     # ----------------------------------------------------------------- helpers
+    @classmethod
+    def _from_structure(cls, structure: GraphStructure) -> TaskGraph:
+        """The graph of a read structure, checked as a whole, so a cycle is reported in full."""
+        graph = cls(name=structure.name)
+        for name in structure.nodes:
+            graph.add_subtask(name, **structure.specs[name])
+        graph._dag.add_edges_from(structure.edges)
+        return graph.validate()
+
     def _require(self, name: str) -> str:
         if name not in self._dag:
             raise GraphError(f"unknown subtask {name!r}{closest(str(name), map(str, self._dag))}")
@@ -322,24 +281,3 @@ def _dump(data: dict[str, Any], suffix: str) -> str:
         return json.dumps(data, indent=2)
     raise GraphError(f"unknown task graph file type {suffix!r}: use .yaml, .yml or .json")
 
-
-def _parse(text: str, suffix: str, path: Path) -> Any:
-    if suffix in (".yaml", ".yml"):
-        return load_yaml(text, str(path), GraphError)
-    if suffix == ".json":
-        try:
-            return json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path))
-        except json.JSONDecodeError as error:
-            raise GraphError(f"{path} is not valid JSON: {error}") from error
-    raise GraphError(f"unknown task graph file type {suffix!r}: use .yaml, .yml or .json")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]], path: Path) -> dict[str, Any]:
-    """A JSON object, refusing a repeated key (``json`` would keep the last), as YAML files do."""
-    data: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in data:
-            raise GraphError(f"{path}: duplicate key {key!r}; JSON would keep only the last value, so remove or "
-                             "rename one")
-        data[key] = value
-    return data

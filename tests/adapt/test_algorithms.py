@@ -5,16 +5,56 @@ import pytest
 import torch
 
 import graphmeta as gm
-from graphmeta.adapt.algorithms import ALGORITHMS, CAVIA, MAMLPlusPlus
+from graphmeta.adapt.algorithms import ALGORITHMS, CAVIA, MAMLPlusPlus, algorithm_options
 from graphmeta.testing.reference import reference_meta_loss
+from graphmeta.testing.reference_algorithms import REFERENCE_ALGORITHMS
 from tests.test_model import build, engine_and_reference, mixed_graph, task_data
 
 
-def test_every_algorithm_is_registered_under_its_name():
-    assert list(ALGORITHMS) == ["maml", "fomaml", "metasgd", "anil", "reptile", "mamlpp", "cavia", "alpaca"]
+def test_every_algorithm_is_registered_under_its_name_and_defined_by_the_reference():
+    assert {"maml", "fomaml", "metasgd", "anil", "reptile", "mamlpp", "cavia", "alpaca"} <= set(ALGORITHMS)
     assert all(cls.name == name for name, cls in ALGORITHMS.items())
-    with pytest.raises(gm.ConfigError, match="algorithm must be one of maml, .*, alpaca, got 'cavai'.*did you mean 'cavia'"):
+    assert set(REFERENCE_ALGORITHMS) == set(ALGORITHMS)
+    for name, cls in ALGORITHMS.items():  # the reference tests every option with values of its type
+        assert set(REFERENCE_ALGORITHMS[name].test_options) == set(algorithm_options(cls)), name
+    with pytest.raises(gm.ConfigError, match="algorithm must be one of .*, got 'cavai'.*did you mean 'cavia'"):
         gm.GraphMetaLearner(mixed_graph(), algorithm="cavai")
+
+
+def test_an_algorithm_registered_twice_is_refused():
+    with pytest.raises(gm.ConfigError, match="algorithm 'maml' is already registered"):
+        ALGORITHMS.register(type("Again", (ALGORITHMS["maml"],), {"name": "maml"}))
+
+
+def test_algorithm_options_are_checked_against_the_algorithms_own_signature():
+    model = gm.GraphMetaLearner(mixed_graph(), "cavia", algorithm_options={"context_dim": 7})
+    assert model.algorithm.context_dim == 7 and model.config["algorithm_options"] == {"context_dim": 7}
+    with pytest.raises(gm.ConfigError, match="unknown key 'context_dims'.*did you mean 'context_dim'"):
+        gm.GraphMetaLearner(mixed_graph(), "cavia", algorithm_options={"context_dims": 7})
+    with pytest.raises(gm.ConfigError, match="context_dim must be an integer >= 1, got 0"):
+        gm.GraphMetaLearner(mixed_graph(), "cavia", algorithm_options={"context_dim": 0})
+    with pytest.raises(gm.ConfigError, match="maml takes no options, got \\['context_dim'\\]"):
+        gm.GraphMetaLearner(mixed_graph(), "maml", algorithm_options={"context_dim": 7})
+
+
+@pytest.mark.parametrize("key, algorithm", [("context_dim", "cavia"), ("prior_components", "alpaca")])
+def test_an_option_given_where_it_used_to_live_names_its_new_place(key, algorithm):
+    with pytest.raises(gm.ConfigError, match=f"keyword '{key}' of GraphMetaLearner has moved: it is an option of "
+                                             f"the {algorithm} algorithm now: pass algorithm_options="):
+        gm.GraphMetaLearner(mixed_graph(), algorithm, **{key: 3})
+
+
+def test_the_engine_reads_what_an_algorithm_declares_not_what_it_overrides():
+    """The low-rank step is a declared setting: an algorithm that says it has another step gets
+    dense weights at every step, with the same result."""
+    graph = mixed_graph()
+    support = task_data(graph, 2, 3, 5)
+    batch = gm.TaskBatch.from_tensors(graph, support, support)
+    plain = build(graph, "maml", message_passing=False)
+    declared = build(graph, "maml", message_passing=False)
+    declared.algorithm.low_rank_step = False
+    torch.testing.assert_close(declared.adapt(batch, steps=3).fast, plain.adapt(batch, steps=3).fast,
+                               rtol=1e-9, atol=1e-12)
 
 
 def adapted_weights(algorithm: str) -> tuple[gm.GraphMetaLearner, list[dict[str, torch.Tensor]]]:
@@ -49,9 +89,8 @@ def test_learned_rates_of_every_parameter_equal_reference(algorithm, message_pas
     graph = mixed_graph()
     model = build(graph, algorithm, message_passing)
     with torch.no_grad():
-        for rates in model.algorithm.rates:
-            for rate in rates.values():
-                rate.uniform_(0.05, 0.5)
+        for scales in model.algorithm.learned_rates():
+            scales.uniform_(0.2, 2.0)
     (loss, grads), (ref_loss, ref_grads), _ = engine_and_reference(model, graph, masked=True)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-6, atol=1e-9)
     for g, r in zip(grads, ref_grads):
@@ -90,7 +129,7 @@ def test_mamlpp_progress_is_saved_with_the_model():
 
 def test_cavia_adapts_a_context_of_its_size_and_learns_its_projection():
     graph = mixed_graph()
-    model = build(graph, "cavia", message_passing=False, context_dim=3)
+    model = build(graph, "cavia", message_passing=False, algorithm_options={"context_dim": 3})
     assert isinstance(model.algorithm, CAVIA)
     assert {tuple(p.shape[1:2]) for p in model.algorithm.projections.values()} == {(3,)}
     (loss, grads), (ref_loss, ref_grads), parameters = engine_and_reference(model, graph)

@@ -12,7 +12,7 @@ def one_node(hidden: tuple[int, ...], components: int = 1) -> gm.GraphMetaLearne
     graph = gm.TaskGraph().add_subtask("y", in_dim=2, learner=gm.MLP(hidden=hidden))
     torch.manual_seed(0)
     return gm.GraphMetaLearner(graph, algorithm="alpaca", message_passing=False,
-                               prior_components=components).double()
+                               algorithm_options={"prior_components": components}).double()
 
 
 def support(model: gm.GraphMetaLearner, x: torch.Tensor, y: torch.Tensor) -> gm.TaskBatch:

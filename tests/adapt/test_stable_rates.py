@@ -11,7 +11,7 @@ import torch
 import graphmeta as gm
 from graphmeta.adapt.algorithms.base import trained_step
 from graphmeta.train.config import TrainConfig
-from graphmeta.train.run_loop import outer_parameter_groups
+from graphmeta.train.outer_step import outer_parameter_groups
 
 LEARNED = {"metasgd": {}, "mamlpp": {}, "maml": {"learn_inner_lr": True}}
 
@@ -39,25 +39,43 @@ def test_past_the_trained_steps_the_last_rate_shrinks_by_trained_over_steps(trai
 
 
 @pytest.mark.parametrize("algorithm", list(LEARNED))
-def test_a_trained_step_applies_the_parameters_value(algorithm):
+def test_a_trained_step_applies_inner_lr_times_the_parameters_value(algorithm):
     model = gm.GraphMetaLearner(line_graph(), algorithm, inner_steps=2, inner_lr=0.1, message_passing=False,
                                 **LEARNED[algorithm])
     with torch.no_grad():
-        for rates in model.algorithm.learned_rates():
-            rates.uniform_(0.05, 0.5)
+        for scales in model.algorithm.learned_rates():
+            scales.uniform_(0.5, 5.0)
     for name in model.banks[0].theta:
         for step in range(2):
-            expected = {"metasgd": lambda: model.algorithm.rates[0][name],
-                        "mamlpp": lambda: model.algorithm.rates[0][name][step],
-                        "maml": lambda: model.algorithm.inner_lrs[step]}[algorithm]()
+            scale = {"metasgd": lambda: model.algorithm.rate_scales[0][name],
+                     "mamlpp": lambda: model.algorithm.rate_scales[0][name][step],
+                     "maml": lambda: model.algorithm.rate_scales[step]}[algorithm]()
             rate = model.algorithm.rate(0, name, step, 2)
-            assert torch.equal(rate, expected) and rate.requires_grad
+            torch.testing.assert_close(rate, 0.1 * scale, rtol=0, atol=0)
+            assert rate.requires_grad
+
+
+@pytest.mark.parametrize("algorithm", list(LEARNED))
+def test_a_step_reads_every_learned_rate_inside_its_range(algorithm):
+    """Whatever an optimizer did to the parameters, a step reads ``clamp(inner_lr u, min_rate,
+    max_rate)``, with no gradient pushing a rate further out of range."""
+    model = gm.GraphMetaLearner(line_graph(), algorithm, inner_steps=1, inner_lr=0.1, message_passing=False,
+                                max_rate=0.3, **LEARNED[algorithm])
+    name = "head_weight"
+    for value, expected in ((-2.0, 0.0), (1.5, 0.15), (7.0, 0.3)):
+        with torch.no_grad():
+            for scales in model.algorithm.learned_rates():
+                scales.fill_(value)
+        rate = model.algorithm.rate(0, name, 0, 1)
+        assert torch.all(rate == expected)
+        gradients = torch.autograd.grad(rate.sum(), model.algorithm.learned_rates(), allow_unused=True)
+        assert (sum(float(g.abs().sum()) for g in gradients if g is not None) > 0) == (value == 1.5)
 
 
 def test_more_steps_than_trained_take_the_last_rate_shrunk():
     model = gm.GraphMetaLearner(line_graph(), "mamlpp", inner_steps=2, inner_lr=0.1, message_passing=False)
     with torch.no_grad():
-        model.algorithm.rates[0]["head_weight"].copy_(torch.tensor([0.3, 0.5]).view(2, 1, 1, 1))
+        model.algorithm.rate_scales[0]["head_weight"].copy_(torch.tensor([3.0, 5.0]).view(2, 1, 1, 1))
     rates = [float(model.algorithm.rate(0, "head_weight", k, 6).detach()) for k in range(6)]
     assert rates == pytest.approx([0.3, 0.5, 0.5 / 3, 0.5 / 3, 0.5 / 3, 0.5 / 3])
     metasgd = gm.GraphMetaLearner(line_graph(), "metasgd", inner_steps=2, inner_lr=0.1, message_passing=False)
@@ -95,18 +113,24 @@ def test_adapting_past_the_trained_steps_does_not_diverge(algorithm):
 
 
 @pytest.mark.parametrize("algorithm", list(LEARNED))
-def test_clamp_keeps_learned_rates_in_range(algorithm):
-    model = gm.GraphMetaLearner(line_graph(), algorithm, inner_steps=2, message_passing=False, **LEARNED[algorithm])
-    learned = model.algorithm.learned_rates()
-    values = torch.linspace(-1, 1, sum(rates.numel() for rates in learned)).split([r.numel() for r in learned])
-    with torch.no_grad():
-        for rates, value in zip(learned, values):
-            rates.copy_(value.view_as(rates))
-    model.algorithm.clamp_rates_(None, None)
-    assert min(float(r.detach().min()) for r in model.algorithm.learned_rates()) == -1.0
-    model.algorithm.clamp_rates_(0.0, 0.5)
-    flat = torch.cat([r.detach().flatten() for r in model.algorithm.learned_rates()])
-    assert float(flat.min()) == 0.0 and float(flat.max()) == 0.5
+def test_projection_keeps_learned_rates_in_range(algorithm):
+    def scales_from(model):
+        learned = model.algorithm.learned_rates()
+        values = torch.linspace(-10, 10, sum(s.numel() for s in learned)).split([s.numel() for s in learned])
+        with torch.no_grad():
+            for scales, value in zip(learned, values):
+                scales.copy_(value.view_as(scales))
+        return model
+
+    unbounded = scales_from(gm.GraphMetaLearner(line_graph(), algorithm, inner_steps=2, inner_lr=0.1,
+                                                message_passing=False, min_rate=None, **LEARNED[algorithm]))
+    unbounded.algorithm.project_rates_()
+    assert min(float(s.detach().min()) for s in unbounded.algorithm.learned_rates()) == -10.0
+    bounded = scales_from(gm.GraphMetaLearner(line_graph(), algorithm, inner_steps=2, inner_lr=0.1,
+                                              message_passing=False, max_rate=0.5, **LEARNED[algorithm]))
+    bounded.algorithm.project_rates_()
+    flat = torch.cat([s.detach().flatten() for s in bounded.algorithm.learned_rates()])
+    assert float(flat.min()) == 0.0 and float(flat.max()) == pytest.approx(5.0)  # rates 0 and 0.5
 
 
 def test_learned_rates_are_the_rate_parameters():
@@ -116,7 +140,7 @@ def test_learned_rates_are_the_rate_parameters():
         learned = {id(p) for p in model.algorithm.learned_rates()}
         named = {name for name, p in model.named_parameters() if id(p) in learned}
         assert len(named) == len(learned) > 0
-        assert all(name.startswith(("algorithm.rates.", "algorithm.inner_lrs")) for name in named)
+        assert all(name.startswith("algorithm.rate_scales") for name in named)
     for algorithm in ("maml", "fomaml", "anil", "reptile", "cavia"):
         assert gm.GraphMetaLearner(graph, algorithm, message_passing=False).algorithm.learned_rates() == []
 
@@ -126,7 +150,7 @@ def test_the_rates_have_their_own_outer_rate(tmp_path):
     model = gm.GraphMetaLearner(family.graph, "metasgd", inner_steps=1, inner_lr=0.01, message_passing=False)
     config = gm.Trainer(model, family, progress=False, run_dir=str(tmp_path)).config
     groups = outer_parameter_groups(model, config)
-    assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(1e-3 * 0.01)
+    assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(config.outer_lr)
     assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.algorithm.learned_rates()}
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     assert outer_parameter_groups(model, config.replace(rate_lr=0.5))[1]["lr"] == 0.5
@@ -134,24 +158,48 @@ def test_the_rates_have_their_own_outer_rate(tmp_path):
     assert len(outer_parameter_groups(plain, config)) == 1
 
 
-def test_the_trainer_clamps_after_every_outer_step(tmp_path):
-    """An outer rate far too large for the rates drives some below zero; the clamp brings them back."""
+def test_the_trainer_projects_the_rates_after_every_outer_step(tmp_path):
+    """An outer rate far too large for the rates drives some out of range; the projection brings them back."""
     family = gm.load_family("arml-2d")
-    torch.manual_seed(0)
-    model = gm.GraphMetaLearner(family.graph, "metasgd", inner_steps=2, inner_lr=1e-3, message_passing=False)
-    trainer = gm.Trainer(model, family, steps=3, meta_batch_size=4, shots=5, query_shots=5, rate_lr=1.0,
-                         max_rate=0.01, progress=False, run_dir=str(tmp_path))
     batch = family.sample(4, 5, 5, seed=0)
-    trainer.outer_step(batch, metrics=False)
-    flat = torch.cat([r.detach().flatten() for r in model.algorithm.learned_rates()])
-    assert float(flat.min()) == 0.0 and float(flat.max()) == pytest.approx(0.01)
-    unclamped = gm.Trainer(model, family, rate_lr=1.0, min_rate=None, progress=False, run_dir=str(tmp_path))
-    unclamped.outer_step(batch, metrics=False)
-    assert float(torch.cat([r.detach().flatten() for r in model.algorithm.learned_rates()]).min()) < 0
+    for bounds, inside in (({"max_rate": 0.01}, True), ({"min_rate": None}, False)):
+        torch.manual_seed(0)
+        model = gm.GraphMetaLearner(family.graph, "metasgd", inner_steps=2, inner_lr=1e-3, message_passing=False,
+                                    **bounds)
+        trainer = gm.Trainer(model, family, steps=3, meta_batch_size=4, shots=5, query_shots=5, rate_lr=10.0,
+                             progress=False, run_dir=str(tmp_path / str(inside)))
+        trainer.outer_step(batch, metrics=False)
+        rates = 1e-3 * torch.cat([r.detach().flatten() for r in model.algorithm.learned_rates()])
+        if inside:
+            assert float(rates.min()) == 0.0 and float(rates.max()) == pytest.approx(0.01)
+        else:
+            assert float(rates.min()) < 0
 
 
-def test_rate_bounds_are_checked():
-    with pytest.raises(gm.ConfigError, match=r"min_rate \(0.5\) is above train.max_rate \(0.1\)"):
-        TrainConfig.from_dict({"min_rate": 0.5, "max_rate": 0.1}, "train")
+def test_rate_bounds_are_checked_and_live_with_the_model():
+    with pytest.raises(gm.ConfigError, match=r"min_rate \(0.5\) is above max_rate \(0.1\)"):
+        gm.GraphMetaLearner(line_graph(), "metasgd", min_rate=0.5, max_rate=0.1)
+    with pytest.raises(gm.ConfigError, match="key 'min_rate' of train has moved: .*model.min_rate"):
+        TrainConfig.from_dict({"min_rate": 0.5}, "train")
     with pytest.raises(gm.ConfigError, match="train.rate_lr must be"):
         TrainConfig.from_dict({"rate_lr": -1.0}, "train")
+
+
+@pytest.mark.parametrize("algorithm", ["metasgd", "mamlpp"])
+def test_learned_rates_stay_finite_in_a_plain_user_loop(algorithm):
+    """ARML's 2-d protocol (Adam 1e-3 on every parameter, 5 inner steps at 0.001) in the loop a user
+    writes, with no Trainer and no projection call: Meta-SGD's rates, trained directly, went
+    negative at once and its weights were NaN after 94 iterations."""
+    family = gm.load_family("arml-2d")
+    torch.manual_seed(0)
+    model = gm.GraphMetaLearner(family.graph, algorithm, inner_steps=5, inner_lr=0.001, message_passing=False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for iteration in range(120):
+        loss, _ = model.meta_loss(family.sample(25, 10, 10, seed=iteration), metrics=False)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        assert torch.isfinite(loss), iteration
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    rates = torch.cat([0.001 * s.detach().flatten() for s in model.algorithm.learned_rates()])
+    assert float(rates.max()) < 0.01  # moved by about 1e-3 of their size per step, not by their size

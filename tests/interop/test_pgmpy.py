@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graphmeta import GraphError, TaskGraph
+from graphmeta import GraphError, taskgraph_from_data, taskgraph_from_pgmpy
 from graphmeta.bayesnet import NetworkStructure
 from graphmeta.families import BayesNetFamily
 from graphmeta.interop.pgmpy import load_bundled, network_evidence, network_states, read_network
@@ -51,7 +51,7 @@ def test_alarm(alarm):
 
 
 def test_asia_matches_the_pgmpy_network(asia_model):
-    graph = TaskGraph.from_pgmpy(asia_model)
+    graph = taskgraph_from_pgmpy(asia_model)
     assert (len(graph), len(graph.edges)) == (8, 8)
     assert set(graph.edges) == set(asia_model.edges())
     assert graph.subtask("either").attrs["state_names"] == ["yes", "no"]
@@ -59,13 +59,13 @@ def test_asia_matches_the_pgmpy_network(asia_model):
 
 
 def test_ecoli70_gives_regression_subtasks():
-    graph = TaskGraph.from_pgmpy("ecoli70")
+    graph = taskgraph_from_pgmpy("ecoli70")
     assert (len(graph), len(graph.edges)) == (46, 70)
     assert all(graph.subtask(n).kind == "regression" and graph.subtask(n).out_dim == 1 for n in graph)
 
 
 def test_user_built_network_with_state_names():
-    graph = TaskGraph.from_pgmpy(sprinkler())
+    graph = taskgraph_from_pgmpy(sprinkler())
     assert graph.names == ["rain", "sprinkler", "wet"]
     assert graph.parents("wet") == ["rain", "sprinkler"]
     assert graph.subtask("wet").num_classes == 3
@@ -75,18 +75,18 @@ def test_user_built_network_with_state_names():
 
 def test_network_without_state_names_errors():
     with pytest.raises(GraphError, match="variable 'rain' of the pgmpy network has no state names"):
-        TaskGraph.from_pgmpy(sprinkler(state_names=False))
+        taskgraph_from_pgmpy(sprinkler(state_names=False))
 
 
 def test_unknown_bundled_network_and_wrong_type():
     with pytest.raises(GraphError, match=r"unknown pgmpy network 'alarmm' \(did you mean 'alarm'\?\)"):
-        TaskGraph.from_pgmpy("alarmm")
+        taskgraph_from_pgmpy("alarmm")
     with pytest.raises(GraphError, match="needs a DiscreteBayesianNetwork or LinearGaussianBayesianNetwork, got int"):
-        TaskGraph.from_pgmpy(42)
+        taskgraph_from_pgmpy(42)
 
 
 def test_from_data_recovers_asia_structure(asia_sample):
-    graph = TaskGraph.from_data(asia_sample)
+    graph = taskgraph_from_data(asia_sample)
     assert graph.name == "learned" and set(graph.names) == set(asia_sample.columns)
     assert graph.subtask("xray").kind == "classification"
     assert graph.subtask("xray").attrs["state_names"] == ["no", "yes"]
@@ -99,7 +99,7 @@ def test_from_data_numeric_columns_are_regression():
     x = rng.normal(size=400)
     y = 2 * x + 0.3 * rng.normal(size=400)
     z = -y + 0.3 * rng.normal(size=400)
-    graph = TaskGraph.from_data(pd.DataFrame({"x": x, "y": y, "z": z}))
+    graph = taskgraph_from_data(pd.DataFrame({"x": x, "y": y, "z": z}))
     assert all(graph.subtask(n).kind == "regression" for n in graph)
     edges = {frozenset(edge) for edge in graph.edges}
     assert {frozenset({"x", "y"}), frozenset({"y", "z"})} <= edges
@@ -107,7 +107,7 @@ def test_from_data_numeric_columns_are_regression():
 
 def test_from_data_pc(asia_sample):
     columns = ["either", "xray", "tub", "lung"]
-    graph = TaskGraph.from_data(asia_sample[columns], method="pc")  # defaults: a DAG, one process
+    graph = taskgraph_from_data(asia_sample[columns], method="pc")  # defaults: a DAG, one process
     assert set(graph.names) == set(columns)
     assert frozenset({"either", "xray"}) in {frozenset(edge) for edge in graph.edges}
 
@@ -116,7 +116,7 @@ def test_from_data_mixed_columns_use_the_conditional_gaussian_bic():
     rng = np.random.default_rng(0)
     group = rng.choice(["x", "y"], 400)
     level = np.where(group == "x", 2.0, -2.0) + rng.normal(size=400)
-    graph = TaskGraph.from_data(pd.DataFrame({"group": group, "level": level}))
+    graph = taskgraph_from_data(pd.DataFrame({"group": group, "level": level}))
     assert graph.subtask("group").kind == "classification" and graph.subtask("level").kind == "regression"
     assert {frozenset(edge) for edge in graph.edges} == {frozenset({"group", "level"})}
 
@@ -132,7 +132,7 @@ def test_from_data_mixed_columns_use_the_conditional_gaussian_bic():
 )
 def test_from_data_errors(data, kwargs, message):
     with pytest.raises(GraphError, match=message):
-        TaskGraph.from_data(data, **kwargs)
+        taskgraph_from_data(data, **kwargs)
 
 
 def test_non_string_state_names_error():
@@ -144,24 +144,24 @@ def test_non_string_state_names_error():
                    TabularCPD("b", 2, [[0.3, 0.6], [0.7, 0.4]], evidence=["a"], evidence_card=[2],
                               state_names={"b": [0, 1], "a": [0, 1]}))
     with pytest.raises(GraphError, match=r"variable 'a' has state names \[0, 1\] that are not strings.*astype\(str\)"):
-        TaskGraph.from_pgmpy(model)
+        taskgraph_from_pgmpy(model)
     with pytest.raises(GraphError, match="variable 'a' has state names .* not strings"):
         NetworkStructure.from_pgmpy(model)  # the same rule, wherever a network is read
-    named = TaskGraph.from_pgmpy(model, state_names={"a": ["off", "on"], "b": [0, 1]})
+    named = taskgraph_from_pgmpy(model, state_names={"a": ["off", "on"], "b": [0, 1]})
     assert named.subtask("a").attrs["state_names"] == ["off", "on"]
     assert named.subtask("b").attrs["state_names"] == ["0", "1"]  # names given are taken as strings
 
 
 def test_state_names_name_the_states_of_a_bare_network():
-    graph = TaskGraph.from_pgmpy(sprinkler(state_names=False),
+    graph = taskgraph_from_pgmpy(sprinkler(state_names=False),
                                  state_names={"rain": ["no", "yes"], "sprinkler": ["off", "on"], "wet": "abc"})
     assert graph.subtask("wet").attrs["state_names"] == ["a", "b", "c"]
     with pytest.raises(GraphError, match=r"state_names names 'rian', which is no variable.*did you mean 'rain'"):
-        TaskGraph.from_pgmpy(sprinkler(), state_names={"rian": ["no", "yes"]})
+        taskgraph_from_pgmpy(sprinkler(), state_names={"rian": ["no", "yes"]})
     with pytest.raises(GraphError, match=r"variable 'rain' needs at least 2 distinct state names, got \['no', 'no'\]"):
-        TaskGraph.from_pgmpy(sprinkler(), state_names={"rain": ["no", "no"]})
+        taskgraph_from_pgmpy(sprinkler(), state_names={"rain": ["no", "no"]})
     with pytest.raises(GraphError, match="state_names apply to discrete networks"):
-        TaskGraph.from_pgmpy("ecoli70", state_names={"sucA": ["lo", "hi"]})
+        taskgraph_from_pgmpy("ecoli70", state_names={"sucA": ["lo", "hi"]})
 
 
 def test_states_named_only_by_a_child_cpd_are_used():
@@ -192,10 +192,10 @@ def test_bundled_networks_are_shared_read_only_and_copied_on_request():
 
 @pytest.mark.parametrize("network", ["asia", "alarm"])
 def test_every_former_path_reads_the_same_graph(network):
-    """TaskGraph.from_pgmpy, the Bayesian-network family and NetworkStructure once had three readers
+    """taskgraph_from_pgmpy, the Bayesian-network family and NetworkStructure once had three readers
     with different state-name rules; they now share one, so they agree on every variable."""
     family, structure = BayesNetFamily(network), NetworkStructure.from_pgmpy(network)
-    graphs = {"from_pgmpy": TaskGraph.from_pgmpy(network), "family": family.graph, "structure": structure.graph}
+    graphs = {"from_pgmpy": taskgraph_from_pgmpy(network), "family": family.graph, "structure": structure.graph}
 
     def described(graph):
         return (graph.name, graph.names, graph.edges,

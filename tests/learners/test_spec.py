@@ -62,7 +62,7 @@ def test_learner_from_strings_specs_and_mappings():
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("rnn", "unknown learner 'rnn' \\(did you mean 'gnn'\\?\\); choose one of \\['gnn', 'mlp', 'table'\\]"),
+        ("rnn", "unknown learner 'rnn' \\(did you mean 'gnn'\\?\\); choose one of mlp, gnn, .*table"),
         ({"type": "rnn"}, "unknown learner 'rnn'"),
         ({"type": "mlp", "hiden": [4]}, r"unknown key 'hiden' in mlp learner spec \(did you mean 'hidden'\?\)"),
         ({"type": "gnn", "layer": 2}, r"unknown key 'layer' in gnn learner spec \(did you mean 'layers'\?\)"),
@@ -92,7 +92,8 @@ def test_registry_knows_each_learner_type_once():
     from graphmeta.learners.banks.table import TableBank
 
     types = {t.name: t for t in registered()}
-    assert {name: t.bank_class() for name, t in types.items()} == {"mlp": MLPBank, "gnn": GNNBank, "table": TableBank}
+    banks = {name: t.bank_class() for name, t in types.items()}
+    assert banks.items() >= {"mlp": MLPBank, "gnn": GNNBank, "table": TableBank}.items()
     assert [name for name, t in types.items() if t.takes_graphs] == ["gnn"]
     assert len({t.marker for t in types.values()}) == len(types)
     assert learner_type(GNN(hidden=3)) is types["gnn"]

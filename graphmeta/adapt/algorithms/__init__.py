@@ -1,15 +1,14 @@
-"""The adaptation algorithms, one class per file, and the registry that names them.
+"""The adaptation algorithms, one class per file, each registered in :data:`ALGORITHMS` by its module.
 
-A new algorithm is a subclass of :class:`~.base.Algorithm` in its own file and its class in
-:data:`ALGORITHMS` (``GraphMetaLearner(algorithm=...)`` and the ``model.algorithm`` config key
-accept every name there).
+``GraphMetaLearner(algorithm=...)`` and the ``model.algorithm`` config key accept every name
+there; :func:`build_algorithm` builds one with its options (``algorithm_options``).
 """
 
 from __future__ import annotations
 
 from .alpaca import ALPaCA
 from .anil import ANIL
-from .base import Adaptation, Algorithm, InnerLoopSettings
+from .base import ALGORITHMS, Adaptation, Algorithm, InnerLoopSettings, algorithm_options, build_algorithm
 from .cavia import CAVIA
 from .fomaml import FOMAML
 from .maml import MAML
@@ -17,10 +16,5 @@ from .mamlpp import MAMLPlusPlus
 from .metasgd import MetaSGD
 from .reptile import Reptile
 
-ALGORITHMS: dict[str, type[Algorithm]] = {
-    algorithm.name: algorithm for algorithm in (MAML, FOMAML, MetaSGD, ANIL, Reptile, MAMLPlusPlus, CAVIA, ALPaCA)
-}
-
-
 __all__ = ["ALGORITHMS", "ALPaCA", "ANIL", "CAVIA", "FOMAML", "MAML", "Adaptation", "Algorithm", "InnerLoopSettings",
-           "MAMLPlusPlus", "MetaSGD", "Reptile"]
+           "MAMLPlusPlus", "MetaSGD", "Reptile", "algorithm_options", "build_algorithm"]

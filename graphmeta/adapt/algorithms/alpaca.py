@@ -4,7 +4,7 @@ Regression"), with a mixture of priors.
 The body of each node's network is shared by every task; the output layer is not stepped but
 fitted exactly: Bayesian linear regression on the features :math:`\phi(x) \in \mathbb{R}^D`
 the output layer reads (the last hidden layer, and a constant 1 for the bias), under a prior
-meta-learned per node. With ``prior_components = M`` that prior is a mixture of ``M`` Gaussians
+meta-learned per node. With the option ``prior_components = M`` that prior is a mixture of ``M`` Gaussians
 over the head :math:`w \in \mathbb{R}^{D \times O}` (each output column independent, with the
 same precision), mixing weights :math:`\pi_m`, means :math:`\mu_m` and precisions :math:`P_m`:
 
@@ -41,7 +41,7 @@ at the start), :math:`\log \sigma^2` (0 at the start) and :math:`\log \pi` (unif
 
 The head is fitted at the first inner step and kept; more steps change nothing, so
 ``inner_steps`` only needs to be 1 (0 keeps the head at ``theta``), and ``inner_lr`` is not
-read. Table learners keep their own conjugate update.
+read. Closed-form learners (Table, Linear) keep their own conjugate update.
 """
 
 from __future__ import annotations
@@ -55,18 +55,21 @@ from ...data import Split
 from ...learners.banks.bank import LearnerBank, Weights
 from ...learners.banks.bank_set import BankSet
 from ...learners.banks.low_rank import LowRankWeight
-from .base import Algorithm, InnerLoopSettings
+from ...validation import PositiveInt
+from .base import ALGORITHMS, Algorithm, InnerLoopSettings
 
 
+@ALGORITHMS.register
 class ALPaCA(Algorithm):
     """ALPaCA: the output layer fitted in closed form under a meta-learned mixture prior."""
 
     name = "alpaca"
+    closed_form_head = True
 
-    def __init__(self, banks: BankSet, settings: InnerLoopSettings) -> None:
+    def __init__(self, banks: BankSet, settings: InnerLoopSettings, *, prior_components: PositiveInt = 1) -> None:
         super().__init__(banks, settings)
-        self.components = settings.prior_components
-        fitted = {str(index): bank for index, bank in enumerate(banks) if self.fits_head(bank)}
+        self.components = prior_components
+        fitted = {str(index): bank for index, bank in enumerate(banks) if not bank.closed_form}
         self.mean_offsets = nn.ParameterDict({
             index: nn.Parameter(torch.empty(len(bank), self.components - 1, *_head_shape(bank)))
             for index, bank in fitted.items()})
@@ -81,7 +84,6 @@ class ALPaCA(Algorithm):
 
     def build_rates(self, banks: BankSet, settings: InnerLoopSettings) -> None:
         """No inner rates are read (every head is fitted exactly), so none is learned."""
-        self.register_buffer("inner_lrs", torch.full((1,), float(settings.inner_lr)))
 
     def reset_parameters(self) -> None:
         """The means ``mu_m`` (m > 1) spread around ``theta``'s head as ``nn.Linear`` spreads a head;
@@ -94,22 +96,23 @@ class ALPaCA(Algorithm):
                 for parameter in parameters.values():
                     parameter.zero_()
 
-    def fits_head(self, bank: LearnerBank) -> bool:
-        return not bank.closed_form
-
-    def adapted(self, bank: LearnerBank) -> tuple[str, ...]:
+    def adapting_names(self, bank: LearnerBank) -> tuple[str, ...]:
         return bank.head
 
-    def fit_head(self, index: int, bank: LearnerBank, fast: Weights, support: Split) -> Weights:
-        """The fast weights with the head replaced by the posterior mean ``sum_m r_m w_m``."""
+    def solve(self, index: int, bank: LearnerBank, fast: Weights, support: Split) -> Weights:
+        """A conjugate bank's own posterior; a gradient bank's fast weights with the head replaced
+        by the posterior mean ``sum_m r_m w_m``."""
+        if bank.closed_form:
+            return super().solve(index, bank, fast, support)
         key = str(index)
-        mask = bank.example_mask(support).to(fast["head_bias"].dtype).unsqueeze(-1)  # [T, N, K, 1]
+        weight_name, bias_name = bank.head
+        mask = bank.example_mask(support).to(fast[bias_name].dtype).unsqueeze(-1)  # [T, N, K, 1]
         features = bank.head_inputs(fast, support)
-        phi = torch.cat([features, torch.ones_like(features[..., :1])], dim=-1) * mask  # [T, N, K, D]
+        phi = torch.cat([features, features.new_ones(*features.shape[:-1], 1)], dim=-1) * mask  # [T, N, K, D]
         targets = (bank.targets(support) * mask).unsqueeze(2)  # [T, N, 1, K, O]
-        weight = fast["head_weight"]
+        weight = fast[weight_name]
         weight = weight.dense() if isinstance(weight, LowRankWeight) else weight
-        head = torch.cat([weight, fast["head_bias"].unsqueeze(-2)], dim=-2)  # [T, N, D, O]
+        head = torch.cat([weight, fast[bias_name].unsqueeze(-2)], dim=-2)  # [T, N, D, O]
         offsets = self.mean_offsets[key]  # [N, M - 1, D, O]
         means = torch.cat([head.unsqueeze(2), head.unsqueeze(2) + offsets], dim=2)  # [T, N, M, D, O]
         factor = self.precision_factor(key, bank)  # [N, M, D, D]
@@ -133,7 +136,7 @@ class ALPaCA(Algorithm):
         posterior = ((means + correction) * responsibilities[..., None, None]).sum(2)  # [T, N, D, O]
         # padding stays as it was: it reads nothing and must not look like an update to message passing
         posterior = torch.where(self.real_head(bank), posterior, head)
-        return {**fast, "head_weight": posterior[..., :-1, :], "head_bias": posterior[..., -1, :]}
+        return {**fast, weight_name: posterior[..., :-1, :], bias_name: posterior[..., -1, :]}
 
     @staticmethod
     def real_inputs(bank: LearnerBank) -> torch.Tensor:
@@ -159,5 +162,5 @@ class ALPaCA(Algorithm):
 
 def _head_shape(bank: LearnerBank) -> tuple[int, int]:
     """``(D, O)``: the head's inputs with the bias's constant 1, and its outputs."""
-    weight = bank.theta["head_weight"]
+    weight = bank.theta[bank.head[0]]
     return weight.shape[1] + 1, weight.shape[2]

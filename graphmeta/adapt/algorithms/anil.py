@@ -8,13 +8,14 @@ Only the output layer (the bank's ``head``) adapts; the body is shared by every 
 from __future__ import annotations
 
 from ...learners.banks.bank import LearnerBank
-from .base import Algorithm
+from .base import ALGORITHMS, Algorithm
 
 
+@ALGORITHMS.register
 class ANIL(Algorithm):
     """Almost No Inner Loop: adapt the head only."""
 
     name = "anil"
 
-    def adapted(self, bank: LearnerBank) -> tuple[str, ...]:
+    def adapting_names(self, bank: LearnerBank) -> tuple[str, ...]:
         return bank.head

@@ -1,7 +1,7 @@
 r"""CAVIA (Zintgraf et al. 2019, "Fast Context Adaptation via Meta-Learning").
 
 Each node's network is shared by every task; what adapts is a small per-task context vector
-:math:`c \in \mathbb{R}^m` (``context_dim``), reset to zero for each task and fed to the
+:math:`c \in \mathbb{R}^m` (the option ``context_dim``), reset to zero for each task and fed to the
 node's first layer alongside its inputs:
 
 .. math::
@@ -11,7 +11,7 @@ node's first layer alongside its inputs:
 and the meta-gradient of the query loss trains :math:`\theta = (W, b, \dots)` and the context
 projection :math:`W_c` (second order). Concatenating :math:`c` to an MLP's input is exactly this
 shift of the first layer's bias by :math:`c W_c`; for a GNN the shift enters every graph node's
-first convolution. A closed-form bank (Table) keeps its conjugate update.
+first convolution. A closed-form bank (Table, Linear) keeps its conjugate update.
 """
 
 from __future__ import annotations
@@ -23,17 +23,19 @@ from torch import nn
 
 from ...learners.banks.bank import LearnerBank, Weights
 from ...learners.banks.bank_set import BankSet
-from .base import Algorithm, InnerLoopSettings
+from ...validation import PositiveInt
+from .base import ALGORITHMS, Algorithm, InnerLoopSettings
 
 
+@ALGORITHMS.register
 class CAVIA(Algorithm):
     """CAVIA: adapt a per-task context; the networks stay shared."""
 
     name = "cavia"
 
-    def __init__(self, banks: BankSet, settings: InnerLoopSettings) -> None:
+    def __init__(self, banks: BankSet, settings: InnerLoopSettings, *, context_dim: PositiveInt = 4) -> None:
         super().__init__(banks, settings)
-        self.context_dim = settings.context_dim
+        self.context_dim = context_dim
         #: ``W_c [N_b, m, H]`` of every bank that takes a context, keyed by bank index.
         self.projections = nn.ParameterDict({
             str(index): nn.Parameter(torch.empty(len(bank), self.context_dim, bank.theta[bank.first_bias].shape[-1]))
@@ -48,8 +50,8 @@ class CAVIA(Algorithm):
             for projection in self.projections.values():
                 projection.uniform_(-bound, bound)
 
-    def adapted(self, bank: LearnerBank) -> tuple[str, ...]:
-        return ("context",) if _takes_context(bank) else super().adapted(bank)
+    def adapting_names(self, bank: LearnerBank) -> tuple[str, ...]:
+        return ("context",) if _takes_context(bank) else super().adapting_names(bank)
 
     def initial(self, index: int, bank: LearnerBank, num_tasks: int) -> Weights:
         fast = bank.expand(num_tasks)

@@ -7,9 +7,10 @@ weights, :math:`\nabla_\phi L_{query}(\phi_S)`: no second derivatives, a fractio
 
 from __future__ import annotations
 
-from .base import Algorithm
+from .base import ALGORITHMS, Algorithm
 
 
+@ALGORITHMS.register
 class FOMAML(Algorithm):
     """First-order MAML."""
 

@@ -12,9 +12,10 @@ and the meta-gradient of the query loss flows back through the steps (second ord
 
 from __future__ import annotations
 
-from .base import Algorithm
+from .base import ALGORITHMS, Algorithm
 
 
+@ALGORITHMS.register
 class MAML(Algorithm):
     """Second-order MAML: the base algorithm as it is."""
 

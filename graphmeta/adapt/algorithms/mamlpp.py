@@ -3,9 +3,10 @@ and the meta-loss:
 
 * **learned per-layer, per-step rates** (LSLR): weight ``w`` of node ``n`` takes step ``s`` with
   its own learned rate, :math:`\phi^w_{s+1} = \phi^w_s - \alpha^w_{s,n} \nabla_{\phi^w} L_{support}(\phi_s)`
-  (every rate starts at ``inner_lr``; adapting with ``K`` steps, more than the ``S =
+  (every rate starts at ``inner_lr``, as ``inner_lr`` times its scale ``rate_scales`` at 1, :mod:`.base`; adapting with ``K`` steps, more than the ``S =
   inner_steps`` trained ones, takes the last rate times ``S / K`` past step ``S``,
-  :func:`~.base.trained_step`);
+  :func:`~.base.trained_step`; a step reads each rate clamped into ``[min_rate, max_rate]``,
+  :meth:`~.base.Algorithm.bounded`);
 * **multi-step loss** (MSL): the meta-loss weighs the query loss after every step,
   :math:`\sum_{s=1}^{S} v_s L_{query}(\phi_s)`, with importances :math:`v` annealed from uniform
   to the last step over the first ``ANNEAL_FRACTION`` of training (the authors' schedule:
@@ -28,7 +29,7 @@ from torch import nn
 
 from ...learners.banks.bank import Weights
 from ...learners.banks.bank_set import BankSet
-from .base import Adaptation, Algorithm, InnerLoopSettings, share_of, trained_step
+from .base import ALGORITHMS, Adaptation, Algorithm, InnerLoopSettings, share_of, trained_step
 
 #: Fraction of meta-training over which the multi-step importances anneal to the last step.
 ANNEAL_FRACTION = 0.15
@@ -36,6 +37,7 @@ ANNEAL_FRACTION = 0.15
 FLOOR = 0.03
 
 
+@ALGORITHMS.register
 class MAMLPlusPlus(Algorithm):
     """MAML++: per-layer, per-step learned rates and the annealed multi-step loss."""
 
@@ -48,21 +50,20 @@ class MAMLPlusPlus(Algorithm):
 
     def build_rates(self, banks: BankSet, settings: InnerLoopSettings) -> None:
         steps = max(settings.inner_steps, 1)
-        self.rates = nn.ModuleList(
+        self.rate_scales = nn.ModuleList(
             nn.ParameterDict({} if bank.closed_form else
-                             {name: nn.Parameter(torch.full((steps, len(bank), *[1] * (theta.dim() - 1)),
-                                                            float(settings.inner_lr)))
+                             {name: nn.Parameter(torch.ones(steps, len(bank), *[1] * (theta.dim() - 1)))
                               for name, theta in bank.theta.items()})
             for bank in banks)
 
     def rate(self, index: int, name: str, step: int, steps: int) -> torch.Tensor:
         """``[N_b, 1, ...]``: each node's rate of weight ``name`` at ``step`` of ``steps``."""
-        rates = self.rates[index][name]
-        trained, share = trained_step(step, steps, len(rates))
-        return share_of(rates[trained], share)
+        scales = self.rate_scales[index][name]
+        trained, share = trained_step(step, steps, len(scales))
+        return share_of(self.bounded(scales[trained]), share)
 
     def learned_rates(self) -> list[nn.Parameter]:
-        return list(self.rates.parameters())
+        return list(self.rate_scales.parameters())
 
     def set_progress(self, fraction: float) -> None:
         self.progress.fill_(min(max(float(fraction), 0.0), 1.0))

@@ -17,9 +17,10 @@ import torch
 from ...errors import ConfigError
 from ...learners.banks.bank import Weights
 from ...learners.banks.bank_set import BankSet
-from .base import Adaptation, Algorithm, InnerLoopSettings
+from .base import ALGORITHMS, Adaptation, Algorithm, InnerLoopSettings
 
 
+@ALGORITHMS.register
 class Reptile(Algorithm):
     """Reptile: theta follows the adapted weights."""
 
@@ -29,8 +30,9 @@ class Reptile(Algorithm):
 
     def __init__(self, banks: BankSet, settings: InnerLoopSettings) -> None:
         if any(bank.closed_form for bank in banks):
-            raise ConfigError("reptile pulls theta towards the adapted weights, but Table learners adapt in closed "
-                              "form and learn their prior from the query loss: use maml, fomaml, metasgd or anil")
+            raise ConfigError("reptile pulls theta towards the adapted weights, but closed-form learners (Table, "
+                              "Linear) adapt in closed form and learn their prior from the query loss: use maml, "
+                              "fomaml, metasgd or anil")
         super().__init__(banks, settings)
 
     def outer_loss(self, query_loss: torch.Tensor, adaptation: Adaptation,

@@ -86,9 +86,12 @@ class LearnerBank(nn.Module):
     head: tuple[str, ...] = ("head_weight", "head_bias")
     #: The name of the first layer's bias (``None``: the bank has no such layer).
     first_bias: str | None = None
-    #: Whether the bank adapts in closed form, with ``posterior(weights, support) -> Weights``,
-    #: instead of by gradient steps (see :mod:`graphmeta.adapt.inner_loop`).
+    #: Whether the bank adapts in closed form, with :meth:`posterior`, instead of by gradient
+    #: steps (see :mod:`graphmeta.adapt.inner_loop`); message passing then reads its
+    #: :meth:`statistics` and applies its correction through :meth:`corrected`.
     closed_form: bool = False
+    #: How many numbers per (task, node) :meth:`statistics` gives (0: a gradient bank).
+    num_statistics: int = 0
 
     def __init__(self, graph: TaskGraph, names: Sequence[str]) -> None:
         super().__init__()
@@ -119,6 +122,24 @@ class LearnerBank(nn.Module):
 
     def __len__(self) -> int:
         return len(self.names)
+
+    # ------------------------------------------------ how adaptation and message passing read it
+    def posterior(self, weights: Weights, split: Split) -> Weights:
+        """A conjugate bank's exact posterior given the support ``split`` (``closed_form`` banks only)."""
+        raise NotImplementedError(f"{type(self).__name__} adapts by gradient steps; it has no closed form")
+
+    def statistics(self, initial: Weights, adapted: Weights) -> torch.Tensor | None:
+        """What the node read from its support set, for message passing: a conjugate bank's
+        sufficient statistics ``[T, N_b, num_statistics]`` (data, without gradient); ``None`` for a
+        gradient bank, whose update ``adapted - initial`` says it."""
+        return None
+
+    def corrected(self, initial: Weights, adapted: Weights, corrections: Mapping[str, torch.Tensor],
+                  statistics: torch.Tensor | None) -> Weights:
+        """``adapted`` with message passing's ``corrections`` (one per head weight, shaped like it)
+        applied: here added to the adapted head, ``phi^h + c``. A conjugate bank applies them to
+        its prior and redoes its update from ``statistics``."""
+        return {**adapted, **{name: adapted[name] + correction for name, correction in corrections.items()}}
 
     def expand(self, num_tasks: int) -> Weights:
         """The meta-initialisation as fast weights ``[T, N_b, ...]`` (a view, no copy)."""

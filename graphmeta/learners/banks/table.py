@@ -34,7 +34,7 @@ the Table nodes of one spec into banks of similar table sizes (see there).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -139,6 +139,7 @@ class TableBank(LearnerBank):
         self.register_buffer("reads_column", reads, persistent=False)
         self.theta = nn.ParameterDict({"log_counts": nn.Parameter(torch.empty(len(self.names), self.configurations,
                                                                               self.output_width))})
+        self.num_statistics = self.configurations * self.output_width  # the support counts of every cell
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -184,6 +185,18 @@ class TableBank(LearnerBank):
         else:
             counts = self._configuration_weights(_with_ones(packed_source(split))).transpose(-1, -2) @ observed
         return {"log_counts": add_counts(log_counts, counts)}
+
+    def statistics(self, initial: Weights, adapted: Weights) -> torch.Tensor:
+        """The support counts ``n = exp(adapted) - exp(initial)`` the conjugate update
+        ``adapted = log(exp(initial) + n)`` added, flattened per (task, node), as data."""
+        return support_counts(initial["log_counts"], adapted["log_counts"]).flatten(2)
+
+    def corrected(self, initial: Weights, adapted: Weights, corrections: Mapping[str, torch.Tensor],
+                  statistics: torch.Tensor | None) -> Weights:
+        """The posterior under the corrected prior ``beta e^c``: ``log(exp(theta + c) + n)``, so
+        a column's estimate still goes to its own frequencies as its counts grow."""
+        log_counts = initial["log_counts"] + corrections["log_counts"]
+        return {"log_counts": add_counts(log_counts, statistics.view(log_counts.shape))}
 
     def _rows(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor | None:
         r"""``[T, N_b', K]``: each shot's table row, read from ``split.values``, when every parent
@@ -232,6 +245,13 @@ def add_counts(log_counts: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     table's counts are mostly 0, and ``log(0) = -inf`` takes a slow path, ten times slower.)"""
     seen = counts > 0
     return torch.where(seen, torch.logaddexp(log_counts, torch.where(seen, counts, 1.0).log()), log_counts)
+
+
+def support_counts(initial: torch.Tensor, adapted: torch.Tensor) -> torch.Tensor:
+    """The counts ``n = exp(adapted) - exp(initial)`` a conjugate update ``adapted = log(exp(initial) + n)``
+    added, as data (no gradient: they do not depend on the weights)."""
+    with torch.no_grad():
+        return adapted.exp() * -torch.expm1(initial - adapted)
 
 
 def _strides(widths: Sequence[int]) -> list[int]:
