@@ -10,7 +10,7 @@ pgmpy, so no download): a task is one of the six insurance plans people were ran
 (coinsurance 0-100%, with or without an individual deductible). Every plan in turn is the test
 task, the next one (in the order below) the validation task, and the other four train. The
 graph over health, chronic disease count, physical limitation and outpatient visits is learned
-from each fold's training rows (``TaskGraph.from_data``, conditional-Gaussian BIC); the plan's
+from each fold's training rows (``graphmeta.taskgraph_from_data``, conditional-Gaussian BIC); the plan's
 incentive payment and deductible are input features of ``visits``.
 
 For every fold and support size K, on the same test episodes (K support and QUERY query rows of
@@ -143,7 +143,7 @@ def report(results: dict[str, dict[int, dict[str, pd.DataFrame]]], shots_list: t
         "year); `incentive` and `deductible` (the plan's payment terms, logs) are input features of `visits`.",
         "",
         f"**Protocol.** Each plan in turn is the test task and the next plan in the list above the validation task; "
-        f"the other four train. Per fold the graph is learned from the training rows (`TaskGraph.from_data`), numbers "
+        f"the other four train. Per fold the graph is learned from the training rows (`graphmeta.taskgraph_from_data`), numbers "
         f"are standardised with the training rows' statistics, and for each K a graphmeta model (MAML, "
         f"{MODEL['inner_steps']} inner step at rate {MODEL['inner_lr']}, {steps} meta-steps of {META_BATCH} episodes, "
         f"Adam {OUTER_LR}, the best of every 50 steps on {VAL_EPISODES} validation episodes) is meta-trained with and "

@@ -57,7 +57,7 @@ from ..learners.banks.bank_set import bank_shapes
 from ..taskgraph import ColumnLayout
 from ..model import GraphMetaLearner
 from ..train.checkpoint import load_checkpoint, save_checkpoint
-from ..train.sampler import Shots
+from ..train.episode_sampler import Shots
 from ..train.trainer import Trainer
 from ..validation import Gt, Lt, NonNegativeFloat, NonNegativeInt, PositiveInt, checked
 from .baselines import PooledEmpiricalBayes

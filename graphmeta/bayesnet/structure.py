@@ -29,7 +29,7 @@ import pandas as pd
 from ..errors import DataError, GraphError, closest
 from ..taskgraph import TaskGraph
 from ..interop.cpd_table import CPDTable
-from ..interop.pgmpy import discrete_graph_dict, network_evidence, read_network
+from ..interop.pgmpy import discrete_graph_dict, network_evidence, read_network, taskgraph_from_pgmpy
 from ..interop.tabular_cpds import cpd_values, discrete_network
 
 
@@ -50,7 +50,7 @@ class NetworkStructure:
         """From a pgmpy ``DiscreteBayesianNetwork`` (or a bundled network's name).
 
         Only the DAG, the variables and their state names are used; CPD values are ignored.
-        The graph is :meth:`TaskGraph.from_pgmpy`'s, so the states follow its rule (from
+        The graph is :func:`~graphmeta.interop.pgmpy.taskgraph_from_pgmpy`'s, so the states follow its rule (from
         ``state_names`` ``{variable: [state, ...]}``, else the CPDs; strings); each variable's
         parents are in its CPD's evidence order (:func:`~graphmeta.interop.pgmpy.network_evidence`).
         """
@@ -60,7 +60,7 @@ class NetworkStructure:
         if not isinstance(model, DiscreteBayesianNetwork):
             raise GraphError(f"the structure must be a pgmpy DiscreteBayesianNetwork or a bundled network name, "
                              f"got {type(model).__name__}")
-        graph = TaskGraph.from_pgmpy(structure, state_names)
+        graph = taskgraph_from_pgmpy(structure, state_names)
         states = {name: list(graph.subtask(name).attrs["state_names"]) for name in graph.names}
         return cls(graph, states, network_evidence(model))
 
@@ -142,7 +142,7 @@ class NetworkStructure:
             rows = np.concatenate([np.arange(starts[t], starts[t] + lengths[t]) for t in group])
             for n, name in enumerate(self.names):
                 present = joined[name].notna().to_numpy()
-                index = pd.Categorical(joined[name].astype(str), categories=self.states[name]).codes.astype(np.int64)
+                index = pd.Index(self.states[name]).get_indexer(joined[name].astype(str)).astype(np.int64)
                 flat[rows, n] = np.where(present, index, -1)
                 unknown[rows, n] = present & (index < 0)
         if unknown.any():

@@ -3,7 +3,7 @@
 Each task is one table (one site's records) of state indices. An episode of split ``s``
 draws ``num_tasks`` of the split's tables and, in each, ``K_t`` random rows as the support set
 and ``query`` further rows as the query set, where ``K_t`` is ``shots`` (one count, or one per
-task: :mod:`graphmeta.train.sampler` draws them from a range) but at most half of the table's
+task: :mod:`graphmeta.train.episode_sampler` draws them from a range) but at most half of the table's
 rows, so every episode keeps rows to score on. Where a table is short the query set has fewer
 rows; the rest of the padded ``[T, max K_t]`` support and ``[T, query]`` query is unobserved.
 The draw is a function of ``seed`` alone, so the Trainer's fixed validation episode is the same

@@ -34,6 +34,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import GraphError
+    from ..interop.pgmpy import taskgraph_from_pgmpy
     from ..taskgraph import TaskGraph
     from ..viz import FORMATS, draw_task_graph
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
         graph = FamilySection.read(load_config(args.config).family).build().graph
     else:
-        graph = TaskGraph.from_pgmpy(args.pgmpy) if args.pgmpy else TaskGraph.load(args.graph)
+        graph = taskgraph_from_pgmpy(args.pgmpy) if args.pgmpy else TaskGraph.load(args.graph)
     metrics = _read_metrics(args.metrics) if args.metrics else None
     output = args.output or Path(f"{graph.name or (args.graph.stem if args.graph else 'graph')}.png")
     draw_task_graph(graph, path=output, metrics=metrics, direction=args.direction, title=args.title,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import numpy as np
 
@@ -12,7 +12,7 @@ from ..data import Split
 from ..errors import ConfigError
 from ..taskgraph import TaskGraph
 from ..validation import MinLen, NonNegativeFloat, NonNegativeInt, OneOf, Ordered, checked
-from .base import TaskFamily, observed_split
+from .base import FAMILIES, TaskFamily, observed_split
 
 Ranges = dict[str, tuple[float, float]]
 Function = Callable[[np.ndarray, np.ndarray, dict[str, np.ndarray]], np.ndarray]
@@ -39,6 +39,7 @@ ONE_DIMENSIONAL = ("sinusoid", "line", "quadratic", "cubic")
 FunctionName = Annotated[str, OneOf(tuple(FUNCTIONS))]
 
 
+@FAMILIES.register
 @checked
 class ARML2DFamily(TaskFamily):
     r"""One regression node ``y`` with two inputs (``in_dim = 2``, ``out_dim = 1``): each task
@@ -67,6 +68,8 @@ class ARML2DFamily(TaskFamily):
     ``<function>_<parameter> [T]`` for every parameter of every function in ``functions`` (all
     are drawn for every task, as the authors do; only those of the task's function apply).
     """
+
+    name: ClassVar[str] = "arml-2d"
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ A family draws every task in two steps, each from its own random stream:
    already packed as a :class:`~graphmeta.data.Split` (``ColumnLayout`` columns).
 
 ``sample`` cuts the rows into ``shots`` support and ``query`` query examples; with one support
-size per task (a list ``shots``, as a range of sizes in :mod:`graphmeta.train.sampler` gives),
+size per task (a list ``shots``, as a range of sizes in :mod:`graphmeta.train.episode_sampler` gives),
 the support keeps the padded ``[T, max K_t]`` layout and task ``t``'s rows past ``K_t`` are
 unobserved (values and features 0), so a batch can mix sizes. ``draw_tasks``
 is step 1 of one call together with its example stream, so a family's other forms of the same
@@ -43,6 +43,7 @@ from ..errors import ConfigError
 from ..taskgraph import TaskGraph
 from ..taskgraph import ColumnLayout
 from ..learners import LearnerSpec, learner_to_dict
+from ..registry import Registry
 from ..validation import NonNegativeInt, OneOf, PositiveInt, checked, parameters
 
 SPLITS = ("train", "val", "test")
@@ -70,6 +71,12 @@ class TaskFamily(ABC):
         read off the signature: ``type(family)(**family.config)`` builds the same family."""
         return {name: _yaml_form(getattr(self, name)) for name in parameters(type(self))}
 
+    def fixed_tasks(self, split: SplitName) -> tuple[int, int] | None:
+        """``(tasks, most rows of one task)`` of ``split`` where the family holds a fixed set of tasks
+        of fixed sizes (a table): an evaluation then takes every task of the split and every row
+        of each; ``None`` (here) where every task is drawn anew with as many examples as asked."""
+        return None
+
     @abstractmethod
     def draw_params(self, num_tasks: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """The parameters of ``num_tasks`` tasks, as arrays with a leading task axis."""
@@ -87,10 +94,7 @@ class TaskFamily(ABC):
         Every example is one joint draw of the graph (a child's input is its own features and
         its parents' values in the same row). Tensors are on the CPU in the default dtype.
         """
-        sizes = [shots] * num_tasks if isinstance(shots, int) else list(shots)
-        if len(sizes) != num_tasks:
-            raise ConfigError(f"{type(self).__name__}.sample(): shots lists {len(sizes)} support sizes for "
-                              f"{num_tasks} tasks; give one per task, or one count for all")
+        sizes = support_sizes_per_task(shots, num_tasks, f"{type(self).__name__}.sample()")
         widest = max(sizes)
         params, examples_rng = self.draw_tasks(num_tasks, split, seed)
         joint = self.draw_examples(params, widest + query, examples_rng)
@@ -129,6 +133,11 @@ class TaskFamily(ABC):
         return f"{type(self).__name__}({options})"
 
 
+#: The task families that dataset cards name (``family: sinusoid``), each registered by its module
+#: under its ``name`` (``@FAMILIES.register``).
+FAMILIES: Registry[type[TaskFamily]] = Registry("task family")
+
+
 def family_rng(seed: int) -> np.random.Generator:
     """The stream of a family's fixed draws (structure, shared weights): disjoint from every task stream."""
     return np.random.default_rng(np.random.SeedSequence([seed, len(SPLITS)]))
@@ -163,6 +172,15 @@ def observed_split(
     values = values if isinstance(values, torch.Tensor) else to_tensor(values)
     observed = torch.ones(*values.shape[:2], num_nodes, dtype=torch.bool)
     return Split(to_tensor(features), values, observed, dict(graphs or {}))
+
+
+def support_sizes_per_task(shots: int | Sequence[int], num_tasks: int, where: str) -> list[int]:
+    """``shots`` as one support size per task: a count repeated, or a list of ``num_tasks`` sizes."""
+    sizes = [shots] * num_tasks if isinstance(shots, int) else list(shots)
+    if len(sizes) != num_tasks:
+        raise ConfigError(f"{where}: shots lists {len(sizes)} support sizes for {num_tasks} tasks; give one per "
+                          "task, or one count for all")
+    return sizes
 
 
 def _first_rows(split: Split, sizes: torch.Tensor) -> Split:

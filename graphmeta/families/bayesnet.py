@@ -7,7 +7,7 @@ missing values allowed) into a :class:`~graphmeta.data.TaskBatch`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -16,16 +16,17 @@ import torch
 from ..data import Split, TaskBatch
 from ..errors import DataError, closest
 from ..interop.cpd_table import CPDTable
-from ..interop.pgmpy import network_evidence, network_states, resolve_network
+from ..interop.pgmpy import network_evidence, network_states, resolve_network, taskgraph_from_pgmpy
 from ..interop.tabular_cpds import cpd_values, discrete_network
 from ..taskgraph import TaskGraph
 from ..validation import NonNegativeFloat, NonNegativeInt, OneOf, PositiveFloat, PositiveInt, checked
-from .base import SplitName, TaskFamily, family_rng, observed_split
+from .base import FAMILIES, SplitName, TaskFamily, family_rng, observed_split
 
 PRIORS = ("dirichlet", "latent")
 LEARNERS = ("mlp", "table")
 
 
+@FAMILIES.register
 @checked
 class BayesNetFamily(TaskFamily):
     r"""Tasks are discrete Bayesian networks with the DAG and states of a pgmpy network.
@@ -57,6 +58,8 @@ class BayesNetFamily(TaskFamily):
     same CPDs per variable and as pgmpy networks.
     """
 
+    name: ClassVar[str] = "bayesnet"
+
     def __init__(
         self,
         network: Any = "asia",
@@ -76,7 +79,7 @@ class BayesNetFamily(TaskFamily):
         self.learner = learner
         self.states = network_states(model)
         self.evidence = network_evidence(model)
-        graph = TaskGraph.from_pgmpy(model).with_learner(self.learner)
+        graph = taskgraph_from_pgmpy(model).with_learner(self.learner)
         graph.name = name
         super().__init__(graph, seed)
 

@@ -38,26 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, check_keys, closest
 from ..validation import check_arguments, load_yaml
-from .arml import ARML2DFamily
-from .base import TaskFamily
-from .bayesnet import BayesNetFamily
-from .compositional import CompositionalFamily
+from . import arml, bayesnet, compositional, gaussian, graph_subtasks, sinusoid  # noqa: F401 -- each registers its family
+from .base import FAMILIES, TaskFamily
 from .dataframe import DataFrameFamily, absolute_path
-from .gaussian import GaussianNetFamily
-from .graph_subtasks import GraphSubtasksFamily
-from .sinusoid import SinusoidFamily
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-FAMILIES: dict[str, type[TaskFamily]] = {
-    "sinusoid": SinusoidFamily,
-    "compositional": CompositionalFamily,
-    "bayesnet": BayesNetFamily,
-    "gaussian": GaussianNetFamily,
-    "graph-subtasks": GraphSubtasksFamily,
-    "arml-2d": ARML2DFamily,
-}
 TEXT_FIELDS = ("description", "graph_source", "provenance", "citation", "intended_use")
 
 

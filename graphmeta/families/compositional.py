@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import numpy as np
 
@@ -10,11 +10,12 @@ from ..data import Split
 from ..taskgraph import TaskGraph
 from ..interop.cpd_table import level_indices, padded_parents
 from ..validation import NonNegativeFloat, NonNegativeInt, OneOf, PositiveInt, checked
-from .base import TaskFamily, family_rng, observed_split, task_latents
+from .base import FAMILIES, TaskFamily, family_rng, observed_split, task_latents
 
 STRUCTURES = ("chain", "tree", "dag")
 
 
+@FAMILIES.register
 @checked
 class CompositionalFamily(TaskFamily):
     r"""Regression nodes ``n0 ... n{N-1}`` on a chain, a tree or a random DAG.
@@ -47,6 +48,8 @@ class CompositionalFamily(TaskFamily):
     The fixed maps are ``mean`` (:math:`\mu`, ``[N, in_dim + P + 1]``, bias last) and ``mixing``
     (:math:`M`, ``[N, in_dim + P + 1, d]``), padded the same way.
     """
+
+    name: ClassVar[str] = "compositional"
 
     def __init__(
         self,

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from ..data import Split
-from ..taskgraph import TaskGraph
 from ..interop.cpd_table import level_indices, padded_parents
-from ..interop.pgmpy import resolve_network
+from ..interop.pgmpy import resolve_network, taskgraph_from_pgmpy
 from ..validation import NonNegativeFloat, NonNegativeInt, OneOf, PositiveInt, checked
-from .base import SplitName, TaskFamily, family_rng, observed_split
+from .base import FAMILIES, SplitName, TaskFamily, family_rng, observed_split
 
 PRIORS = ("independent", "latent")
 
 
+@FAMILIES.register
 @checked
 class GaussianNetFamily(TaskFamily):
     r"""Tasks are linear-Gaussian networks with the DAG of a pgmpy network, in standardised units.
@@ -47,6 +47,8 @@ class GaussianNetFamily(TaskFamily):
     holds its name, or the model's class name).
     """
 
+    name: ClassVar[str] = "gaussian"
+
     def __init__(
         self,
         network: Any = "ecoli70",
@@ -60,7 +62,7 @@ class GaussianNetFamily(TaskFamily):
         name, model = resolve_network(network, LinearGaussianBayesianNetwork, "gaussian")
         self.network = name or type(model).__name__
         self.prior, self.scale, self.latent_dim = prior, scale, latent_dim
-        graph = TaskGraph.from_pgmpy(model)
+        graph = taskgraph_from_pgmpy(model)
         graph.name = name
         super().__init__(graph, seed)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import numpy as np
 import torch
@@ -13,12 +13,13 @@ from ..taskgraph import TaskGraph
 from ..learners import GNN, learner_type
 from ..taskgraph.subtask import Learner
 from ..validation import Ge, Le, NonNegativeFloat, NonNegativeInt, PositiveInt, checked
-from .base import TaskFamily, family_rng, observed_split, task_latents
+from .base import FAMILIES, TaskFamily, family_rng, observed_split, task_latents
 
 SUBTASKS = ("polarity", "energy", "active")
 GROUPS = ("generator", *SUBTASKS)  # what each task latent drives
 
 
+@FAMILIES.register
 @checked
 class GraphSubtasksFamily(TaskFamily):
     r"""Three subtasks on one random molecule-like graph per row: two GNN regressions and a label.
@@ -60,6 +61,8 @@ class GraphSubtasksFamily(TaskFamily):
     ``task_params``: ``latent [T, 4, d]`` (groups in the order above), ``type_probs [T, C]``,
     ``polarity_charges [T, C]``, ``energy_charges [T, C]``, ``active_weights [T, 3]``.
     """
+
+    name: ClassVar[str] = "graph-subtasks"
 
     def __init__(
         self,

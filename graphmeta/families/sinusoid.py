@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import math
+from typing import Annotated, ClassVar
 
 import numpy as np
 
 from ..data import Split
-from ..errors import ConfigError
 from ..taskgraph import TaskGraph
-from ..validation import NonNegativeFloat, NonNegativeInt, checked
-from .base import TaskFamily, observed_split
+from ..validation import NonNegativeFloat, NonNegativeInt, Ordered, checked
+from .base import FAMILIES, TaskFamily, observed_split
 
 
+#: A ``[low, high]`` range of a uniform draw.
+Range = Annotated[tuple[float, float], Ordered()]
+
+
+@FAMILIES.register
 @checked
 class SinusoidFamily(TaskFamily):
     r"""One regression node ``sine`` (``in_dim = out_dim = 1``):
@@ -26,18 +31,16 @@ class SinusoidFamily(TaskFamily):
     ``x ~ U[-5, 5]`` and no noise. ``task_params`` gives ``amplitude [T]`` and ``phase [T]``.
     """
 
+    name: ClassVar[str] = "sinusoid"
+
     def __init__(
         self,
-        amplitude: tuple[float, float] = (0.1, 5.0),
-        phase: tuple[float, float] = (0.0, math.pi),
-        x_range: tuple[float, float] = (-5.0, 5.0),
+        amplitude: Range = (0.1, 5.0),
+        phase: Range = (0.0, math.pi),
+        x_range: Range = (-5.0, 5.0),
         noise: NonNegativeFloat = 0.0,
         seed: NonNegativeInt = 0,
     ) -> None:
-        for name, (low, high) in (("amplitude", amplitude), ("phase", phase), ("x_range", x_range)):
-            if not low <= high:
-                raise ConfigError(f"SinusoidFamily.{name} must be a [low, high] pair with low <= high, "
-                                  f"got {[low, high]}")
         self.amplitude, self.phase, self.x_range, self.noise = amplitude, phase, x_range, noise
         super().__init__(TaskGraph("sinusoid").add_subtask("sine", in_dim=1), seed)
 

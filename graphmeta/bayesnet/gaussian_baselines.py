@@ -1,0 +1,127 @@
+r"""Least squares on the rows of linear-Gaussian networks: per-site sufficient statistics, the
+classical fits built from them, and the empirical-Bayes prior that starts a meta-fit.
+
+Variable :math:`v` of site :math:`s` regresses on its design rows :math:`z = [1, x_{p_1}, \dots,
+x_{p_P}]` (a constant, then its parents' values). Everything here reads the site's statistics
+
+.. math::
+    G_s = Z_s^\top Z_s, \quad c_s = Z_s^\top y_s, \quad q_s = y_s^\top y_s, \quad n_s,
+
+over the rows where the variable and all its parents are observed, so
+
+* pooled least squares is :math:`\hat w = (\sum_s G_s)^{-1} \sum_s c_s` (:func:`pooled_fit`);
+* ridge toward a fit :math:`w_0` is :math:`(G_s + \lambda I)^{-1} (c_s + \lambda w_0)`
+  (:func:`ridge_fit`, :math:`\lambda \to 0` is the site's own least squares, the minimum-norm
+  solution where :math:`G_s` is singular);
+* a fit's residual sum of squares is :math:`q_s - 2 w^\top c_s + w^\top G_s w`.
+
+:func:`empirical_bayes_prior` turns the per-site fits of many sites into a Normal-Inverse-Gamma
+prior by the method of moments (see there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+#: The largest noise shape :math:`a` the empirical-Bayes prior takes (nearly known noise); the
+#: Student-t predictive of :math:`2a` degrees of freedom is then Gaussian to within 1e-4 nats.
+MAX_SHAPE = 1000.0
+#: Eigenvalues of the between-site coefficient covariance are floored at this fraction of its largest.
+COVARIANCE_FLOOR = 1e-4
+
+
+@dataclass(frozen=True)
+class SiteStatistics:
+    """One variable's least-squares statistics per site: ``gram [S, D, D]``, ``cross [S, D]``,
+    ``squares [S]`` and ``rows [S]`` (module docstring)."""
+
+    gram: np.ndarray
+    cross: np.ndarray
+    squares: np.ndarray
+    rows: np.ndarray
+
+    def residual(self, weights: np.ndarray) -> np.ndarray:
+        """``[S]`` residual sums of squares of ``weights`` ``[S, D]`` (or ``[D]`` for every site)."""
+        weights = np.broadcast_to(weights, self.cross.shape)
+        return (self.squares - 2 * (weights * self.cross).sum(-1)
+                + np.einsum("sd,sde,se->s", weights, self.gram, weights))
+
+
+def site_statistics(values: np.ndarray, parents: Sequence[Sequence[int]]) -> list[SiteStatistics]:
+    """Per variable ``n`` (columns of ``values [S, R, N]``, NaN where missing), its statistics
+    over the rows where it and its ``parents[n]`` (column indices) are observed."""
+    statistics = []
+    for n, columns in enumerate(parents):
+        design = np.concatenate([np.ones_like(values[..., :1]), values[..., list(columns)]], axis=-1)
+        target = values[..., n]
+        present = ~np.isnan(target) & ~np.isnan(design).any(-1)
+        design = np.where(present[..., None], design, 0.0)
+        target = np.where(present, target, 0.0)
+        statistics.append(SiteStatistics(np.einsum("srd,sre->sde", design, design),
+                                         np.einsum("srd,sr->sd", design, target),
+                                         (target**2).sum(-1), present.sum(-1)))
+    return statistics
+
+
+def pooled_fit(statistics: SiteStatistics) -> np.ndarray:
+    """``[D]``: least squares on every site's rows together (minimum norm where singular)."""
+    return np.linalg.pinv(statistics.gram.sum(0)) @ statistics.cross.sum(0)
+
+
+def ridge_fit(statistics: SiteStatistics, toward: np.ndarray, penalty: float) -> np.ndarray:
+    r"""``[S, D]``: each site's ridge fit toward ``toward`` ``[D]``, :math:`(G_s + \lambda I)^{-1}
+    (c_s + \lambda w_0)`; ``penalty`` 0 gives each site's own (minimum-norm) least squares."""
+    if penalty == 0:
+        return np.einsum("sde,se->sd", np.linalg.pinv(statistics.gram), statistics.cross)
+    eye = np.eye(statistics.gram.shape[-1])
+    return np.linalg.solve(statistics.gram + penalty * eye, (statistics.cross + penalty * toward)[..., None])[..., 0]
+
+
+@dataclass(frozen=True)
+class NormalInverseGamma:
+    r"""A Normal-Inverse-Gamma prior of one variable, :math:`w \mid s^2 \sim N(m, s^2 \Lambda^{-1})`,
+    :math:`s^2 \sim \mathrm{InvGamma}(a, b)`: ``mean [D]``, ``precision [D, D]``, ``shape``, ``scale``."""
+
+    mean: np.ndarray
+    precision: np.ndarray
+    shape: float
+    scale: float
+
+
+def empirical_bayes_prior(statistics: SiteStatistics) -> NormalInverseGamma:
+    r"""The method-of-moments prior of one variable from many sites' own least-squares fits.
+
+    With :math:`\hat w_s` the fit of site :math:`s` and :math:`\hat\sigma^2_s = \mathrm{RSS}_s /
+    (n_s - D)` its noise estimate, over the sites with :math:`n_s > D + 1` rows:
+    :math:`m` is pooled least squares, :math:`\sigma^2 = \overline{\hat\sigma^2_s}`, the
+    coefficients' between-site covariance is :math:`C = \mathrm{cov}_s(\hat w_s) - \sigma^2\,
+    \overline{G_s^{-1}}` (the spread of the fits less their estimation noise; eigenvalues floored
+    at :data:`COVARIANCE_FLOOR` of the largest), :math:`\Lambda = \sigma^2 C^{-1}` (so
+    :math:`s^2 \Lambda^{-1} = C` at :math:`s^2 = \sigma^2`), and the noise's
+    :math:`a = 2 + \sigma^4 / V` from the spread :math:`V` of the noise estimates less theirs
+    (:math:`2 \sigma^4 / (n_s - D)`), at most :data:`MAX_SHAPE`, :math:`b = a \sigma^2`. With
+    fewer than 3 such sites, :math:`\Lambda = I`, :math:`a = 2`, :math:`b = a \sigma^2` from
+    the pooled fit's residuals.
+    """
+    D = statistics.gram.shape[-1]
+    mean = pooled_fit(statistics)
+    usable = statistics.rows > D + 1
+    if usable.sum() < 3:
+        noise = max(statistics.residual(mean).sum() / max(statistics.rows.sum() - D, 1), 1e-6)
+        return NormalInverseGamma(mean, np.eye(D), 2.0, 2.0 * noise)
+    site = SiteStatistics(*(part[usable] for part in (statistics.gram, statistics.cross, statistics.squares,
+                                                       statistics.rows)))
+    fits = ridge_fit(site, mean, 0.0)
+    freedom = site.rows - D
+    noises = np.maximum(site.residual(fits), 0.0) / freedom
+    noise = max(float(noises.mean()), 1e-6)
+    spread = np.cov(fits, rowvar=False).reshape(D, D) - noise * np.linalg.pinv(site.gram).mean(0)
+    values, vectors = np.linalg.eigh((spread + spread.T) / 2)
+    values = np.maximum(values, COVARIANCE_FLOOR * max(values.max(), 1e-8))
+    precision = noise * (vectors / values) @ vectors.T
+    excess = noises.var(ddof=1) - (2 * noises**2 / freedom).mean()
+    shape = MAX_SHAPE if excess <= 0 else float(np.clip(2 + noise**2 / excess, 2.0, MAX_SHAPE))
+    return NormalInverseGamma(mean, precision, shape, shape * noise)
