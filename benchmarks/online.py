@@ -145,7 +145,7 @@ def batch_run(family, args: argparse.Namespace, stream_tasks, validation) -> dic
 def run(args: argparse.Namespace) -> dict:
     import graphmeta as gm
     from graphmeta.train import TaskBuffer
-    from graphmeta.train.sampler import EpisodeSampler
+    from graphmeta.train.episode_sampler import EpisodeSampler
 
     torch.set_num_threads(args.threads)
     family = gm.load_family("alarm-dirichlet")

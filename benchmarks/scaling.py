@@ -3,7 +3,7 @@
 Each round starts the processes as ``torchrun --standalone`` would
 (:func:`graphmeta.train.launch.run_on_processes`, gloo on CPU); every process builds the
 case's model from the same seed and runs the training step of :class:`graphmeta.Trainer`: the
-next meta-batch of the :class:`~graphmeta.train.sampler.EpisodeSampler` (every process samples
+next meta-batch of the :class:`~graphmeta.train.episode_sampler.EpisodeSampler` (every process samples
 the whole meta-batch and keeps its share) and one :func:`~graphmeta.train.outer_step.meta_update`
 through the model's DDP replica, ``--warmup`` steps untimed, then ``--steps`` timed. Rounds
 alternate 1 and 2 processes ``--repeats`` times and each row keeps its fastest round, so a
@@ -73,7 +73,7 @@ def measure(cases: tuple[Case, ...], warmup: int, steps: int) -> list[dict[str, 
     import graphmeta as gm
     from graphmeta.train.distributed import join_data_parallel_group
     from graphmeta.train.outer_step import meta_update
-    from graphmeta.train.sampler import EpisodeSampler
+    from graphmeta.train.episode_sampler import EpisodeSampler
 
     torch.set_num_threads(1)
     group = join_data_parallel_group()

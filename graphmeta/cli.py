@@ -30,7 +30,7 @@ from . import __version__
 from .allocator import reuse_large_allocations
 from .errors import GraphMetaError
 
-COMMANDS = ("demo", "train", "tune", "evaluate", "draw", "datasets")
+COMMANDS = ("demo", "train", "tune", "evaluate", "curves", "draw", "datasets")
 
 
 def build_parser() -> argparse.ArgumentParser:

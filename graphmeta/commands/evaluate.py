@@ -39,10 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from ..train import OnlineMetaLearner, Trainer
     from ..train.config import load_run_config, parse_override
     from ..train.figures import plot_run_figures
+    from ..train.distributed import resolve_backend
     from ..train.launch import run_on_processes
 
     if args.nproc > 1:
-        return run_on_processes(args.nproc, run, argparse.Namespace(**{**vars(args), "nproc": 1}))
+        train = load_run_config(args.run_dir).train
+        return run_on_processes(args.nproc, run, argparse.Namespace(**{**vars(args), "nproc": 1}),
+                                backend=resolve_backend(train.backend, train.device), what="evaluating")
     options: dict[str, Any] = {}
     for text in args.overrides:
         section, key, value = parse_override(text if "." in text.split("=", 1)[0] else f"evaluate.{text}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,9 +46,36 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train (and evaluate); a run stopped by SIGINT or SIGTERM prints how to resume it and exits
+    with ``128 + signal`` (:mod:`graphmeta.train.interrupts`)."""
+    from ..train.interrupts import RunInterrupted
+
+    try:
+        return train(args)
+    except RunInterrupted as interrupted:
+        print(f"{interrupted}. Resume with: {resume_command(args)}", file=sys.stderr)
+        return interrupted.exit_status
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command line that resumes the run(s) ``args`` started."""
+    words = ["graphmeta", "train", str(args.config)]
+    for override in args.overrides:
+        words += ["--set", override]
+    if args.seeds:
+        words += ["--seeds", *map(str, args.seeds)]
+    if args.nproc > 1:
+        words += ["--nproc", str(args.nproc)]
+    if not args.evaluate:
+        words.append("--no-evaluate")
+    return shlex.join([*words, "--resume"])
+
+
+def train(args: argparse.Namespace) -> int:
+    """What :func:`run` does until a signal stops it."""
     from ..train import OnlineMetaLearner, Trainer, load_config
     from ..train.figures import plot_run_figures
-    from ..train.distributed import DataParallelGroup, restart_count
+    from ..train.distributed import DataParallelGroup, resolve_backend, restart_count
     from ..train.launch import run_on_processes
 
     config = load_config(args.config, args.overrides)
@@ -54,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         return run_seeds(config.with_values({"train.name": config.train.name or args.config.stem}), args)
     if args.nproc > 1:  # a config that cannot be split is refused before any process starts
         DataParallelGroup(0, args.nproc).check_training(config.train.mode, config.train.meta_batch_size)
-        return run_on_processes(args.nproc, run, argparse.Namespace(**{**vars(args), "nproc": 1}))
+        return run_on_processes(args.nproc, train, argparse.Namespace(**{**vars(args), "nproc": 1}),
+                                backend=resolve_backend(config.train.backend, config.train.device), what="training")
     if config.train.name is None:
         config = config.with_overrides([f"train.name={args.config.stem}"])
     online = config.train.mode == "online"

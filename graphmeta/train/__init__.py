@@ -4,18 +4,21 @@
 stream of tasks (FTML). Both are thin learners on ONE run loop; the pieces stand alone, for
 other training loops:
 
-- :mod:`.run_loop`: the run loop both learners share (``RunLoop``): resume, progress,
-  validation, checkpoints, early stopping, stop requests, the summary;
+- :mod:`.run_loop`: the run loop both learners share (``RunLoop``): progress, validation,
+  checkpoints, early stopping, stop requests; :mod:`.run_state`: what a run is made of, how it is
+  built and its checkpoint (``RunState``, its counters :mod:`.loop_state`, log window
+  :mod:`.metric_window`); :mod:`.run_start`: a new or resumed run; :mod:`.training_summary`;
 - :mod:`.hooks`: what tuning and distributed training attach to it (``Hook`` and its events);
 - :mod:`.outer_step`: one meta-update (``meta_update``);
 - :mod:`.distributed`: data-parallel training on several processes (torchrun, DDP);
   :mod:`.launch`: ``--nproc N``, those processes started on this machine;
-- :mod:`.config`: the YAML run config and its validation (``TrainConfig``, ``EvaluateConfig``);
+- :mod:`.config`: the YAML run config, its validation and comparison (``TrainConfig``, ``EvaluateConfig``);
 - :mod:`.checkpoint`: atomic, verified, weights-only checkpoints and RNG states;
 - :mod:`.run_dir`: the files of a run (``RunDirectory``: config, metrics.jsonl, summary);
-- :mod:`.sampler`: a task stream whose state is one counter (``EpisodeSampler``);
+- :mod:`.episode_sampler`: a task stream whose state is one counter (``EpisodeSampler``);
 - :mod:`.buffer`: the bounded task memory of online meta-learning (``TaskBuffer``);
-- :mod:`.schedules`: learning-rate schedules; :mod:`.evaluation`: baselines and intervals (numbers);
+- :mod:`.schedules`: learning-rate schedules; :mod:`.evaluation`: a run's evaluation, its
+  baselines (from scratch, pooled, the ablation) and intervals (numbers);
 - :mod:`.figures`: training curves and per-node task-graph pictures, drawn from those numbers.
 """
 

@@ -22,15 +22,16 @@ buffer restored from :meth:`TaskBuffer.state_dict` continues exactly as the orig
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 
 from ..data import DenseGraphs, Split, TaskBatch
-from ..errors import CheckpointError, ConfigError, DataError, TrainingError
+from ..errors import CheckpointError, DataError, TrainingError
 from ..taskgraph import TaskGraph
-from .sampler import derive_seed
+from ..validation import NonNegativeInt, OneOf, PositiveInt, checked
+from .episode_sampler import derive_seed
 
 BUFFER_POLICIES = ("reservoir", "fifo")
 SLOT_STREAM, BATCH_STREAM = 2, 3  # 0 and 1 are the EpisodeSampler's
@@ -38,14 +39,12 @@ SLOT_STREAM, BATCH_STREAM = 2, 3  # 0 and 1 are the EpisodeSampler's
 Tree = dict[str, Any]  # nested dicts of tensors with a leading task axis
 
 
+@checked
 class TaskBuffer:
     """At most ``capacity`` tasks of ``graph``, kept by ``policy`` (``reservoir`` or ``fifo``)."""
 
-    def __init__(self, graph: TaskGraph, capacity: int, policy: str = "reservoir", seed: int = 0) -> None:
-        if not isinstance(capacity, int) or capacity < 1:
-            raise ConfigError(f"buffer capacity must be an integer >= 1, got {capacity!r}")
-        if policy not in BUFFER_POLICIES:
-            raise ConfigError(f"buffer policy must be one of {', '.join(BUFFER_POLICIES)}, got {policy!r}")
+    def __init__(self, graph: TaskGraph, capacity: PositiveInt,
+                 policy: Annotated[str, OneOf(BUFFER_POLICIES)] = "reservoir", seed: NonNegativeInt = 0) -> None:
         self.graph = graph
         self.capacity = capacity
         self.policy = policy

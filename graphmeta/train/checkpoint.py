@@ -8,6 +8,11 @@ never a torn one, and a state that cannot be loaded never replaces a good file.
 
 Checkpoints hold only tensors and primitive containers, so they load with
 ``weights_only=True``, which cannot run code from a file.
+
+A checkpoint records the model it belongs to: its settings (``model_config``) and its task graph
+(``graph`` and ``graph_fingerprint``, :func:`graph_record`). Loading it into another model is a
+:class:`CheckpointError` listing every setting that differs (``saved -> current``) and how the
+graphs differ (:func:`model_differences`).
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ import torch
 
 from ..errors import CheckpointError
 from ..learners.banks.bank_set import bank_shapes
+from ..taskgraph.comparison import graph_differences, graph_fingerprint
 
-#: 2: learner banks name their weights (``theta.head_weight``), algorithms own their rates
-#: (``algorithm.inner_lrs``). 1: graphmeta 0.1, positional weights (``theta.0``).
-FORMAT_VERSION = 2
-FORMAT_HISTORY = {1: "graphmeta 0.1, whose banks stored their weights by position (theta.0, theta.1, ...)"}
+#: 3: learned inner rates stored as scales of ``inner_lr`` (``algorithm.rate_scales``). 2: learner
+#: banks name their weights (``theta.head_weight``), algorithms own their rates (``algorithm.inner_lrs``).
+#: 1: graphmeta 0.1, positional weights (``theta.0``).
+FORMAT_VERSION = 3
+FORMAT_HISTORY = {1: "graphmeta 0.1, whose banks stored their weights by position (theta.0, theta.1, ...)",
+                  2: "graphmeta 0.1 before learned inner rates were stored as scales of inner_lr (algorithm.rates)"}
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -169,13 +177,14 @@ def _fsync_directory(directory: Path) -> None:
 
 def restore_model_and_optimizer(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                                 state: Mapping[str, Any], source: str) -> None:
-    """Load ``state["model"]`` and ``state["optimizer"]``; a checkpoint of a differently configured
-    model, or one that does not fit, is a :class:`CheckpointError` naming ``source`` and the settings."""
-    saved, current = dict(state["model_config"]), model.config
-    if saved != current:
-        differing = sorted(k for k in {*saved, *current} if saved.get(k) != current.get(k))
-        raise CheckpointError(f"{source} was written by a model with other settings ({', '.join(differing)}): "
-                              f"{ {k: saved.get(k) for k in differing} }")
+    """Load ``state["model"]`` and ``state["optimizer"]``; a checkpoint of another model (other
+    settings, or another task graph: :func:`model_differences`), or one that does not fit, is a
+    :class:`CheckpointError` naming ``source`` and every difference."""
+    differences = model_differences(state, model)
+    if differences:
+        raise CheckpointError(f"{source} was written by another model than this one: {'; '.join(differences)}. "
+                              "Load it into a model built with the checkpoint's settings and graph "
+                              "(GraphMetaLearner.from_run / graphmeta evaluate RUN_DIR rebuild it from the run)")
     saved_banks, current_banks = (len(bank_shapes(weights)) for weights in (state["model"], model.state_dict()))
     if saved_banks != current_banks:
         raise CheckpointError(f"{source} holds {saved_banks} learner banks where this model has {current_banks}: it "
@@ -189,6 +198,29 @@ def restore_model_and_optimizer(model: torch.nn.Module, optimizer: torch.optim.O
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise CheckpointError(f"{source} does not fit this model: {problems[0]}{more}") from None
 
+
+
+def graph_record(graph: Any) -> dict[str, Any]:
+    """What a checkpoint records of the model's task graph: ``graph`` (its
+    :meth:`~graphmeta.TaskGraph.to_dict`) and ``graph_fingerprint``
+    (:func:`~graphmeta.taskgraph.comparison.graph_fingerprint`)."""
+    described = graph.to_dict()
+    return {"graph": described, "graph_fingerprint": graph_fingerprint(described)}
+
+
+def model_differences(state: Mapping[str, Any], model: Any) -> list[str]:
+    """How the model that wrote the checkpoint ``state`` differs from ``model``: every setting,
+    as ``key: saved -> current``, then the graph's differences (a checkpoint written before
+    graphs were recorded is compared by its settings alone). ``[]``: the same model."""
+    saved, current = dict(state["model_config"]), model.config
+    differences = [f"model.{key}: {saved.get(key)!r} -> {current.get(key)!r}"
+                   for key in sorted({*saved, *current}) if saved.get(key) != current.get(key)]
+    if "graph" in state:
+        recorded = graph_record(model.graph)
+        if state.get("graph_fingerprint") != recorded["graph_fingerprint"]:
+            changed = graph_differences(state["graph"], recorded["graph"], "the checkpoint's graph", "this model's")
+            differences.append(f"task graph ({'; '.join(changed) or 'fingerprints differ'})")
+    return differences
 
 
 def require_finite_parameters(model: torch.nn.Module, when: str) -> None:

@@ -35,8 +35,8 @@ from ..validation import (Ge, Gt, NonNegativeFloat, NonNegativeInt, OneOf, Posit
                           check_arguments, checked, defaults, load_yaml, parameters)
 from .buffer import BUFFER_POLICIES
 from .distributed import BACKENDS
-from .run_dir import RunDirectory
-from .sampler import Family, Shots
+from .episode_sampler import Family, Shots
+from .run_dir import RunDirectory, as_written
 from .schedules import SCHEDULES
 
 MODES = ("batch", "online")
@@ -62,8 +62,24 @@ class CheckedSection:
         """A copy with ``changes`` applied, checked like ``from_dict``."""
         return type(self).from_dict({**self.to_dict(), **changes})
 
+    @classmethod
+    def from_given(cls: type[Section], section: Section | None, keywords: Mapping[str, Any], where: str,
+                   defaults: Mapping[str, Any] | None = None) -> Section:
+        """The section a learner was given: ``section`` itself, typed (then no ``keywords``), or the
+        section of ``keywords`` over ``defaults``; ``where`` names it in messages."""
+        if section is None:
+            return cls.from_dict({**(defaults or {}), **keywords}, where)
+        if not isinstance(section, cls):
+            raise ConfigError(f"{where} must be a {cls.__name__}, got {type(section).__name__}: pass a "
+                              f"{cls.__name__} or its keys as keyword arguments")
+        if keywords:
+            raise ConfigError(f"{where} was given as a {cls.__name__} and as the keywords {', '.join(keywords)}: "
+                              f"give one (change a {cls.__name__} with its .replace({next(iter(keywords))}=...))")
+        return section
 
-@checked
+
+@checked(moved={key: f"the range of learned inner rates is the model's now: model.{key} "
+                     f"(GraphMetaLearner(..., {key}=...))" for key in ("min_rate", "max_rate")})
 @dataclass(frozen=True)
 class TrainConfig(CheckedSection):
     """The ``train:`` section: the arguments of :class:`~graphmeta.train.Trainer`.
@@ -77,16 +93,13 @@ class TrainConfig(CheckedSection):
         meta_batch_size: tasks per meta-batch.
         shots, query_shots: support and query examples per task; ``shots`` may be a range
             ``[low, high]`` (batch mode): each task then draws its support size log-uniformly
-            from it (:mod:`.sampler`), so one model serves every size in the range.
+            from it (:mod:`.episode_sampler`), so one model serves every size in the range.
         outer_lr: Adam learning rate of the meta-parameters.
-        rate_lr: Adam learning rate of the learned inner rates (Meta-SGD's and MAML++'s ``rates``,
-            ``inner_lrs`` with ``learn_inner_lr``), their own parameter group (``null``:
-            ``outer_lr * model.inner_lr``, so Adam moves a rate by about ``outer_lr`` of its initial
-            size per step, as it moves a weight of size 1 by ``outer_lr``; at ``outer_lr`` itself a
-            rate of 0.001 moves by its own size in one step). Follows the schedule like ``outer_lr``.
-        min_rate, max_rate: after every outer step each learned inner rate is clamped into
-            ``[min_rate, max_rate]`` (``null``: no bound on that side); the default keeps them
-            non-negative, so an inner step never climbs the support loss.
+        rate_lr: Adam learning rate of the learned inner rates (Meta-SGD's and MAML++'s
+            ``rate_scales``, ``rate_scales`` with ``learn_inner_lr``), their own parameter group
+            (``null``: ``outer_lr``; a rate is ``inner_lr`` times its scale, so Adam moves it by about
+            ``rate_lr`` of its initial size per step). Follows the schedule like ``outer_lr``. The
+            range of the rates is the model's (``model.min_rate``, ``model.max_rate``).
         schedule, warmup_steps, final_lr_ratio: learning-rate schedule (see :mod:`.schedules`):
             ``exponential`` and ``cosine`` end at ``final_lr_ratio * outer_lr``; the exponential
             schedule's decay per step is ``final_lr_ratio ** (1 / (steps - warmup_steps - 1))``.
@@ -115,8 +128,6 @@ class TrainConfig(CheckedSection):
     query_shots: PositiveInt = 15
     outer_lr: NonNegativeFloat = 1e-3
     rate_lr: NonNegativeFloat | None = None
-    min_rate: NonNegativeFloat | None = 0.0
-    max_rate: PositiveFloat | None = None
     schedule: Annotated[str, OneOf(SCHEDULES)] = "constant"
     warmup_steps: NonNegativeInt = 0
     final_lr_ratio: NonNegativeFloat = 0.01
@@ -134,14 +145,13 @@ class TrainConfig(CheckedSection):
     threads: PositiveInt | Annotated[str, OneOf(("auto",))] = 1
     progress: bool = True
     on_nonfinite: Annotated[str, OneOf(NONFINITE_POLICIES)] = "stop"
+    # experiment trackers besides metrics.jsonl (graphmeta.train.loggers); null: TensorBoard when installed
+    loggers: tuple[Annotated[str, OneOf(("tensorboard", "mlflow"))], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.mode == "online" and not isinstance(self.shots, int):
             raise ConfigError(f"train.shots is the range {list(self.shots)}, which batch mode trains on; online mode "
                               "keeps every arriving task at one support size: give train.shots as one count")
-        if self.min_rate is not None and self.max_rate is not None and self.min_rate > self.max_rate:
-            raise ConfigError(f"train.min_rate ({self.min_rate}) is above train.max_rate ({self.max_rate}): the "
-                              "learned inner rates are clamped into [min_rate, max_rate]; give min_rate <= max_rate")
         if self.schedule == "exponential" and self.final_lr_ratio == 0:
             raise ConfigError("train.final_lr_ratio must be above 0 with the exponential schedule, which multiplies "
                               "the rate by final_lr_ratio ** (1 / (steps - warmup_steps - 1)) every step")
@@ -154,7 +164,9 @@ class EvaluateConfig(CheckedSection):
 
     Args:
         split: which tasks (``train``, ``val`` or ``test``); always the same tasks for a seed.
-        num_tasks: how many tasks; confidence intervals are over tasks.
+        num_tasks: how many tasks; confidence intervals are over tasks (``null``: every task of
+            the split where the family holds a fixed set of them, a table, whose tasks then also
+            give every row past their support as query; else 100).
         adapt_steps: inner steps at test time (``null``: the model's ``inner_steps``).
         shots: support examples per task (``null``: ``train.shots``): a count, or a range
             ``[low, high]`` spread evenly over the tasks. The same tasks at every size, so a
@@ -168,7 +180,7 @@ class EvaluateConfig(CheckedSection):
     """
 
     split: Annotated[str, OneOf(SPLITS)] = "test"
-    num_tasks: Annotated[int, Ge(2)] = 100
+    num_tasks: Annotated[int, Ge(2)] | None = None
     adapt_steps: NonNegativeInt | None = None
     shots: Shots | None = None
     scratch_steps: NonNegativeInt | None = None
@@ -381,15 +393,39 @@ class RunConfig:
 
     def with_values(self, values: Mapping[str, Any]) -> RunConfig:
         """A copy with ``{"section.key": value}`` set (the section is created if absent), checked
-        like :meth:`from_dict`."""
+        like :meth:`from_dict`. A key path into a mapping-valued key sets one entry of it:
+        ``tune.space.model.inner_lr`` is the entry ``model.inner_lr`` of ``tune.space``."""
         data = self.to_dict()
         for path, value in values.items():
             section, key = path.split(".", 1)
-            data[section] = {**data.get(section, {}), key: value}
+            data[section] = _with_key(data.get(section) or {}, key, value)
         return RunConfig.from_dict(data)
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig))
+#: Run-config keys that say where a run lives, how its processes talk and whether a progress bar
+#: shows, not what it computes: a resumed run may differ in them without ``allow_changes``.
+FREE_KEYS = ("train.run_dir", "train.name", "train.progress", "train.backend")
+#: The checked run-config sections, completed with their defaults before two configs are compared.
+CHECKED_SECTIONS = {"train": TrainConfig, "evaluate": EvaluateConfig, "online": OnlineConfig}
+
+
+def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{"section.key": (saved value, current value)}`` for every key in which two run configs
+    differ, except :data:`FREE_KEYS`; the checked sections are completed with their defaults first,
+    so a key added to graphmeta since ``saved`` was written is no change."""
+    old, new = (_flat(as_written(_completed(config))) for config in (saved, current))
+    return {key: (old.get(key), new.get(key)) for key in sorted(old.keys() | new.keys())
+            if key not in FREE_KEYS and old.get(key) != new.get(key)}
+
+
+def _completed(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: CHECKED_SECTIONS[name].from_dict(section or {}, name).to_dict() if name in CHECKED_SECTIONS
+            else section for name, section in config.items()}
+
+
+def _flat(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"{name}.{key}": value for name, section in config.items() for key, value in (section or {}).items()}
 
 
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfig:
@@ -458,6 +494,16 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         valid = [f"{section}.{key}" for section, names in keys.items() for key in names]
         raise ConfigError(f"unknown key {path!r} in --set {text}{closest(path, valid)}")
     return owners[0], path, value
+
+
+def _with_key(section: Mapping[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """``section`` with ``key`` set to ``value``; ``name.entry`` where ``name`` holds a mapping (or
+    nothing yet) sets the entry ``entry`` of that mapping, the rest of it kept."""
+    name, _, entry = key.partition(".")
+    held = section.get(name)
+    if entry and (held is None or isinstance(held, Mapping)):
+        return {**section, name: {**(held or {}), entry: value}}
+    return {**section, key: value}
 
 
 def model_defaults() -> dict[str, Any]:

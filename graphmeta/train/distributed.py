@@ -16,7 +16,7 @@ and the run loop (:mod:`.run_loop`) asks this module what differs between them:
   process group: every process starts from the same parameters, and the other machines of a
   run need no copy of the run directory to resume.
 - **Shares.** Meta-batch ``i`` is the same for any number of processes
-  (:class:`~graphmeta.train.sampler.EpisodeSampler`); process ``r`` of ``W`` takes its contiguous
+  (:class:`~graphmeta.train.episode_sampler.EpisodeSampler`); process ``r`` of ``W`` takes its contiguous
   block of ``B / W`` tasks (:meth:`DataParallelGroup.share`). ``train.meta_batch_size`` must be a
   multiple of ``W``, so every share counts alike: the meta-loss is the mean over the (task, node)
   pairs with query examples, every task of a family's meta-batch has query examples at every
@@ -256,8 +256,8 @@ def join_data_parallel_group(backend: str = "auto", device: str | None = None) -
     rank, world_size, local_rank = environment["RANK"], environment["WORLD_SIZE"], environment["LOCAL_RANK"]
     group = DataParallelGroup(rank, world_size, local_rank)
     device = group.process_device(device)
-    chosen = _backend(backend, device)
-    if chosen == "nccl":  # _backend checked that device is a GPU
+    chosen = resolve_backend(backend, device)
+    if chosen == "nccl":  # resolve_backend checked that device is a GPU
         torch.cuda.set_device(device)
         group = replace(group, collective_device=device)
     store, rank, world_size = next(dist.rendezvous("env://", rank, world_size))
@@ -308,7 +308,9 @@ def _torchrun_environment() -> dict[str, Any] | None:
     return given
 
 
-def _backend(backend: str, device: str | None) -> str:
+def resolve_backend(backend: str, device: str | None) -> str:
+    """The collective backend ``train.backend`` means on ``train.device`` (``auto``: NCCL on a GPU,
+    gloo otherwise); NCCL without a GPU is a ConfigError."""
     on_gpu = device is not None and torch.device(device).type == "cuda"
     if backend == "auto":
         return "nccl" if on_gpu else "gloo"

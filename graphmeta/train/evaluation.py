@@ -31,21 +31,38 @@ tasks' query loss without adaptation), then used on every task as it is.
 
 In a data-parallel run the tasks are split over the processes and the per-task results gathered
 in task order (:mod:`.distributed`), so every process gets the report one process would.
+
+The from-scratch baseline sees nothing of the meta-learned model, so a run's evaluation keeps it
+in the :mod:`.baseline_cache` of its runs folder: evaluating again, with other adaptation steps,
+or another run on the same tasks reads it back. An evaluation shows a progress bar of its
+stages (unless ``train.progress`` is false) and reports its wall time (``wall_time_s``).
+
+A learner of the run loop evaluates its run with :func:`evaluate_run`: the fixed tasks of its task
+stream, the ablation trained beside the run (:func:`train_ablation`), a table's training rows for
+the pooled baseline (:func:`pooled_rows`), the report written into the run directory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from ..adapted_graph import AdaptedGraph
 from ..data import Split, TaskBatch
 from ..model import GraphMetaLearner
+from .baseline_cache import CACHE_FOLDER, cached, digest
+from .config import EvaluateConfig
 from .distributed import SINGLE_PROCESS, DataParallelGroup
+from ..families.base import TaskFamily
+from .episode_sampler import Family
 
 METHODS = {
     "no_adaptation": "no adaptation",
@@ -55,6 +72,8 @@ METHODS = {
     "pooled": "pooled model, no adaptation",
 }
 #: What the baselines choose from on the validation tasks (see the module docstring).
+#: Tasks an evaluation takes where the family draws them anew (``evaluate.num_tasks: null``).
+DEFAULT_TASKS = 100
 SCRATCH_RATES = (0.001, 0.01, 0.1)
 SCRATCH_STEPS = (10, 30, 100, 300)
 POOLED_RATES = (0.001, 0.01)
@@ -134,6 +153,12 @@ class EvaluationReport:
     methods: dict[str, MethodResult]
     #: How the tuned baselines were set, ``{method: "100 steps at rate 0.01"}``.
     settings: dict[str, str] = field(default_factory=dict)
+    #: Wall time of the evaluation, baselines included (``None``: not measured).
+    wall_time_s: float | None = None
+    #: Tasks of a table whose support took fewer rows than ``shots`` (all but one of their rows).
+    capped_tasks: int = 0
+    #: Whether every task gave every row past its support as query (the tasks of a table).
+    whole_tasks: bool = False
 
     @property
     def num_tasks(self) -> int:
@@ -184,7 +209,9 @@ class EvaluationReport:
             if self.has_accuracy:
                 methods[key]["accuracy"] = result.total_accuracy().to_dict()
         return {"name": self.name, "split": self.split, "num_tasks": self.num_tasks, "shots": self.shots,
-                "adapt_steps": self.adapt_steps, "nodes": list(self.nodes), "methods": methods}
+                "adapt_steps": self.adapt_steps, "nodes": list(self.nodes), "methods": methods,
+                "capped_tasks": self.capped_tasks, "whole_tasks": self.whole_tasks,
+                **({} if self.wall_time_s is None else {"wall_time_s": self.wall_time_s})}
 
     def table(self, per_node: bool = False) -> str:
         """The totals as a text table (and the per-node losses with ``per_node``)."""
@@ -194,8 +221,14 @@ class EvaluationReport:
             difference = "" if key == "adapted" else f"{self.paired_difference(key):+}"
             rows.append([self.label(key), str(result.total_loss()), difference]
                         + ([str(result.total_accuracy())] if self.has_accuracy else []))
-        title = (f"{self.name}: {self.num_tasks} {self.split} tasks, {self.shots} shots, "
-                 f"{_count(self.adapt_steps, 'adaptation step')} (mean ± 95% CI over tasks)")
+        took = "" if self.wall_time_s is None else f", evaluated in {self.wall_time_s:.1f} s"
+        shots = f"{self.shots} shots"
+        if self.capped_tasks:
+            shots += f" (all rows but one on the {_count(self.capped_tasks, 'smaller task')})"
+        if self.whole_tasks:
+            shots += ", every other row as query"
+        title = (f"{self.name}: {self.num_tasks} {self.split} tasks, {shots}, "
+                 f"{_count(self.adapt_steps, 'adaptation step')} (mean ± 95% CI over tasks{took})")
         text = [title, _format(header, rows)]
         if per_node:
             header = ["node", *(self.label(key) for key in self.methods)]
@@ -205,47 +238,127 @@ class EvaluationReport:
         return "\n".join(text)
 
 
+def evaluate_run(learner: Any, options: EvaluateConfig) -> EvaluationReport:
+    """Evaluate the model of ``learner`` (a :class:`~.run_loop.RunLoop`) as ``options`` say: on
+    ``num_tasks`` fixed tasks of ``split`` of its task stream against the baselines, the ablation
+    trained first (:func:`train_ablation`) with ``ablation`` and message passing on. The writer
+    process writes ``evaluation-<split>-<k>steps.json`` and the ``evaluation`` section of ``summary.json``."""
+    model, config, sampler, run, group = learner.model, learner.config, learner.sampler, learner.run, learner.parallel
+    started = perf_counter()
+    ablation = learner.train_ablation() if options.ablation and model.config["message_passing"] else None
+    steps = model.config["inner_steps"] if options.adapt_steps is None else options.adapt_steps
+    fixed = learner.family.fixed_tasks(options.split) if isinstance(learner.family, TaskFamily) else None
+    num_tasks = options.num_tasks or (fixed[0] if fixed else DEFAULT_TASKS)
+    tasks = sampler.fixed(options.split, num_tasks, options.shots, query=fixed[1] if fixed else None)
+    report = evaluate_methods(model, tasks, steps, sampler.fixed("val", config.val_tasks), options.tasks_per_batch,
+                              config.seed, run.path.name, options.split, options.scratch_steps, options.scratch_lr,
+                              ablation, group, pooled_rows(learner.family), config.progress and group.is_writer,
+                              run.path.parent / CACHE_FOLDER)
+    asked = torch.as_tensor(sampler.fixed_shots(num_tasks, options.shots))
+    capped = int((tasks.support.task_rows < asked).sum()) if fixed else 0
+    report = dataclasses.replace(report, wall_time_s=round(perf_counter() - started, 2), capped_tasks=capped,
+                                 whole_tasks=fixed is not None)
+    if group.is_writer:
+        run.write_json(run.evaluation(report.split, report.adapt_steps), report.to_dict())
+        run.update_summary("evaluation", report.to_dict())
+    return report
+
+
+def train_ablation(learner: Any) -> GraphMetaLearner:
+    """The ablation of the run of ``learner`` (a :class:`~.run_loop.RunLoop`): the same configuration
+    with message passing off, seeded alike and trained by the same kind of learner into
+    ``RUN/ablation`` once (resumed if interrupted, reloaded when done, following the run's config
+    when that changed on resume); its model."""
+    torch.manual_seed(learner.config.seed)
+    model = GraphMetaLearner(learner.model.graph, **{**learner.model.config, "message_passing": False})
+    train = learner.config.replace(run_dir=str(learner.run.ablation.parent), name=learner.run.ablation.name)
+    sections = {name: getattr(learner, name) for name in learner.sections}
+    ablation = type(learner)(model, learner.family, train, **sections)
+    ablation.family_spec = learner.family_spec
+    ablation.fit(resume=True, allow_changes=True)
+    return ablation.model
+
+
+def pooled_rows(family: Family) -> Split | None:
+    """The training rows of a family that holds a table (``family.pooled_rows``), for the pooled
+    baseline of :func:`evaluate_methods`; else ``None``."""
+    return family.pooled_rows("train") if hasattr(family, "pooled_rows") else None
+
+
 def evaluate_methods(model: GraphMetaLearner, tasks: TaskBatch, adapt_steps: int, validation: TaskBatch,
                      tasks_per_batch: int, seed: int, name: str, split: str, scratch_steps: int | None = None,
                      scratch_lr: float | None = None, ablation: GraphMetaLearner | None = None,
-                     group: DataParallelGroup = SINGLE_PROCESS, pooled_rows: Split | None = None) -> EvaluationReport:
+                     group: DataParallelGroup = SINGLE_PROCESS, pooled_rows: Split | None = None,
+                     progress: bool = False, cache: Path | None = None) -> EvaluationReport:
     """Evaluate ``model`` (and the ``ablation`` model, if given) and the baselines on ``tasks``,
     both models in eval mode; ``name`` and ``split`` label the report. The from-scratch baseline
     trains ``scratch_steps`` Adam steps at ``scratch_lr``, each chosen on the ``validation`` tasks
     where ``None``; with a table's training rows (``pooled_rows``) the pooled baseline joins
-    (module docstring). Each process of ``group`` evaluates its share of the tasks."""
+    (module docstring). Each process of ``group`` evaluates its share of the tasks; with ``progress``
+    a progress bar counts the stages (one per method). ``cache``: the folder of the
+    :mod:`.baseline_cache` that keeps the from-scratch baseline (``None``: none)."""
     for evaluated in (model, ablation):
         if evaluated is not None:
             evaluated.eval()
     share = group.take(tasks)
-    steps, rate = choose_scratch_settings(model, validation, seed, scratch_steps, scratch_lr)
-    chosen = [what for what, given in (("steps", scratch_steps), ("rate", scratch_lr)) if given is None]
-    methods = {
-        "no_adaptation": query_results(model, share, tasks_per_batch, lambda chunk: model.adapt(chunk, steps=0)),
-        "adapted": query_results(model, share, tasks_per_batch, lambda chunk: model.adapt(chunk, steps=adapt_steps)),
-        "from_scratch": query_results(model, share, tasks_per_batch, lambda chunk: fit_fresh(
-            model, chunk, steps, rate, seed)),
-    }
-    how = "" if not chosen else ", chosen on validation tasks" if len(chosen) == 2 else f", {chosen[0]} chosen on validation tasks"
-    settings = {"from_scratch": f"{_count(steps, 'step')} at rate {rate:g}{how}"}
-    if pooled_rows is not None:
-        pooled, pooled_steps, pooled_rate = fit_pooled(model, pooled_rows, validation, seed)
-        methods["pooled"] = query_results(model, share, tasks_per_batch,
-                                          lambda chunk: for_tasks(pooled, chunk.num_tasks))
-        settings["pooled"] = f"{_count(pooled_steps, 'step')} at rate {pooled_rate:g} on every training row"
-    if ablation is not None:
-        methods["no_message_passing"] = query_results(ablation, share, tasks_per_batch,
-                                                      lambda chunk: ablation.adapt(chunk, steps=adapt_steps))
+    stages = 3 + (pooled_rows is not None) * 2 + (ablation is not None)
+    with tqdm(total=stages, desc=f"evaluating {name}", unit="stage", disable=not progress, dynamic_ncols=True,
+              leave=False) as bar:
+        def stage(label: str, result: Any) -> Any:
+            bar.set_postfix_str(label, refresh=False)
+            bar.update()
+            return result
+
+        scratch = stage("from scratch", scratch_baseline(model, share, validation, tasks_per_batch, seed,
+                                                         scratch_steps, scratch_lr, cache))
+        steps, rate = scratch["steps"], scratch["rate"]
+        chosen = [what for what, given in (("steps", scratch_steps), ("rate", scratch_lr)) if given is None]
+        methods = {
+            "no_adaptation": stage("no adaptation", query_results(model, share, tasks_per_batch,
+                                                                  lambda chunk: model.adapt(chunk, steps=0))),
+            "adapted": stage("adapted", query_results(model, share, tasks_per_batch,
+                                                      lambda chunk: model.adapt(chunk, steps=adapt_steps))),
+            "from_scratch": MethodResult(scratch["loss"], scratch["accuracy"]),
+        }
+        how = "" if not chosen else ", chosen on validation tasks" if len(chosen) == 2 else f", {chosen[0]} chosen on validation tasks"
+        settings = {"from_scratch": f"{_count(steps, 'step')} at rate {rate:g}{how}"}
+        if pooled_rows is not None:
+            pooled, pooled_steps, pooled_rate = stage("pooled: fit", fit_pooled(model, pooled_rows, validation, seed))
+            methods["pooled"] = stage("pooled", query_results(model, share, tasks_per_batch,
+                                                              lambda chunk: for_tasks(pooled, chunk.num_tasks)))
+            settings["pooled"] = f"{_count(pooled_steps, 'step')} at rate {pooled_rate:g} on every training row"
+        if ablation is not None:
+            methods["no_message_passing"] = stage("ablation", query_results(
+                ablation, share, tasks_per_batch, lambda chunk: ablation.adapt(chunk, steps=adapt_steps)))
     methods = {key: MethodResult(group.gather_tasks(result.loss, tasks.num_tasks),
                                  group.gather_tasks(result.accuracy, tasks.num_tasks))
                for key, result in methods.items()}
     return EvaluationReport(name, split, tasks.shots, adapt_steps, list(model.graph.names), methods, settings)
 
 
+def scratch_baseline(model: GraphMetaLearner, tasks: TaskBatch, validation: TaskBatch, tasks_per_batch: int,
+                     seed: int, steps: int | None = None, rate: float | None = None,
+                     cache: Path | None = None) -> dict[str, Any]:
+    """The from-scratch baseline on ``tasks``: ``{"steps", "rate"}`` (:func:`choose_scratch_settings`
+    where not given) and its ``loss`` and ``accuracy`` ``[T, N]``; read from, or kept in, the
+    :mod:`.baseline_cache` folder ``cache``. It depends on the model's graph and device alone."""
+    device = next(model.parameters()).device
+
+    def compute() -> dict[str, Any]:
+        chosen_steps, chosen_rate = choose_scratch_settings(model, validation, seed, steps, rate)
+        result = query_results(model, tasks, tasks_per_batch,
+                               lambda chunk: fit_fresh(model, chunk, chosen_steps, chosen_rate, seed))
+        return {"steps": chosen_steps, "rate": chosen_rate, "loss": result.loss, "accuracy": result.accuracy}
+
+    key = digest("from_scratch", tasks, validation, tasks_per_batch, seed, steps, rate, SCRATCH_RATES,
+                 SCRATCH_STEPS, str(device), torch.__version__)
+    return cached(cache, key, compute)
+
+
 def choose_scratch_settings(model: GraphMetaLearner, validation: TaskBatch, seed: int, steps: int | None = None,
                             rate: float | None = None) -> tuple[int, float]:
     """``(steps, rate)`` of fresh learners trained on each task's support set alone
-    (:meth:`~graphmeta.GraphMetaLearner.fits_from_scratch`) with the lowest query loss on the
+    (:meth:`~graphmeta.GraphMetaLearner.scratch_fits`) with the lowest query loss on the
     ``validation`` tasks, among ``SCRATCH_STEPS`` x ``SCRATCH_RATES`` (one training run per rate,
     scored at each step count); a given ``steps`` or ``rate`` is kept, the other chosen."""
     step_counts = SCRATCH_STEPS if steps is None else (steps,)
@@ -254,7 +367,7 @@ def choose_scratch_settings(model: GraphMetaLearner, validation: TaskBatch, seed
         return step_counts[0], rates[0]
     scores = {}
     for candidate in rates:
-        for count, fitted in model.fits_from_scratch(validation.support, candidate, step_counts, seed):
+        for count, fitted in model.scratch_fits(validation.support, candidate, step_counts, seed):
             scores[count, candidate] = _query_loss(model, validation, fitted)
     return min(scores, key=scores.__getitem__)
 
@@ -274,7 +387,7 @@ def fit_pooled(model: GraphMetaLearner, rows: Split, validation: TaskBatch, seed
     for rate in POOLED_RATES:
         stale = 0
         checkpoints = range(POOLED_CHECK_EVERY, POOLED_MAX_STEPS + 1, POOLED_CHECK_EVERY)
-        for steps, pooled in model.fits_from_scratch(rows, rate, checkpoints, seed, POOLED_BATCH_ROWS):
+        for steps, pooled in model.scratch_fits(rows, rate, checkpoints, seed, POOLED_BATCH_ROWS):
             loss = _query_loss(model, validation, for_tasks(pooled, validation.num_tasks))
             if loss < best[0] or best[1] is None:
                 best, stale = (loss, pooled, steps, rate), 0

@@ -10,6 +10,7 @@ state), like :mod:`graphmeta.viz`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -83,12 +84,17 @@ def plot_run_figures(run: RunDirectory | str | Path, report: EvaluationReport | 
     ``metrics.jsonl`` (``curves.png``, or ``online.png`` for an online run, with the threshold
     of its config), those of its ablation run when it has one, and with ``report`` (an
     evaluation of the run) its task graph coloured per node (:func:`plot_node_metrics`).
+    The run's own pictures also go to its loggers (TensorBoard, MLflow: :mod:`.loggers`).
     Returns the paths written."""
     run = run if isinstance(run, RunDirectory) else RunDirectory(run)
     runs = [directory for directory in (run, RunDirectory(run.ablation)) if directory.metrics.is_file()]
     paths = [plot_run_curves(directory) for directory in runs]
     if report is not None:
         paths += plot_node_metrics(TaskGraph.load(run.graph), report, run.figures)
+    own = [path for path in paths if path.parent == run.figures]
+    if own and run.metrics.is_file():
+        run.log_figures(own)
+        run.close()
     return paths
 
 
@@ -147,10 +153,20 @@ def plot_online_curves(records: Sequence[Mapping[str, Any]], path: str | Path, t
 
 
 def plain_tick_labels(ax: Axes) -> None:
-    """Tick labels of a log-scaled y axis as plain numbers (``0.6``, not ``6x10^-1``)."""
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(plain)
+    """Tick labels of a log-scaled y axis as plain numbers (``0.6``, not ``6x10^-1``), with as many
+    minor ticks labelled as fit: all of them on an axis spanning under half a decade, those at
+    2 and 5 times a power of ten on one spanning up to a decade, none beyond (the decades' own
+    ticks are labelled there), so labels never overlap. Call it once the axis has its limits."""
+    low, high = ax.get_ylim()
+    decades = math.log10(high / low)
+    labelled_mantissas = None if decades <= 0.5 else (2, 5) if decades <= 1 else ()
+
+    def minor_label(value: float, _: int) -> str:
+        mantissa = round(value / 10 ** math.floor(math.log10(value) + 1e-9), 6)
+        return f"{value:g}" if labelled_mantissas is None or mantissa in labelled_mantissas else ""
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor_label))
 
 
 def _save(figure: Figure, path: str | Path) -> Figure:

@@ -24,7 +24,7 @@ so its slope falls as the learner improves), ``loss_by_shots`` (``l_i(K')``),
 An arriving task is one unit of the run loop (:mod:`.run_loop`), which owns the rest: the
 progress bar, the meta-updates' non-finite handling, checkpoints, hooks and the summary. The
 stream is task ``i`` = ``family.sample(1, shots, query_shots, "train", seed=s_i)`` of the
-loop's :class:`~graphmeta.train.sampler.EpisodeSampler` of meta-batch size 1, so it is a
+loop's :class:`~graphmeta.train.episode_sampler.EpisodeSampler` of meta-batch size 1, so it is a
 function of ``seed`` alone. Checkpoints (``checkpoints/last.pt`` every ``checkpoint_every``
 tasks) hold the model, Adam, the schedule's position, the stream position, the buffer's
 tensors and every RNG, and a run resumed from one ends bit for bit where the uninterrupted run
@@ -43,19 +43,21 @@ import torch
 from ..data import TaskBatch
 from ..errors import ConfigError, DataError, check_keys
 from ..model import GraphMetaLearner
+from ..validation import parameters
 from .buffer import TaskBuffer
 from .config import OnlineConfig, TrainConfig
+from .episode_sampler import Family
 from .evaluation import nanmean, query_results
 from .run_loop import RunLoop
-from .sampler import Family
 
 
 class OnlineMetaLearner(RunLoop):
     """Meta-learn ``model`` online from a stream of tasks of ``family`` (FTML).
 
-    Keyword arguments are the ``train:`` keys (:class:`~graphmeta.train.config.TrainConfig`;
-    ``mode`` is ``online``) and the ``online:`` keys (:class:`~graphmeta.train.config.OnlineConfig`)
-    of a run config; ``hooks`` those of :mod:`.hooks` (a unit is an arriving task). Example::
+    ``train`` and ``online`` are the ``train:`` (:class:`~graphmeta.train.config.TrainConfig`;
+    ``mode`` is ``online``) and ``online:`` (:class:`~graphmeta.train.config.OnlineConfig`) sections
+    of a run config, or their keys are keyword arguments; ``hooks`` are those of :mod:`.hooks` (a
+    unit is an arriving task). Example::
 
         family = graphmeta.load_family("alarm-dirichlet")
         model = graphmeta.GraphMetaLearner(family.graph, inner_steps=1, inner_lr=0.5)
@@ -73,17 +75,18 @@ class OnlineMetaLearner(RunLoop):
     sections = ("online",)
     extra_checkpoint_keys = ("buffer", "online")
 
-    def __init__(self, model: GraphMetaLearner, family: Family, *, hooks: Iterable[Any] = (), **config: Any) -> None:
-        online_keys = {f.name for f in dataclasses.fields(OnlineConfig)}
-        check_keys(config, [*online_keys, *(f.name for f in dataclasses.fields(TrainConfig))], "OnlineMetaLearner")
-        self.online = OnlineConfig.from_dict({k: v for k, v in config.items() if k in online_keys}, "online")
-        train = {k: v for k, v in config.items() if k not in online_keys}
-        if train.get("mode", "online") != "online":
-            raise ConfigError(f"OnlineMetaLearner runs mode 'online', got mode {train['mode']!r}: "
+    def __init__(self, model: GraphMetaLearner, family: Family, train: TrainConfig | None = None,
+                 online: OnlineConfig | None = None, *, hooks: Iterable[Any] = (), **config: Any) -> None:
+        online_keys = parameters(OnlineConfig)
+        check_keys(config, [*online_keys, *parameters(TrainConfig)], "OnlineMetaLearner")
+        self.online = OnlineConfig.from_given(online, {k: v for k, v in config.items() if k in online_keys}, "online")
+        train = TrainConfig.from_given(train, {k: v for k, v in config.items() if k not in online_keys}, "train",
+                                       defaults={"mode": "online"})
+        if train.mode != "online":
+            raise ConfigError(f"OnlineMetaLearner runs mode 'online', got mode {train.mode!r}: "
                               "use Trainer for batch meta-training")
-        super().__init__(model, family, TrainConfig.from_dict({**train, "mode": "online"}, "train"),
-                         stream_batch_size=1, total_updates=self.online.tasks * self.online.updates_per_task,
-                         hooks=hooks)
+        super().__init__(model, family, train, stream_batch_size=1,
+                         total_updates=self.online.tasks * self.online.updates_per_task, hooks=hooks)
         self.buffer = TaskBuffer(family.graph, self.online.buffer_size, self.online.buffer_policy, self.config.seed)
         self.cumulative_loss = 0.0
 

@@ -11,7 +11,8 @@
         figures/*.png          training curves, task graphs coloured by per-node metrics
         evaluation-<split>-<k>steps.json   an evaluation with k adaptation steps
         summary.json           {"training": {...}, "evaluation": {...}, "config_changes": [...]}
-        tensorboard/           scalars, when TensorBoard is installed
+        .writer.lock           held by the process writing the run (.run_lock): one writer at a time
+        tensorboard/           event files: scalars, hyperparameters, figures (train.loggers, see .loggers)
         ablation/              the same layout: the run's configuration without message passing
 """
 
@@ -26,11 +27,18 @@ from typing import Any
 
 import yaml
 
+from ..taskgraph import TaskGraph
 from .checkpoint import atomic_write_text
+from .loggers import Logger, flat_hyperparameters, open_loggers, scalars_of
 
 
 class RunDirectory:
-    """The files of one run under ``path``; nothing is created before it is written."""
+    """The files of one run under ``path``; nothing is created before it is written.
+
+    What the run logs also goes to the experiment trackers its ``config.yaml`` names in
+    ``train.loggers`` (by default TensorBoard when installed; see :mod:`.loggers`), opened at the
+    first record and closed by :meth:`close`.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -43,7 +51,7 @@ class RunDirectory:
         self.figures = self.path / "figures"
         self.summary = self.path / "summary.json"
         self.ablation = self.path / "ablation"
-        self._tensorboard: Any = None
+        self._loggers: list[Logger] | None = None
 
     def __repr__(self) -> str:
         return f"RunDirectory({str(self.path)!r})"
@@ -56,6 +64,10 @@ class RunDirectory:
     def write_config(self, config: Mapping[str, Any]) -> Path:
         return atomic_write_text(self.config, yaml.safe_dump(_plain(config), sort_keys=False))
 
+    def write_graph(self, graph: TaskGraph) -> Path:
+        """Write ``graph.yaml`` atomically (:meth:`TaskGraph.save` writes in place)."""
+        return atomic_write_text(self.graph, yaml.safe_dump(_plain(graph.to_dict()), sort_keys=False))
+
     def read_config(self) -> dict[str, Any]:
         """The mapping in ``config.yaml`` as written (unchecked; :func:`~graphmeta.train.config.load_run_config`
         checks it), ``{}`` when there is none."""
@@ -67,29 +79,37 @@ class RunDirectory:
         return atomic_write_text(path, json.dumps(_plain(data), indent=2) + "\n")
 
     def log(self, record: Mapping[str, Any]) -> None:
-        """Append ``record`` (with ``step`` and ``split``) to ``metrics.jsonl``, and its numbers to TensorBoard."""
+        """Append ``record`` (with ``step`` and ``split``) to ``metrics.jsonl``, and its numbers
+        (:func:`~.loggers.scalars_of`) to the run's loggers."""
         self.path.mkdir(parents=True, exist_ok=True)
         with self.metrics.open("a") as file:
             file.write(json.dumps(_plain(record), allow_nan=False) + "\n")
             file.flush()
             os.fsync(file.fileno())
-        writer = self._tensorboard_writer()
-        if writer is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
-                    writer.add_scalar(f"{record['split']}/{key}", value, record["step"])
-            writer.flush()
+        scalars = scalars_of(record)
+        for logger in self._open_loggers():
+            logger.log_scalars(scalars, record["step"])
+
+    def log_figures(self, paths: list[Path]) -> None:
+        """Send the pictures ``paths`` (drawn from this run) to the run's loggers, at its last logged step."""
+        step = max((record["step"] for record in self.read_metrics()), default=0)
+        for logger in self._open_loggers():
+            for path in paths:
+                logger.log_figure(path, step)
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """The records of ``metrics.jsonl``; a torn last line (a killed run) is skipped."""
+        """The records of ``metrics.jsonl``; a line that is no record (the torn last line of a killed
+        run, a damaged one) is skipped, and a resumed run rewrites the file without it (:meth:`truncate_metrics`)."""
         if not self.metrics.is_file():
             return []
         records = []
-        for line in self.metrics.read_text().splitlines():
+        for line in self.metrics.read_bytes().splitlines():
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
+                record = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
                 continue
+            if isinstance(record, dict) and isinstance(record.get("step"), int):
+                records.append(record)
         return records
 
     def truncate_metrics(self, step: int) -> None:
@@ -106,19 +126,20 @@ class RunDirectory:
         return self.write_json(self.summary, {**self.read_summary(), section: values})
 
     def close(self) -> None:
-        if self._tensorboard:
-            self._tensorboard.close()
-            self._tensorboard = None
+        """Close the loggers (the next record opens them again)."""
+        for logger in self._loggers or []:
+            logger.close()
+        self._loggers = None
 
-    def _tensorboard_writer(self) -> Any:
-        if self._tensorboard is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                self._tensorboard = False
-            else:
-                self._tensorboard = SummaryWriter(str(self.path / "tensorboard"))
-        return self._tensorboard or None
+    def _open_loggers(self) -> list[Logger]:
+        """The loggers of ``train.loggers`` in ``config.yaml``, opened on first use with the run's
+        hyperparameters."""
+        if self._loggers is None:
+            config = self.read_config()
+            self._loggers = open_loggers((config.get("train") or {}).get("loggers"), self.path)
+            for logger in self._loggers if config else []:
+                logger.log_hyperparameters(flat_hyperparameters(config))
+        return self._loggers
 
 
 def as_written(config: Mapping[str, Any]) -> dict[str, Any]:

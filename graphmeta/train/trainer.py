@@ -23,15 +23,15 @@ from typing import Any
 from ..errors import ConfigError
 from ..model import GraphMetaLearner
 from .config import TrainConfig
+from .episode_sampler import Family
 from .evaluation import nanmean, query_results
 from .run_loop import RunLoop
-from .sampler import Family
 
 
 class Trainer(RunLoop):
-    """Meta-train ``model`` on tasks from ``family``; keyword arguments are the ``train:`` keys
-    of a run config (see :class:`~graphmeta.train.config.TrainConfig`), ``hooks`` those of
-    :mod:`.hooks`.
+    """Meta-train ``model`` on tasks from ``family`` under ``train``, the ``train:`` section of a run
+    config (:class:`~graphmeta.train.config.TrainConfig`), or its keys as keyword arguments;
+    ``hooks`` are those of :mod:`.hooks`.
 
     Example::
 
@@ -53,8 +53,9 @@ class Trainer(RunLoop):
     split = "train"
     validates = True
 
-    def __init__(self, model: GraphMetaLearner, family: Family, *, hooks: Iterable[Any] = (), **config: Any) -> None:
-        train = TrainConfig.from_dict(config, "Trainer")
+    def __init__(self, model: GraphMetaLearner, family: Family, train: TrainConfig | None = None, *,
+                 hooks: Iterable[Any] = (), **config: Any) -> None:
+        train = TrainConfig.from_given(train, config, "Trainer")
         if train.mode != "batch":
             raise ConfigError(f"Trainer runs train.mode 'batch', got {train.mode!r}: use "
                               "graphmeta.OnlineMetaLearner for online meta-learning")

@@ -16,7 +16,7 @@ hook. ::
 ``graphmeta.tune`` is this module, callable as :func:`~.study.tune`. The pieces:
 
 - :mod:`.search_space`: what a trial draws and the run config it gives;
-- :mod:`.sampler`: Optuna's samplers, seeded per trial for parallel workers;
+- :mod:`.trial_sampler`: Optuna's samplers, seeded per trial for parallel workers;
 - :mod:`.pruning`: :class:`PruningHook` (report each validation, stop a pruned run) and the pruners;
 - :mod:`.objective`: one trial: its seeds' runs and their mean (:class:`TrialObjective`);
 - :mod:`.seeds`: multi-run averaging without a search (``graphmeta train --seeds``);

@@ -7,8 +7,8 @@
 - ``importances.png``: how much of the value's variation each searched key explains (Optuna's
   default evaluator, PED-ANOVA), once two trials have completed;
 - ``parallel_coordinates.png``: one line per completed trial through its settings (each axis
-  from the range's low to high, on a log axis where the range is log; choices evenly spaced),
-  coloured by its value;
+  from the range's low to high, on a log axis where the range is log; choices evenly spaced,
+  each labelled), coloured by its value;
 - ``seeds.png``: each seed's value of the best completed trials, with their mean ± 95% CI.
 
 Plain :class:`matplotlib.figure.Figure` objects on the Agg canvas, like :mod:`graphmeta.train.figures`.
@@ -98,10 +98,13 @@ def _axis_position(values: pd.Series, dimension: Dimension) -> np.ndarray:
     return (numbers - low) / (high - low) if high > low else np.full(len(numbers), 0.5)
 
 
-def _axis_labels(dimension: Dimension) -> tuple[str, str]:
+def _axis_ticks(dimension: Dimension) -> list[tuple[float, str]]:
+    """The labelled points of one key's [0, 1] axis: every choice at its own position (as
+    :func:`_axis_position` places it), or a range's low and high ends."""
     if isinstance(dimension, tuple):
-        return str(dimension[0]), str(dimension[-1])
-    return f"{dimension.low:g}", f"{dimension.high:g}"
+        spacing = max(len(dimension) - 1, 1)
+        return [(n / spacing, str(choice)) for n, choice in enumerate(dimension)]
+    return [(0.0, f"{dimension.low:g}"), (1.0, f"{dimension.high:g}")]
 
 
 def plot_parallel_coordinates(table: pd.DataFrame, space: Mapping[str, Dimension], objective: str,
@@ -122,9 +125,10 @@ def plot_parallel_coordinates(table: pd.DataFrame, space: Mapping[str, Dimension
         ax.plot(range(len(paths)), row, color=colormaps["viridis"](colour), alpha=0.8)
     for n, name in enumerate(paths):
         ax.axvline(n, color="0.6", linewidth=0.8)
-        bottom, top = _axis_labels(space[name])
-        ax.annotate(bottom, (n, 0), textcoords="offset points", xytext=(3, -12), fontsize="x-small")
-        ax.annotate(top, (n, 1), textcoords="offset points", xytext=(3, 4), fontsize="x-small")
+        for position, label in _axis_ticks(space[name]):
+            ax.annotate(label, (n, position), textcoords="offset points", xytext=(3, 0), va="center",
+                        fontsize="x-small", bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "alpha": 0.7,
+                                                  "edgecolor": "none"})
     ax.set_xticks(range(len(paths)), paths, rotation=15, fontsize="small")
     ax.set_yticks([])
     ax.set_ylim(-0.1, 1.1)

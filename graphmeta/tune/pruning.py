@@ -27,6 +27,7 @@ the settings' training.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,7 +45,10 @@ CURVE_PRUNERS = ("median", "successive_halving")
 
 def build_pruner(kind: str, options: Mapping[str, Any]) -> optuna.pruners.BasePruner:
     """The Optuna pruner ``kind`` with ``options`` (``tune.pruner_options``), checked against its signature."""
-    return PRUNERS[kind](**check_arguments(PRUNERS[kind], options, "tune.pruner_options"))
+    options = check_arguments(PRUNERS[kind], options, "tune.pruner_options")
+    with warnings.catch_warnings():  # graphmeta offers WilcoxonPruner knowingly: Optuna's "experimental" is not news
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return PRUNERS[kind](**options)
 
 
 class PruningHook:

@@ -34,15 +34,14 @@ from optuna.trial import TrialState
 from ..errors import ConfigError, TrainingError
 from ..train import RunConfig, load_config
 from ..train.checkpoint import atomic_write_text
-from ..train.config import OBJECTIVES
+from ..train.config import OBJECTIVES, config_changes
 from ..train.run_dir import as_written
-from ..train.run_loop import config_changes
-from ..validation import keywords_checked, load_yaml
+from ..validation import PositiveInt, check_arguments, keywords_checked, load_yaml
 from .objective import TrialObjective
 from .pruning import build_pruner
 from .results import describe_trial, write_results
-from .sampler import build_sampler
 from .search_space import settings, settings_space
+from .trial_sampler import build_sampler
 from .workers import TrialLock, fail_interrupted_trials, start_workers, this_worker
 
 #: What a resumed study may change: how many trials, and how long a worker keeps starting them.
@@ -63,7 +62,7 @@ class TuneResult:
 
 @keywords_checked
 def tune(config: RunConfig | Mapping[str, Any] | str | Path, n_trials: int | None = None,
-         timeout: float | None = None, workers: int = 1, storage: str | None = None,
+         timeout: float | None = None, workers: PositiveInt = 1, storage: str | None = None,
          results: bool = True, progress: bool = True) -> TuneResult:
     """Run (or resume) the study of ``config``'s ``tune:`` section; see :mod:`graphmeta.tune`.
 
@@ -82,8 +81,7 @@ def tune(config: RunConfig | Mapping[str, Any] | str | Path, n_trials: int | Non
         print(result.study.best_trial.params)
         graphmeta.Trainer.from_config(result.best_config).fit()
     """
-    if workers < 1:
-        raise ConfigError(f"tune: workers must be 1 or more, got {workers}")
+    workers = check_arguments(tune, {"workers": workers}, "tune()")["workers"]
     config = study_config(config, {"n_trials": n_trials, "timeout": timeout, "storage": storage})
     objective_name = study_objective(config)
     listed = settings(config)
@@ -151,10 +149,9 @@ def start_study_folder(config: RunConfig, folder: Path) -> None:
 
 def study_objective(config: RunConfig) -> str:
     """``tune.objective``, or the default: ``accuracy`` when every subtask classifies, ``loss`` otherwise."""
-    from ..families import load_family
+    from ..families import FamilySection
 
-    options = dict(config.family)
-    graph = load_family(options.pop("name"), **options).graph
+    graph = FamilySection.read(config.family).build().graph  # a card, a class of your own, or a table
     classifies = [graph.subtask(name).kind == "classification" for name in graph.names]
     if config.tune.objective == "accuracy" and not any(classifies):
         raise ConfigError(f"tune.objective is accuracy, but no subtask of {graph.name!r} classifies: use loss")

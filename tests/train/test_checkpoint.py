@@ -100,7 +100,7 @@ def test_checkpoint_of_another_model_is_refused(make_trainer):
     trainer = make_trainer()
     trainer.save()
     other = make_trainer(message_passing=True)
-    with pytest.raises(gm.CheckpointError, match=r"last\.pt was written by a model with other settings.*message_pass"):
+    with pytest.raises(gm.CheckpointError, match=r"last\.pt was written by another model than this one: model\.message_passing: False -> True"):
         other.load()
 
 

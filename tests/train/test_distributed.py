@@ -103,12 +103,19 @@ def test_two_processes_train_as_one_and_their_checkpoints_load_in_one(root, one_
 def test_evaluation_split_over_two_processes_gives_the_one_process_table(root, one_process):
     trainer = train_one_process(root, "evaluated")
     alone = trainer.evaluate().to_dict()
-    run_processes(sys.executable, "-m", "graphmeta", "evaluate", str(trainer.run.path), "--nproc", "2", cwd=root)
+    result = run_processes(sys.executable, "-m", "graphmeta", "evaluate", str(trainer.run.path), "--nproc", "2",
+                           cwd=root)
+    assert "evaluating on 2 processes of this machine (torch elastic launch, backend gloo, 1 CPU thread each)" \
+        in result.stdout
     split = json.loads(trainer.run.evaluation("test", 1).read_text())  # rank 0 wrote it over the one above
     assert split["num_tasks"] == alone["num_tasks"] == 5
     for method, numbers in alone["methods"].items():
         for node, values in numbers["per_node"].items():
             assert split["methods"][method]["per_node"][node]["loss"] == pytest.approx(values["loss"], rel=1e-6)
+        for figure in ("loss", "loss_minus_adapted"):  # every figure the table reports, not only per node
+            if figure in numbers:
+                assert split["methods"][method][figure] == pytest.approx(numbers[figure], rel=1e-6, abs=1e-9)
+        assert split["methods"][method].get("settings") == numbers.get("settings")
 
 
 WORKER = """
@@ -221,6 +228,8 @@ def test_each_process_takes_the_gpu_of_its_local_rank():
 
 
 def test_nproc_under_torchrun_and_restart_count(monkeypatch, one_process):
+    with pytest.raises(gm.ConfigError, match=r"run_on_processes\(\): nproc must be an integer >= 1, got 0"):
+        run_on_processes(0, print)
     assert restart_count() == 0
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
     assert restart_count() == 1

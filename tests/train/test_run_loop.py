@@ -148,3 +148,20 @@ def test_both_learners_share_the_loop():
               "from_run", "add_hook", "request_stop", "outer_step"}
     for learner in (Trainer, OnlineMetaLearner):
         assert not shared & set(vars(learner)), f"{learner.__name__} redefines the loop's own methods"
+
+
+def test_typed_configs_pass_through_unparsed(family, tmp_path, monkeypatch):
+    train = gm.train.TrainConfig(steps=2, meta_batch_size=2, shots=3, query_shots=4, progress=False,
+                                 run_dir=str(tmp_path), name="typed")
+    model = gm.GraphMetaLearner(family.graph, inner_steps=1, inner_lr=0.1, message_passing=False)
+    assert Trainer(model, family, train).config is train
+    with pytest.raises(gm.ConfigError, match="given as a TrainConfig and as the keywords steps"):
+        Trainer(model, family, train, steps=3)
+    config = gm.train.RunConfig.from_dict({"family": {"name": "compositional-chain", "num_nodes": 3},
+                                           "train": {**train.to_dict(), "mode": "online"},
+                                           "online": {"tasks": 3, "buffer_size": 2}})
+    parsed = []
+    monkeypatch.setattr(gm.train.TrainConfig, "from_dict", classmethod(lambda cls, *args: parsed.append(args)))
+    online = OnlineMetaLearner.from_config(config)
+    assert online.config is config.train and online.online is config.online and not parsed
+    assert online.run_config()["online"] == config.online.to_dict()

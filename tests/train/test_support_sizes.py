@@ -8,7 +8,7 @@ import torch
 
 import graphmeta as gm
 from graphmeta.train.config import TrainConfig
-from graphmeta.train.sampler import EpisodeSampler, support_sizes
+from graphmeta.train.episode_sampler import EpisodeSampler, support_sizes
 
 
 def test_support_sizes_are_log_uniform_over_the_range():

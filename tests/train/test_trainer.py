@@ -240,7 +240,7 @@ def test_wall_time_counts_the_time_before_an_interruption(make_trainer, monkeypa
     """A run killed after step 6 and resumed from its step-4 checkpoint took 40 s before and 80 s
     after: the 120 s of the uninterrupted run."""
     clock = [0.0]
-    monkeypatch.setattr("graphmeta.train.run_loop.perf_counter", lambda: clock[0])
+    monkeypatch.setattr("graphmeta.train.loop_state.perf_counter", lambda: clock[0])
     assert make_trainer(name="reference", hooks=[clock_hook(clock)]).fit()["wall_time_s"] == 120.0
     interrupted = make_trainer(name="interrupted", hooks=[clock_hook(clock, crash_at=6)])
     with pytest.raises(Interrupt):
@@ -255,7 +255,7 @@ def test_wall_time_counts_the_time_before_an_interruption(make_trainer, monkeypa
 def test_a_model_of_another_graph_is_refused_naming_the_nodes(tmp_path, family):
     other = gm.load_family("compositional-chain", num_nodes=4)
     model = gm.GraphMetaLearner(other.graph)
-    with pytest.raises(gm.DataError, match=r"nodes only in the model: \['n3'\]; edges that differ: \[\('n2', 'n3'\)\]"):
+    with pytest.raises(gm.DataError, match=r"nodes only in the model: \['n3'\]; edges only in the model: \[\('n2', 'n3'\)\]"):
         Trainer(model, family, run_dir=str(tmp_path), progress=False)
 
 

@@ -66,6 +66,19 @@ def test_errors_name_the_file_and_overrides_reach_the_tune_section(tiny_file):
     assert (config.tune.n_trials, config.tune.strategy) == (7, "tpe")
 
 
+def test_overrides_reach_single_keys_of_the_search_space(tiny_file):
+    config = load_config(tiny_file(), ["tune.space.model.inner_lr={low: 0.01, high: 0.5, log: true}",
+                                       "tune.space.model.inner_steps=[1, 2]"])
+    space = config.search_space()
+    assert space["model.inner_lr"] == SearchRange(0.01, 0.5, log=True)
+    assert space["model.inner_steps"] == (1, 2)
+    assert space["train.schedule"] == ("constant", "cosine")  # the entries not set are kept
+    with pytest.raises(ConfigError, match="unknown key path 'model.inner_rl' in tune.space"):
+        load_config(tiny_file(), ["tune.space.model.inner_rl=[0.1]"])
+    with pytest.raises(ConfigError, match=r"tune.space.model.inner_lr \(low\): model.inner_lr must be a number > 0"):
+        load_config(tiny_file(), ["tune.space.model.inner_lr={low: -1.0, high: 0.5}"])
+
+
 def test_grid_and_fixed_settings(tiny_config):
     grid = config_with(tiny_config, strategy="grid", space={"model.inner_lr": {"low": 0.1, "high": 0.3, "step": 0.1},
                                                             "model.inner_steps": {"low": 1, "high": 2}})

@@ -110,6 +110,8 @@ def test_bad_input_is_refused_before_any_trial_runs(tiny_config, study_folder):
         gm.tune(tiny_config(tune={"objective": "accuracy"}))
     with pytest.raises(ConfigError, match="unknown keyword 'trials'"):
         gm.tune(tiny_config(), trials=3)
+    with pytest.raises(ConfigError, match=r"tune\(\): workers must be an integer >= 1, got 0"):
+        gm.tune(tiny_config(), workers=0)
     with pytest.raises(ConfigError, match="no tune: section"):
         gm.tune({key: value for key, value in tiny_config().items() if key != "tune"})
     assert not study_folder.exists()

@@ -6,7 +6,7 @@ import pytest
 
 from graphmeta import ConfigError
 from graphmeta.tune.pruning import build_pruner
-from graphmeta.tune.sampler import build_sampler
+from graphmeta.tune.trial_sampler import build_sampler
 
 
 def draws(strategy: str, seed: int, trials: int, workers: int = 1) -> list[float]:

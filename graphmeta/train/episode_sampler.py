@@ -77,13 +77,19 @@ class EpisodeSampler:
         self.drawn += 1
         return batch if self.share is None else batch.select(list(self.share))
 
-    def fixed(self, split: str, num_tasks: int, shots: int | tuple[int, int] | None = None) -> TaskBatch:
+    def fixed(self, split: str, num_tasks: int, shots: int | tuple[int, int] | None = None,
+              query: int | None = None) -> TaskBatch:
         """``num_tasks`` tasks of ``split``, the same ones for a seed whenever they are asked for,
-        with ``shots`` support examples (default: the sampler's), a range spread evenly over the tasks."""
-        fractions = (np.arange(num_tasks) + 0.5) / num_tasks
-        sizes = support_sizes(self.shots if shots is None else shots, fractions)
-        return self.family.sample(num_tasks, sizes, self.query_shots, split,
+        with :meth:`fixed_shots` support examples and ``query`` query examples (default: the sampler's)."""
+        sizes = self.fixed_shots(num_tasks, shots)
+        return self.family.sample(num_tasks, sizes, self.query_shots if query is None else query, split,
                                   seed=derive_seed(self.seed, FIXED_STREAM, SPLITS.index(split)))
+
+    def fixed_shots(self, num_tasks: int, shots: int | tuple[int, int] | None = None) -> int | list[int]:
+        """The support sizes :meth:`fixed` asks for: ``shots`` (default: the sampler's), a range spread
+        evenly over the tasks (:func:`support_sizes`)."""
+        fractions = (np.arange(num_tasks) + 0.5) / num_tasks
+        return support_sizes(self.shots if shots is None else shots, fractions)
 
     def state_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "drawn": self.drawn}
