@@ -15,10 +15,12 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "AdaptedGraph": "adapted_graph", "DataFrameFamily": "families.dataframe", "GNN": "learners",
-    "GraphMetaLearner": "model", "Hook": "train", "MLP": "learners", "OnlineMetaLearner": "train",
+    "GaussianNetMetaLearner": "bayesnet",
+    "GraphMetaLearner": "model", "Hook": "train", "Linear": "learners", "MLP": "learners", "OnlineMetaLearner": "train",
     "Subtask": "taskgraph", "Table": "learners",
     "TaskBatch": "data", "TaskGraph": "taskgraph", "Trainer": "train", "draw": "viz.draw",
-    "load_family": "families.cards",
+    "load_family": "families.cards", "taskgraph_from_data": "interop.structure_learning",
+    "taskgraph_from_pgmpy": "interop.pgmpy",
 }
 #: Subpackages that import on first use as ``graphmeta.<name>``; ``graphmeta.tune(config)`` runs a study.
 _LAZY_MODULES = ("tune",)

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+import graphmeta
 from graphmeta.cli import COMMANDS, build_parser, main
 
 
@@ -88,7 +89,7 @@ def test_invalid_graph_file(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("subtasks:\n  a: {}\n  b: {}\ndependencies: [[a, b], [b, a]]\n")
     assert main(["draw", str(bad), "-o", str(tmp_path / "x.png")]) == 2
-    assert "cycle a -> b -> a" in capsys.readouterr().err
+    assert "cycle: a -> b -> a" in capsys.readouterr().err
 
 
 def test_usage_errors(capsys):
@@ -106,7 +107,19 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0
-    assert capsys.readouterr().out.startswith("graphmeta ")
+    assert capsys.readouterr().out.strip() == f"graphmeta {graphmeta.__version__}"
+
+
+def test_the_version_lives_in_one_place():
+    """pyproject.toml reads it from graphmeta.__version__, and the installed metadata agrees."""
+    import importlib.metadata
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "graphmeta.__version__"}
+    assert importlib.metadata.version("graphmeta") == graphmeta.__version__
 
 
 def test_python_dash_m_help():

@@ -160,7 +160,7 @@ def test_figure_grows_with_the_graph_within_bounds(mixed, alarm):
 
 
 def test_andes_renders_quickly_with_smaller_markers(alarm):
-    andes = TaskGraph.from_pgmpy("andes")
+    andes = graphmeta.taskgraph_from_pgmpy("andes")
     start = time.perf_counter()
     figure = draw_task_graph(andes)
     figure.canvas.draw()
@@ -173,7 +173,7 @@ def test_andes_renders_quickly_with_smaller_markers(alarm):
 
 @pytest.mark.slow
 def test_munin_renders_under_ten_seconds(tmp_path):
-    munin = TaskGraph.from_pgmpy("munin")
+    munin = graphmeta.taskgraph_from_pgmpy("munin")
     start = time.perf_counter()
     draw_task_graph(munin, path=tmp_path / "munin.png")
     assert time.perf_counter() - start < 10

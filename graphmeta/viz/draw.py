@@ -52,6 +52,7 @@ LINE_HEIGHT = 1.2  # of a label line, in font sizes (at linespacing 1.0 a line t
 LABEL_PAD = 0.15  # white backing around a label, in font sizes
 CLEARANCE_PT = 2.0  # between a band's markers and labels and the edges passing through it
 MAX_BAND = 0.45  # of the distance between layers: the most a band reaches either side of its layer
+PORT_SPREAD = 0.8  # of a marker's radius: how far from its centre the edges into one node arrive
 
 
 def draw_task_graph(
@@ -267,11 +268,15 @@ def _draw_edges(layout: DrawingLayout, ax: Axes, frame: _Frame, diameter: float,
     if not layout.routes:
         return
     head = _arrowhead(diameter)
+    radius = diameter / 2
+    ports = _arrival_ports(layout, radius)
     curves, heads = [], []
-    for route in layout.routes.values():
-        curve = _edge_curve(route, bands)
+    for edge, route in layout.routes.items():
+        port = ports[edge]
+        layer, position = route[-1]
+        curve = _edge_curve([*route[:-1], (layer, position + port / frame.slot_pt)], bands)
         points = np.column_stack(frame.xy(curve[:, 0], curve[:, 1])) * frame.scale  # in points
-        curve = _trim(points, diameter / 2 + 0.5)
+        curve = _trim(points, float(np.sqrt(radius**2 - port**2)) + 0.5)  # to the marker's rim at that port
         tip = curve[-1]
         along = tip - curve[-2]
         along = along / (np.linalg.norm(along) or 1.0)
@@ -283,6 +288,27 @@ def _draw_edges(layout: DrawingLayout, ax: Axes, frame: _Frame, diameter: float,
     width = float(np.clip(diameter / 12, 0.3, 1.0))
     ax.add_collection(LineCollection(curves, colors=EDGE_COLOUR, linewidths=width, alpha=alpha, zorder=1))
     ax.add_collection(PolyCollection(heads, facecolors=EDGE_COLOUR, edgecolors="none", alpha=alpha, zorder=1))
+
+
+def _arrival_ports(layout: DrawingLayout, radius: float) -> dict[tuple[str, str], float]:
+    """Where every edge meets its child's marker: an offset across the layer axis, in points.
+
+    The edges into one child arrive side by side, spread evenly over ``PORT_SPREAD`` of the
+    marker's diameter in the order of the points they come from on the layer before, so they
+    never cross or merge in the child's band and each parent's edge stays traceable to its own
+    arrowhead; a single edge arrives at the centre. The straight runs stay inside the marker's
+    width, so they pass no label and no other marker.
+    """
+    incoming: dict[str, list[tuple[float, tuple[str, str]]]] = {}
+    for edge, route in layout.routes.items():
+        incoming.setdefault(edge[1], []).append((route[-2][1], edge))
+    ports = {}
+    for arrivals in incoming.values():
+        arrivals.sort()
+        spread = PORT_SPREAD * radius if len(arrivals) > 1 else 0.0
+        offsets = np.linspace(-spread, spread, len(arrivals))
+        ports.update({edge: float(offset) for (_, edge), offset in zip(arrivals, offsets)})
+    return ports
 
 
 def _edge_curve(route: list[tuple[int, float]], bands: np.ndarray) -> np.ndarray:
