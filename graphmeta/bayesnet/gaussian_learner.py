@@ -61,6 +61,7 @@ from ..train.trainer import Trainer
 from ..validation import Gt, Lt, NonNegativeFloat, NonNegativeInt, PositiveInt, checked
 from .gaussian_baselines import empirical_bayes_prior, site_statistics
 from .learner import ADAPTATION, FINAL_LR_RATIO, MAX_STEPS
+from .tasks import split_tables
 
 #: The support sizes a meta-fit prepares for by default: from 1 to 100 rows.
 DEFAULT_SHOTS = (1, 100)
@@ -281,21 +282,6 @@ def linear_graph(structure: Any) -> TaskGraph:
     return TaskGraph.from_dict({"name": graph.name or "gaussian-network",
                                 "subtasks": {str(name): {"learner": "linear"} for name in graph.names},
                                 "dependencies": [[str(p), str(c)] for p, c in graph.edges]})
-
-
-def split_tables(tasks: list[pd.DataFrame], val_tasks: list[pd.DataFrame] | None,
-                 fraction: float) -> tuple[list[pd.DataFrame], list[pd.DataFrame]]:
-    """Training and validation tables: ``val_tasks`` when given, else the last ``fraction`` of ``tasks``."""
-    if not tasks:
-        raise DataError("meta_fit needs a list of DataFrames, one per related network (site)")
-    if val_tasks is not None:
-        if not val_tasks:
-            raise DataError("val_tasks must be a non-empty list of DataFrames")
-        return tasks, val_tasks
-    if len(tasks) < 2:
-        raise DataError("meta_fit needs at least 2 task tables to hold one out for validation (or val_tasks)")
-    held_out = min(len(tasks) - 1, max(1, round(fraction * len(tasks))))
-    return tasks[:-held_out], tasks[-held_out:]
 
 
 def _split(values: np.ndarray, layout: ColumnLayout) -> Split:

@@ -63,7 +63,7 @@ from ..validation import Gt, Lt, NonNegativeFloat, NonNegativeInt, PositiveInt, 
 from .baselines import PooledEmpiricalBayes
 from .structure import NetworkStructure
 from .tabular import probe_codes, split_from_codes, tabular_graph
-from .tasks import TableTasks
+from .tasks import TableTasks, split_tables
 
 #: How every variable adapts: Table learners adapt in closed form, in one step.
 ADAPTATION = {"algorithm": "maml", "inner_steps": 1}
@@ -258,17 +258,12 @@ class BayesNetMetaLearner:
 
     def _split_tables(self, tasks: Sequence[pd.DataFrame], val_tasks: Sequence[pd.DataFrame] | None,
                       fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        if not len(tasks):
-            raise DataError("meta_fit needs a list of DataFrames, one per related network (site)")
-        codes = self.structure.encode(list(tasks), what="task table")
-        if val_tasks is not None:
-            if not len(val_tasks):
-                raise DataError("val_tasks must be a non-empty list of DataFrames")
-            return codes, self.structure.encode(list(val_tasks), what="validation table")
-        if len(codes) < 2:
-            raise DataError("meta_fit needs at least 2 task tables to hold one out for validation (or val_tasks)")
-        held_out = min(len(codes) - 1, max(1, round(fraction * len(codes))))
-        return codes[:-held_out], codes[-held_out:]
+        """The codes of the training and validation tables (:func:`~.tasks.split_tables`)."""
+        train, val = split_tables(list(tasks), None if val_tasks is None else list(val_tasks), fraction)
+        if val_tasks is None:  # encoded together, so an error numbers the tables as given
+            codes = self.structure.encode(list(tasks), what="task table")
+            return codes[:len(train)], codes[len(train):]
+        return self.structure.encode(train, what="task table"), self.structure.encode(val, what="validation table")
 
     def _initialise_prior(self, pseudo_counts: np.ndarray) -> None:
         """Set every variable's prior to ``pseudo_counts [columns, width]`` (the layout of

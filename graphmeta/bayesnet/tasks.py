@@ -13,11 +13,12 @@ at every validation.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..data import TaskBatch
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..taskgraph import TaskGraph
 from ..taskgraph import ColumnLayout
 from .structure import NetworkStructure
@@ -60,3 +61,18 @@ class TableTasks:
 
     def __repr__(self) -> str:
         return "TableTasks(" + ", ".join(f"{key}={value!r}" for key, value in self.config.items()) + ")"
+
+
+def split_tables(tasks: list[Any], val_tasks: list[Any] | None, fraction: float) -> tuple[list[Any], list[Any]]:
+    """Training and validation tables (DataFrames, one per site) of a meta-fit: ``val_tasks`` when
+    given, else the last ``fraction`` of ``tasks`` (at least one, and one left to train on)."""
+    if not tasks:
+        raise DataError("meta_fit needs a list of DataFrames, one per related network (site)")
+    if val_tasks is not None:
+        if not val_tasks:
+            raise DataError("val_tasks must be a non-empty list of DataFrames")
+        return tasks, val_tasks
+    if len(tasks) < 2:
+        raise DataError("meta_fit needs at least 2 task tables to hold one out for validation (or val_tasks)")
+    held_out = min(len(tasks) - 1, max(1, round(fraction * len(tasks))))
+    return tasks[:-held_out], tasks[-held_out:]

@@ -46,13 +46,21 @@ def test_an_option_given_where_it_used_to_live_names_its_new_place(key, algorith
 
 def test_the_engine_reads_what_an_algorithm_declares_not_what_it_overrides():
     """The low-rank step is a declared setting: an algorithm that says it has another step gets
-    dense weights at every step, with the same result."""
+    dense weights at every step (no weight stays low-rank), with the same result."""
+    from graphmeta.learners.banks.low_rank import LowRankWeight
+
     graph = mixed_graph()
     support = task_data(graph, 2, 3, 5)
     batch = gm.TaskBatch.from_tensors(graph, support, support)
     plain = build(graph, "maml", message_passing=False)
     declared = build(graph, "maml", message_passing=False)
     declared.algorithm.low_rank_step = False
+
+    def low_rank_weights(model):
+        adaptation = model._adapt(batch.support, 3, create_graph=False, track_meta_gradient=False)
+        return sum(isinstance(w, LowRankWeight) for weights in adaptation.plain for w in weights.values())
+
+    assert low_rank_weights(plain) > 0 and low_rank_weights(declared) == 0
     torch.testing.assert_close(declared.adapt(batch, steps=3).fast, plain.adapt(batch, steps=3).fast,
                                rtol=1e-9, atol=1e-12)
 
