@@ -15,7 +15,9 @@ Each subcommand is one module ``graphmeta/commands/<name>.py`` with two function
 To add a command, write that module and add its name to :data:`COMMANDS`; the order there is
 the order of ``graphmeta --help``. A :class:`~graphmeta.errors.GraphMetaError` raised by a
 command is printed as ``error: <message>`` on stderr and the exit status is 2, with no
-traceback; any other exception is a bug and keeps its traceback.
+traceback; any other exception is a bug and keeps its traceback. A Ctrl-C (SIGINT) or SIGTERM
+ends a command with one line on stderr, saying what was under way and what was kept where the
+command knows (:mod:`graphmeta.train.interrupts`), and the exit status ``128 + signal`` (130, 143).
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from types import FrameType
 
 from . import __version__
 from .allocator import reuse_large_allocations
@@ -55,11 +60,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     reuse_large_allocations()  # this process is ours: keep big tensor buffers for reuse
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _sigterm) if in_main_thread else None
     try:
         return args.run(args)
     except GraphMetaError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:
+        print(str(interrupt) or "SIGINT received: stopped", file=sys.stderr)
+        return getattr(interrupt, "exit_status", 128 + signal.SIGINT)
     except BrokenPipeError:  # `graphmeta datasets | head` closed our stdout: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own advice
         return 0
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm(number: int, frame: FrameType | None) -> None:
+    """SIGTERM as an :class:`~graphmeta.train.interrupts.Interrupted`; graphmeta.train is imported
+    only now, so the commands that never need it stay quick."""
+    from .train.interrupts import raise_interrupted
+
+    raise_interrupted(number, frame)

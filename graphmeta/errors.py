@@ -1,4 +1,5 @@
-"""The exceptions graphmeta raises. Each names what is wrong and, where it can, what to do.
+"""The exceptions graphmeta raises, and the warnings it gives. Each names what is wrong and, where it
+can, what to do.
 
 All of them subclass a built-in exception, so ``except ValueError`` keeps working for code
 that does not know graphmeta.
@@ -40,6 +41,17 @@ class CheckpointError(GraphMetaError, ValueError):
 
 class TrainingError(GraphMetaError, RuntimeError):
     """Training cannot go on, for example because the loss became non-finite."""
+
+
+class DistributionShiftWarning(UserWarning):
+    """A task's inputs lie far from every input meta-training saw, so adapting to it extrapolates."""
+
+
+class RunStorageError(GraphMetaError, OSError):
+    """A file of a run (a checkpoint, metrics, the summary) could not be written: the disk is full,
+    a quota or a file-size limit is reached, or the folder is not writable. The message names the
+    file, its folder and the space left there, and says what stays intact (the previous file: a
+    failed write never replaces it)."""
 
 
 def closest(key: str, valid: Iterable[str]) -> str:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -83,6 +86,24 @@ def test_graphmeta_errors_exit_2_without_traceback(argv, message, capsys, tmp_pa
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and "Traceback" not in err
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_a_command_is_one_line_and_its_exit_status(signal_number, graph_file, tmp_path, capsys,
+                                                                     monkeypatch):
+    """SIGINT as Python raises it (KeyboardInterrupt), SIGTERM through the handler the command line
+    installs for the command's time; the handler before it is back afterwards."""
+    def draw_until_a_signal(*args, **kwargs):
+        os.kill(os.getpid(), signal_number)
+        time.sleep(10)  # the signal arrives first
+
+    monkeypatch.setattr("graphmeta.viz.draw_task_graph", draw_until_a_signal)
+    handler = signal.getsignal(signal.SIGTERM)
+    assert main(["draw", str(graph_file), "-o", str(tmp_path / "x.png")]) == 128 + signal_number
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"{signal.Signals(signal_number).name} received" + (
+        ": stopped" if signal_number == signal.SIGINT else "")]
+    assert signal.getsignal(signal.SIGTERM) is handler
 
 
 def test_invalid_graph_file(tmp_path, capsys):

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..train import RunConfig, Trainer
     from ..train.figures import plot_run_figures
+    from ..train.interrupts import reported_as
 
     torch.set_num_threads(1)  # small tensors: threads gain nothing here, and wait for each other on a busy machine
     train = {**DEMO["train"], "steps": args.steps, "val_every": min(DEMO["train"]["val_every"], max(args.steps, 1)),
@@ -58,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"graphmeta demo: {config.family['name']}, {len(graph)} subtasks, {len(graph.edges)} dependencies; "
           f"meta-training {args.steps} steps with message passing, then {args.steps} without (the ablation)")
     trainer.fit()
-    report = trainer.evaluate()
+    with reported_as(f"the evaluation of {trainer.run.path}", "its training is saved, its evaluation was not "
+                     f"written: evaluate it with graphmeta evaluate {trainer.run.path}"):
+        report = trainer.evaluate()
     plot_run_figures(trainer.run, report)
     print()
     print(report.table())

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train.config import load_run_config, parse_override
     from ..train.figures import plot_run_figures
     from ..train.distributed import resolve_backend
+    from ..train.interrupts import reported_as
     from ..train.launch import run_on_processes
 
     if args.nproc > 1:
@@ -56,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     options.update({key: value for key, value in flags.items() if value is not None})
     online = load_run_config(args.run_dir).train.mode == "online"
     trainer = (OnlineMetaLearner if online else Trainer).from_run(args.run_dir, checkpoint=args.checkpoint)
-    report = trainer.evaluate(**options)
+    with reported_as(f"the evaluation of {trainer.run.path}", "no evaluation file was written"):
+        report = trainer.evaluate(**options)
     if not trainer.parallel.is_writer:  # of several processes, rank 0 reports
         return 0
     plot_run_figures(trainer.run, report)

@@ -46,15 +46,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train (and evaluate); a run stopped by SIGINT or SIGTERM prints how to resume it and exits
-    with ``128 + signal`` (:mod:`graphmeta.train.interrupts`)."""
+    """Train (and evaluate); a run stopped by SIGINT or SIGTERM (under ``--nproc``, a second one
+    kills its processes) prints how to resume it and exits with ``128 + signal``
+    (:mod:`graphmeta.train.interrupts`); so does one whose files could not be written (a full
+    disk), with status 2."""
+    from ..errors import RunStorageError
     from ..train.interrupts import RunInterrupted
+    from ..train.launch import ProcessesStopped
 
     try:
         return train(args)
-    except RunInterrupted as interrupted:
+    except (RunInterrupted, ProcessesStopped) as interrupted:
         print(f"{interrupted}. Resume with: {resume_command(args)}", file=sys.stderr)
         return interrupted.exit_status
+    except RunStorageError as error:
+        print(f"error: {error}. With space to write, resume with: {resume_command(args)}", file=sys.stderr)
+        return 2
 
 
 def resume_command(args: argparse.Namespace) -> str:
@@ -76,6 +83,7 @@ def train(args: argparse.Namespace) -> int:
     from ..train import OnlineMetaLearner, Trainer, load_config
     from ..train.figures import plot_run_figures
     from ..train.distributed import DataParallelGroup, resolve_backend, restart_count
+    from ..train.interrupts import reported_as
     from ..train.launch import run_on_processes
 
     config = load_config(args.config, args.overrides)
@@ -100,7 +108,9 @@ def train(args: argparse.Namespace) -> int:
               f"(last {summary['window']})")
     elif writer:
         print(f"trained {trainer.run.path}: best validation loss {trainer.best_loss:.4g} at step {trainer.best_step}")
-    report = trainer.evaluate() if args.evaluate else None
+    with reported_as(f"the evaluation of {trainer.run.path}", "its training is complete and saved, its evaluation "
+                     f"was not written: evaluate it with graphmeta evaluate {shlex.quote(str(trainer.run.path))}"):
+        report = trainer.evaluate() if args.evaluate else None
     if not writer:
         return 0
     plot_run_figures(trainer.run, report)

@@ -13,6 +13,8 @@ other training loops:
 - :mod:`.distributed`: data-parallel training on several processes (torchrun, DDP);
   :mod:`.launch`: ``--nproc N``, those processes started on this machine;
 - :mod:`.config`: the YAML run config, its validation and comparison (``TrainConfig``, ``EvaluateConfig``);
+- :mod:`.interrupts`: Ctrl-C or SIGTERM ends ``fit`` after the unit under way, checkpointed
+  (``RunInterrupted``, a ``KeyboardInterrupt`` saying how to resume);
 - :mod:`.checkpoint`: atomic, verified, weights-only checkpoints and RNG states;
 - :mod:`.run_dir`: the files of a run (``RunDirectory``: config, metrics.jsonl, summary);
 - :mod:`.episode_sampler`: a task stream whose state is one counter (``EpisodeSampler``);
@@ -26,11 +28,12 @@ from .buffer import TaskBuffer
 from .config import EvaluateConfig, OnlineConfig, RunConfig, TrainConfig, load_config
 from .evaluation import EvaluationReport
 from .hooks import CheckpointEvent, Hook, StepEvent, ValidationEvent
+from .interrupts import RunInterrupted
 from .online import OnlineMetaLearner
 from .run_dir import RunDirectory
 from .run_loop import RunLoop
 from .trainer import Trainer
 
 __all__ = ["CheckpointEvent", "EvaluateConfig", "EvaluationReport", "Hook", "OnlineConfig", "OnlineMetaLearner",
-           "RunConfig", "RunDirectory", "RunLoop", "StepEvent", "TaskBuffer", "TrainConfig", "Trainer",
+           "RunConfig", "RunDirectory", "RunInterrupted", "RunLoop", "StepEvent", "TaskBuffer", "TrainConfig", "Trainer",
            "ValidationEvent", "load_config"]

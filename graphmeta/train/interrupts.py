@@ -12,19 +12,49 @@ run keeps its last checkpoint, which a write cut short never replaces.
 ``128 + signal`` (130 for SIGINT, 143 for SIGTERM), as a shell expects of a process that a
 signal ended. :class:`RunInterrupted` is a :class:`KeyboardInterrupt`, so code that does not
 know graphmeta treats it as the interrupt it is (``except Exception`` does not swallow it).
+
+Outside ``fit`` (an evaluation, say) a signal ends the command where it stands, as an
+:class:`Interrupted` (the class :class:`RunInterrupted` refines) whose one line says what was under
+way and what was kept (:func:`reported_as`); the command line prints it and exits with
+``128 + signal`` too, turning SIGTERM into such an interrupt as Python turns SIGINT into a
+:class:`KeyboardInterrupt` (:func:`raise_interrupted`). Under ``--nproc`` the launching process
+hands each signal on to its processes (:mod:`.launch`), so they stop alike.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType, TracebackType
 from typing import Any
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class RunInterrupted(KeyboardInterrupt):
+class Interrupted(KeyboardInterrupt):
+    """A signal (``signal_number``, SIGINT or SIGTERM) ended a command; the message says what was
+    under way and what was kept. ``exit_status`` is ``128 + signal_number``."""
+
+    def __init__(self, message: str, signal_number: int = signal.SIGINT) -> None:
+        self.signal_number = signal_number
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # the processes of --nproc hand it to their launcher
+        return type(self), (str(self), self.signal_number)
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signal_number).name
+
+    @property
+    def exit_status(self) -> int:
+        """What a shell expects of a process ended by the signal: ``128 + signal_number``."""
+        return 128 + self.signal_number
+
+
+class RunInterrupted(Interrupted):
     """A signal ended ``fit``: after checkpointing the finished unit, or (``immediate``) at once.
 
     ``signal_number`` is the first signal received; ``step`` the unit the run had finished;
@@ -36,16 +66,11 @@ class RunInterrupted(KeyboardInterrupt):
                  checkpointed_step: int | None, immediate: bool) -> None:
         self.signal_number, self.run_path, self.unit, self.step = signal_number, run_path, unit, step
         self.checkpoint, self.checkpointed_step, self.immediate = checkpoint, checkpointed_step, immediate
-        super().__init__(self.describe())
+        super().__init__(self.describe(), signal_number)
 
-    @property
-    def signal_name(self) -> str:
-        return signal.Signals(self.signal_number).name
-
-    @property
-    def exit_status(self) -> int:
-        """What a shell expects of a process ended by the signal: ``128 + signal_number``."""
-        return 128 + self.signal_number
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.signal_number, self.run_path, self.unit, self.step, self.checkpoint,
+                             self.checkpointed_step, self.immediate)
 
     def describe(self) -> str:
         """One line: the signal, where the run stopped and what its checkpoint holds."""
@@ -57,17 +82,35 @@ class RunInterrupted(KeyboardInterrupt):
         return f"a second signal stopped run {self.run_path} at once, during {self.unit} {self.step + 1}; {kept}"
 
 
-class SignalStop:
-    """The handlers of SIGINT and SIGTERM while ``learner`` (a :class:`~.run_loop.RunLoop`) fits,
-    as a context manager (see the module docstring); outside the main thread, where Python cannot
-    install handlers, it does nothing. ``received``: the first signal, ``None`` before one."""
+def raise_interrupted(number: int, frame: FrameType | None) -> None:
+    """The SIGTERM handler of the command line: an :class:`Interrupted` where the main thread
+    stands, as Python's own raises a :class:`KeyboardInterrupt` on SIGINT (a fitting run handles
+    both itself, :class:`SignalStop`)."""
+    raise Interrupted(f"{signal.Signals(number).name} received", number)
 
-    def __init__(self, learner: Any) -> None:
-        self.learner = learner
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> SignalStop:
+@contextmanager
+def reported_as(under_way: str, kept: str) -> Iterator[None]:
+    """A signal inside (a :class:`KeyboardInterrupt`, but not a :class:`RunInterrupted`, which says
+    more) becomes an :class:`Interrupted` with the line ``"<signal> received during <under_way>;
+    <kept>"``, e.g. ``reported_as("the evaluation of runs/x", "nothing of it was written")``."""
+    try:
+        yield
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt as interrupt:
+        number = getattr(interrupt, "signal_number", signal.SIGINT)
+        raise Interrupted(f"{signal.Signals(number).name} received during {under_way}; {kept}", number) from None
+
+
+class SignalHandlers:
+    """``self._handle`` as the handler of SIGINT and SIGTERM while the context is open, the previous
+    handlers back on exit; outside the main thread, where Python cannot install handlers, nothing."""
+
+    _previous: dict[int, Any]
+
+    def __enter__(self) -> Any:
+        self._previous = {}
         if threading.current_thread() is threading.main_thread():
             self._previous = {number: signal.signal(number, self._handle) for number in HANDLED_SIGNALS}
         return self
@@ -77,6 +120,19 @@ class SignalStop:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous = {}
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        raise NotImplementedError
+
+
+class SignalStop(SignalHandlers):
+    """The handlers of SIGINT and SIGTERM while ``learner`` (a :class:`~.run_loop.RunLoop`) fits,
+    as a context manager (see the module docstring). ``received``: the first signal, ``None``
+    before one."""
+
+    def __init__(self, learner: Any) -> None:
+        self.learner = learner
+        self.received: int | None = None
 
     def interruption(self, immediate: bool) -> RunInterrupted:
         """The :class:`RunInterrupted` of the signal received, where the learner stands now."""

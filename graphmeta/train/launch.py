@@ -7,26 +7,48 @@ and each of them calls the function it is given; :mod:`.distributed` does the re
 ``OMP_NUM_THREADS`` is set, each process gets cores / ``N`` of them (at least 1; torchrun sets 1),
 so the processes do not compete for the cores. Runs over several machines use ``torchrun`` itself
 (README, "Scaling out").
+
+**Signals.** Each process leaves the launcher's process group as it starts, so a Ctrl-C at the
+terminal (or a SIGTERM to the group) reaches the launcher alone, which hands it on to each
+process once (:class:`HandOnSignals`), as if each had received it: a training run finishes its
+step, writes ``last.pt`` and ends in every process with the same
+:class:`~.interrupts.RunInterrupted`, which each process returns and :func:`run_on_processes`
+raises, as one process would. A second signal kills the processes at once (one of them could be
+caught in a collective its partner left, where no Python code runs): :class:`ProcessesStopped`.
+Every file they had written stays whole, as each is written atomically (:mod:`.checkpoint`).
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
+import signal
+import threading
 import uuid
 from collections.abc import Callable
+from types import FrameType, TracebackType
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from ..errors import ConfigError, GraphMetaError
 from ..validation import PositiveInt, check_arguments
+from .interrupts import Interrupted, SignalHandlers, raise_interrupted
+
+#: The loggers of torch's launcher that report a process's death (with a traceback) and the ending
+#: of the others: quiet once :class:`HandOnSignals` has killed them.
+TORCH_PROCESS_LOGGERS = ("torch.distributed.elastic.multiprocessing.api", "torch.multiprocessing.spawn")
 
 
 def run_on_processes(nproc: PositiveInt, function: Callable[..., Any], *args: Any, backend: str | None = None,
                      what: str = "running") -> Any:
     """``function(*args)`` in ``nproc`` processes of one data-parallel run on this machine; the
     value rank 0 returned. A GraphMetaError raised there is raised here (every process raises the
-    same); any other failure is torch's ``ChildFailedError``, naming the process and its traceback.
-    First a line says ``what`` runs, on how many processes, with which collective ``backend`` and
-    how many CPU threads each."""
+    same), and so is a signal's :class:`KeyboardInterrupt` (module docstring); any other failure is
+    torch's ``ChildFailedError``, naming the process and its traceback. First a line says ``what``
+    runs, on how many processes, with which collective ``backend`` and how many CPU threads each."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     nproc = check_arguments(run_on_processes, {"nproc": nproc}, "run_on_processes()")["nproc"]
@@ -38,17 +60,70 @@ def run_on_processes(nproc: PositiveInt, function: Callable[..., Any], *args: An
     print(f"{what} on {nproc} processes of this machine (torch elastic launch, backend {backend or 'auto'}, "
           f"{threads} CPU thread{'' if threads == '1' else 's'} each)", flush=True)
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex,
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
-    results = elastic_launch(config, _call)(function, *args)
-    outcome = results[0]
-    if isinstance(outcome, GraphMetaError):
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
+                          signals_to_handle="SIGHUP,SIGQUIT")  # SIGINT and SIGTERM: HandOnSignals
+    with HandOnSignals() as signals:
+        try:
+            results = elastic_launch(config, _call)(function, *args)
+        except ChildFailedError:
+            if not signals.killed:
+                raise
+            name = signal.Signals(signals.killed).name
+            raise ProcessesStopped(f"a second {name} stopped the {nproc} processes at once; every file they had "
+                                   "written is whole", signals.killed) from None
+    outcome = next((value for value in results.values() if isinstance(value, KeyboardInterrupt)), results[0])
+    if isinstance(outcome, (GraphMetaError, KeyboardInterrupt)):
         raise outcome
     return outcome
 
 
+class ProcessesStopped(Interrupted):
+    """A second signal killed the processes of :func:`run_on_processes` (module docstring)."""
+
+
+class HandOnSignals(SignalHandlers):
+    """While :func:`run_on_processes` waits for its processes, as a context manager: a SIGINT or
+    SIGTERM goes on to each of them, a second one kills them (``killed``: that signal, ``None``
+    before); one while none runs raises :class:`~.interrupts.Interrupted` here. Outside
+    the main thread, where Python cannot install handlers, it does nothing."""
+
+    def __init__(self) -> None:
+        self.killed: int | None = None
+        self._signalled = False
+        self._log_levels = {name: logging.getLogger(name).level for name in TORCH_PROCESS_LOGGERS}
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        super().__exit__(kind, error, traceback)
+        for name, level in self._log_levels.items():
+            logging.getLogger(name).setLevel(level)
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        processes = multiprocessing.active_children()
+        if not processes:
+            raise Interrupted(f"{signal.Signals(number).name} received while no process was running (before they "
+                              "started or after they ended)", number)
+        if self._signalled:
+            self.killed = number
+            for name in TORCH_PROCESS_LOGGERS:  # their deaths are ours, not failures to report
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+        self._signalled = True
+        for process in processes:
+            try:
+                os.kill(process.pid, signal.SIGKILL if self.killed else number)  # type: ignore[arg-type]
+            except ProcessLookupError:  # it ended meanwhile
+                pass
+
+
 def _call(function: Callable[..., Any], *args: Any) -> Any:
-    """One process of :func:`run_on_processes`: a GraphMetaError is returned, for the caller to raise."""
+    """One process of :func:`run_on_processes`, out of the launcher's process group (module
+    docstring): a GraphMetaError or a signal's KeyboardInterrupt is returned, for the launcher to raise."""
+    if hasattr(os, "setpgrp"):
+        os.setpgrp()
+    signal.signal(signal.SIGTERM, raise_interrupted)
+    # tqdm's default lock is a semaphore of the system, which a killed process would leave behind
+    tqdm.set_lock(threading.RLock())
     try:
         return function(*args)
-    except GraphMetaError as error:
+    except (GraphMetaError, KeyboardInterrupt) as error:
         return error

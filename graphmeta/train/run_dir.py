@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from ..taskgraph import TaskGraph
-from .checkpoint import atomic_write_text
+from .checkpoint import atomic_write_text, storage_error
 from .loggers import Logger, flat_hyperparameters, open_loggers, scalars_of
 
 
@@ -80,12 +80,18 @@ class RunDirectory:
 
     def log(self, record: Mapping[str, Any]) -> None:
         """Append ``record`` (with ``step`` and ``split``) to ``metrics.jsonl``, and its numbers
-        (:func:`~.loggers.scalars_of`) to the run's loggers."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        with self.metrics.open("a") as file:
-            file.write(json.dumps(_plain(record), allow_nan=False) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
+        (:func:`~.loggers.scalars_of`) to the run's loggers. An append the system refuses (a full
+        disk) is a :class:`~graphmeta.errors.RunStorageError`; the records before it stay readable."""
+        line = json.dumps(_plain(record), allow_nan=False) + "\n"
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with self.metrics.open("a") as file:
+                file.write(line)
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as error:
+            raise storage_error(self.metrics, error, "its earlier records are intact (a resumed run drops the cut "
+                                "last one)") from error
         scalars = scalars_of(record)
         for logger in self._open_loggers():
             logger.log_scalars(scalars, record["step"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
+import re
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ import pytest
 import torch
 
 import graphmeta as gm
+from graphmeta.errors import RunStorageError
 from graphmeta.train import Hook, RunDirectory
 from graphmeta.train.checkpoint import atomic_write, atomic_write_text, load_checkpoint, save_checkpoint
 from tests.train.conftest import TINY
@@ -73,12 +75,16 @@ def test_a_write_that_fails_midway_leaves_the_previous_file(tmp_path, writer):
     write_old(dry_run)
     before_new = files_in(dry_run.path)
     write_new(dry_run)
-    new_size = max(len(data) for name, data in files_in(dry_run.path).items() if before_new.get(name) != data)
+    new_size, changed = max((len(data), name) for name, data in files_in(dry_run.path).items()
+                            if before_new.get(name) != data)
 
     run = RunDirectory(tmp_path / "run")
     write_old(run)
     old = files_in(run.path)
-    with pytest.raises(OSError), disk_full_after(new_size // 2):
+    target = run.path / changed
+    with pytest.raises(RunStorageError, match=re.escape(f"cannot write {target}: File too large (") + r"[\d.]+ \w+ free "
+                       + re.escape(f"in {target.parent}); the previous {target.name} is intact")), \
+            disk_full_after(new_size // 2):
         write_new(run)
     assert files_in(run.path) == old  # byte for byte, and no temporary file left behind
 
@@ -100,7 +106,9 @@ def test_a_metrics_append_that_fails_midway_keeps_every_earlier_record(tmp_path)
     records = [{"step": step, "split": "train", "loss": step / 10} for step in (1, 2, 3)]
     for record in records:
         run.log(record)
-    with pytest.raises(OSError), disk_full_after(run.metrics.stat().st_size + 10):
+    with pytest.raises(RunStorageError, match=re.escape(f"cannot write {run.metrics}: File too large (") + r".*"
+                       + re.escape("); its earlier records are intact")), \
+            disk_full_after(run.metrics.stat().st_size + 10):
         run.log({"step": 4, "split": "train", "loss": 0.4, "note": "x" * 1000})
     assert run.read_metrics() == records
     run.truncate_metrics(3)  # what a resumed run does first
@@ -123,8 +131,10 @@ def test_a_run_whose_checkpoint_write_fails_keeps_the_previous_and_resumes_exact
 
     failing = make_trainer(name="failing", hooks=[Hook(before_checkpoint=fill_the_disk_before_the_second_last_checkpoint,
                                                        after_checkpoint=remember)])
-    with contextlib.ExitStack() as limit, pytest.raises(OSError):
+    with contextlib.ExitStack() as limit, pytest.raises(RunStorageError) as refused:
         failing.fit()
+    assert f"cannot write {failing.run.last}: File too large" in str(refused.value)
+    assert "the previous last.pt is intact" in str(refused.value)
     assert failing.run.last.read_bytes() == written[4]
     assert sorted(path.name for path in failing.run.checkpoints.iterdir()) == ["best.pt", "last.pt"]
     resumed = make_trainer(name="failing")

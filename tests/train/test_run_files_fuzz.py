@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import graphmeta as gm
+from graphmeta.errors import RunStorageError
 from graphmeta.train import RunDirectory
 from graphmeta.train.checkpoint import load_checkpoint, save_checkpoint
 from graphmeta.train.config import load_run_config
@@ -102,7 +103,7 @@ def test_graph_yaml_is_written_atomically_on_a_full_disk(tmp_path):
     run.write_graph(gm.load_family("compositional-chain", num_nodes=2).graph)
     old = run.graph.read_bytes()
     bigger = gm.load_family("compositional-chain", num_nodes=40).graph
-    with pytest.raises(OSError), disk_full_after(len(old) + 100):
+    with pytest.raises(RunStorageError, match="the previous graph.yaml is intact"), disk_full_after(len(old) + 100):
         run.write_graph(bigger)
     assert [path.name for path in tmp_path.iterdir()] == ["graph.yaml"] and run.graph.read_bytes() == old
     run.write_graph(bigger)
