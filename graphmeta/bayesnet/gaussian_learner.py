@@ -12,10 +12,11 @@ x_{p_1}, \dots, x_{p_P}]` of its parents' values, with a Normal-Inverse-Gamma pr
 adapted to the new site's support rows by the exact conjugate posterior :math:`(M, \Lambda_n,
 a_n, b_n)` (:mod:`graphmeta.learners.banks.linear`), whatever the number of rows. Meta-training
 learns the prior from the related sites by the query log-likelihood of held-out rows after
-adaptation. It starts at the method-of-moments empirical-Bayes prior of the training sites'
-own least-squares fits (:func:`~.gaussian_baselines.empirical_bayes_prior`), which is already the
-Bayes-optimal prior when sites differ by independent perturbations of every coefficient (the
-``independent`` families). When sites differ through a shared factor (the ``latent`` families),
+adaptation. It starts at the empirical-Bayes prior of the training sites: the method of moments
+on their own least-squares fits (:func:`~.gaussian_baselines.empirical_bayes_prior`), refined to
+the largest marginal likelihood of all their rows (:func:`~.gaussian_baselines.marginal_likelihood_priors`),
+which estimates the Bayes-optimal prior when sites differ by independent perturbations of every
+coefficient (the ``independent`` families). When sites differ through a shared factor (the ``latent`` families),
 message passing along the network (``message_passing=True``, the default) reads every
 variable's support statistics and moves each prior mean before its own rows are added, so
 as a variable's rows grow its estimate still goes to its own least-squares fit.
@@ -39,7 +40,7 @@ and the parameters of the Student-t predictive. Measured results:
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -59,8 +60,8 @@ from ..taskgraph import ColumnLayout, TaskGraph
 from ..train.episode_sampler import Shots
 from ..train.trainer import Trainer
 from ..validation import Gt, Lt, NonNegativeFloat, NonNegativeInt, PositiveInt, checked
-from .gaussian_baselines import empirical_bayes_prior, site_statistics
-from .learner import ADAPTATION, FINAL_LR_RATIO, MAX_STEPS
+from .gaussian_baselines import empirical_bayes_prior, marginal_likelihood_priors, site_statistics
+from .learner import ADAPTATION, FINAL_LR_RATIO, MAX_STEPS, load_network_learner, save_network_learner
 from .tasks import split_tables
 
 #: The support sizes a meta-fit prepares for by default: from 1 to 100 rows.
@@ -216,6 +217,28 @@ class GaussianNetMetaLearner:
                                                                      shape[:, row], scale[:, row]))
         return {name: posterior[name] for name in self.graph.names}
 
+    # ----------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> Path:
+        """Write the structure, the configuration, the column units and the meta-learned state; the
+        file loads with ``torch.load(weights_only=True)``."""
+        return save_network_learner(self, path, graph=self.graph.to_dict(),
+                                    column_mean=torch.as_tensor(self.column_mean, dtype=torch.float64),
+                                    column_std=torch.as_tensor(self.column_std, dtype=torch.float64))
+
+    @classmethod
+    def load(cls, path: str | Path) -> GaussianNetMetaLearner:
+        """A learner saved with :meth:`save`."""
+        def build(state: Mapping[str, Any]) -> GaussianNetMetaLearner:
+            learner = cls(TaskGraph.from_dict(state["graph"]), **state["config"])
+            units = [state[key].double().numpy() for key in ("column_mean", "column_std")]
+            if any(unit.shape != (len(learner.graph),) for unit in units):
+                raise DataError(f"its column units hold {[unit.shape for unit in units]} numbers for "
+                                f"{len(learner.graph)} variables")
+            learner.column_mean, learner.column_std = units
+            return learner
+
+        return load_network_learner(cls, path, ("graph", "column_mean", "column_std"), build)
+
     # ---------------------------------------------------------------- helpers
     def _in_units(self, name: str, standard: NodePosterior) -> NodePosterior:
         r"""``standard`` (the standardised variables' posterior) in the columns' units: ``w -> mu e_0 + sigma A w``."""
@@ -246,15 +269,17 @@ class GaussianNetMetaLearner:
         return (out - self.column_mean) / self.column_std
 
     def _initialise_prior(self, values: np.ndarray) -> None:
-        """Set every variable's prior to the empirical-Bayes prior of the standardised training rows ``values``."""
+        """Set every variable's prior to the empirical-Bayes prior of the standardised training rows
+        ``values``: the method of moments refined to the sites' largest marginal likelihood."""
         index = {name: n for n, name in enumerate(self.graph.names)}
         statistics = site_statistics(values, [[index[p] for p in self.parents[name]] for name in self.graph.names])
+        priors = marginal_likelihood_priors(statistics, [empirical_bayes_prior(s) for s in statistics])
         with torch.no_grad():
             for bank in self.model.banks:
                 theta = bank.theta
                 rows, cols = torch.tril_indices(bank.design_width, bank.design_width)
                 for row, name in enumerate(bank.names):
-                    prior = empirical_bayes_prior(statistics[index[name]])
+                    prior = priors[index[name]]
                     size = len(prior.mean)
                     precision = np.eye(bank.design_width)
                     precision[:size, :size] = prior.precision

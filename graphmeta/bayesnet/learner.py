@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,7 +75,8 @@ FINAL_LR_RATIO = 0.05
 DEFAULT_SHOTS = (1, 200)
 #: How many support sizes, spread evenly on a log scale over the range, choose pooled empirical Bayes' strength.
 PRIOR_STRENGTH_SIZES = 8
-CHECKPOINT_KEYS = ("structure", "config", "shots", "model")
+#: What every network learner's checkpoint holds besides its own keys (:func:`save_network_learner`).
+CHECKPOINT_KEYS = ("config", "shots", "model")
 
 
 class BayesNetMetaLearner:
@@ -189,14 +190,12 @@ class BayesNetMetaLearner:
     def save(self, path: str | Path) -> Path:
         """Write the structure, the configuration and the meta-learned state; the file loads
         with ``torch.load(weights_only=True)``."""
-        return save_checkpoint({"structure": self.structure.to_dict(), "config": dict(self.config),
-                                "shots": self.shots, "model": self.model.state_dict()}, path)
+        return save_network_learner(self, path, structure=self.structure.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> BayesNetMetaLearner:
         """A learner saved with :meth:`save`."""
-        state = load_checkpoint(path, required=CHECKPOINT_KEYS)
-        try:
+        def build(state: Mapping[str, Any]) -> BayesNetMetaLearner:
             learner = cls(NetworkStructure.from_dict(state["structure"]), **state["config"])
             saved, expected = bank_shapes(state["model"]), bank_shapes(learner.model.state_dict())
             if len(saved) != len(expected):
@@ -204,14 +203,9 @@ class BayesNetMetaLearner:
                     f"{path} holds a BayesNetMetaLearner of an older layout: its variables' tables in "
                     f"{len(saved)} bank(s) {saved}, where this graphmeta version groups them by table size into "
                     f"{len(expected)} banks {expected}; meta-fit the learner again with this version")
-            learner.model.load_state_dict(state["model"])
-        except (ConfigError, GraphError, RuntimeError, KeyError, TypeError) as error:
-            raise CheckpointError(f"{path} does not hold a BayesNetMetaLearner of this graphmeta version: "
-                                  f"{error}") from None
-        shots = state["shots"]  # one count in checkpoints of a specialised fit written before ranges
-        learner.shots = None if shots is None else (shots, shots) if isinstance(shots, int) else tuple(shots)
-        learner.model.eval()
-        return learner
+            return learner
+
+        return load_network_learner(cls, path, ("structure",), build)
 
     # ---------------------------------------------------------------- helpers
     def _split(self, codes: np.ndarray) -> Split:
@@ -281,3 +275,29 @@ class BayesNetMetaLearner:
                     classes = table.cardinality[n]
                     log_counts[row, rows, :classes] = torch.as_tensor(np.log(pseudo_counts[columns, :classes]),
                                                                        dtype=log_counts.dtype)
+
+
+def save_network_learner(learner: Any, path: str | Path, **own: Any) -> Path:
+    """Write a network learner (:class:`BayesNetMetaLearner`, :class:`~.gaussian_learner.GaussianNetMetaLearner`):
+    its configuration, the support sizes it was fitted for, its model's state and ``own`` (what
+    rebuilds it: tensors and primitive containers); the file loads with ``torch.load(weights_only=True)``."""
+    return save_checkpoint({"config": dict(learner.config), "shots": learner.shots,
+                            "model": learner.model.state_dict(), **own}, path)
+
+
+def load_network_learner(cls: type, path: str | Path, own: tuple[str, ...],
+                         build: Callable[[Mapping[str, Any]], Any]) -> Any:
+    """The ``cls`` learner saved at ``path`` by :func:`save_network_learner` with the keys ``own``:
+    ``build(state)`` rebuilds it unfitted, then its model's state and shots are restored. A file that
+    is missing, corrupt or holds something else is a :class:`CheckpointError` naming it."""
+    state = load_checkpoint(path, required=CHECKPOINT_KEYS + own)
+    try:
+        learner = build(state)
+        learner.model.load_state_dict(state["model"])
+    except (ConfigError, GraphError, DataError, RuntimeError, KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path} does not hold a {cls.__name__} of this graphmeta version: {error}") from None
+    shots = state["shots"]  # one count in checkpoints of a specialised fit written before ranges
+    learner.shots = None if shots is None else (shots, shots) if isinstance(shots, int) else tuple(shots)
+    learner.model.eval()
+    return learner
+

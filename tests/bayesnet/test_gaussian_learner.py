@@ -1,5 +1,5 @@
 """GaussianNetMetaLearner: the conjugate posterior in the columns' units, the LinearGaussianCPD export,
-pgmpy simulation on the result, meta-fitting, bad input."""
+pgmpy simulation on the result, meta-fitting, saving and loading, bad input."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from pgmpy.models import LinearGaussianBayesianNetwork
 from scipy.special import gammaln
 
 import graphmeta
 from graphmeta import DataError, GraphError
-from graphmeta.bayesnet import GaussianNetMetaLearner
-from graphmeta.bayesnet.gaussian_baselines import empirical_bayes_prior, site_statistics
+from graphmeta.bayesnet import BayesNetMetaLearner, GaussianNetMetaLearner
+from graphmeta.bayesnet.gaussian_baselines import empirical_bayes_prior, marginal_likelihood_priors, site_statistics
 
 #: A -> C <- B, with C's coefficients on (A, B) and noise standard deviations.
 BETA = {"A": [2.0], "B": [-1.0], "C": [0.5, 1.5, -2.0]}
@@ -135,6 +136,23 @@ def test_empirical_bayes_prior_matches_the_sites_spread():
     assert prior.shape > 50  # the noise is the same at every site
 
 
+def test_marginal_likelihood_prior_recovers_the_sites_prior_from_few_rows_each():
+    """Sites of 6 rows: their own fits are poor, the marginal likelihood of all rows still finds the prior."""
+    rng = np.random.default_rng(1)
+    sites, count = 600, 6
+    weights = np.array([1.0, -0.5]) + rng.standard_normal((sites, 2)) * [0.4, 0.3]
+    x = rng.standard_normal((sites, count))
+    y = weights[:, :1] + weights[:, 1:] * x + 0.5 * rng.standard_normal((sites, count))
+    statistics = site_statistics(np.stack([x, y], -1), [[], [0]])
+    start = [empirical_bayes_prior(s) for s in statistics]
+    prior = marginal_likelihood_priors(statistics, start)[1]
+    np.testing.assert_allclose(prior.mean, [1.0, -0.5], atol=0.05)
+    covariance = prior.scale / prior.shape * np.linalg.inv(prior.precision)
+    np.testing.assert_allclose(np.sqrt(np.diag(covariance)), [0.4, 0.3], rtol=0.15)
+    assert abs(covariance[0, 1]) < 0.02
+    assert prior.scale / prior.shape == pytest.approx(0.25, rel=0.1)
+
+
 def test_message_passing_reads_a_precise_node():
     """A node whose support loss (a negative log-density) is far below -1 still gives a finite posterior."""
     rng = np.random.default_rng(0)
@@ -165,3 +183,33 @@ def test_bad_input_is_a_named_error(network):
 
 def test_exported_from_the_package():
     assert graphmeta.GaussianNetMetaLearner is GaussianNetMetaLearner
+
+
+def test_save_and_load_round_trip(tmp_path, network):
+    """The loaded learner gives the same posteriors, in the same column units, as the one saved."""
+    learner = GaussianNetMetaLearner(network, message_channels=8)
+    learner.meta_fit([10 * rows(40, seed) + 50 for seed in range(8)], steps=3, val_every=3, meta_batch_size=4,
+                     query_shots=10, progress=False)
+    path = learner.save(tmp_path / "gaussian.pt")
+    assert torch.load(path, weights_only=True)["config"]["message_channels"] == 8
+    again = GaussianNetMetaLearner.load(path)
+    assert again.shots == learner.shots and again.graph == learner.graph
+    support = [10 * rows(5, seed=77) + 50]
+    for name, expected in learner.posterior(support).items():
+        loaded = again.posterior(support)[name]
+        np.testing.assert_allclose(loaded.mean, expected.mean, rtol=1e-6)
+        np.testing.assert_allclose(loaded.covariance, expected.covariance, rtol=1e-6)
+    assert again.adapt(support[0]).get_cpds("C").beta == pytest.approx(learner.adapt(support[0]).get_cpds("C").beta)
+
+
+def test_a_corrupt_or_foreign_checkpoint_is_a_checkpoint_error_naming_the_file(tmp_path, network):
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(graphmeta.CheckpointError, match="broken.pt"):
+        GaussianNetMetaLearner.load(tmp_path / "broken.pt")
+    BayesNetMetaLearner("asia").save(tmp_path / "discrete.pt")
+    with pytest.raises(graphmeta.CheckpointError, match="discrete.pt"):
+        GaussianNetMetaLearner.load(tmp_path / "discrete.pt")
+    state = torch.load(GaussianNetMetaLearner(network).save(tmp_path / "gaussian.pt"), weights_only=True)
+    torch.save({**state, "column_std": state["column_std"][:2]}, tmp_path / "units.pt")
+    with pytest.raises(graphmeta.CheckpointError, match="units.pt.*column units"):
+        GaussianNetMetaLearner.load(tmp_path / "units.pt")
