@@ -16,8 +16,10 @@ incentive payment and deductible are input features of ``visits``.
 For every fold and support size K, on the same test episodes (K support and QUERY query rows of
 the held-out plan): graphmeta with message passing (after adaptation, and with no adaptation),
 the same without message passing, fresh learners trained on the K rows with their steps and rate
-chosen on the validation plan, and a pooled model of every training row (rate and early stopping
-on the validation plan), not adapted.
+chosen on the validation plan, a pooled model of every training row (rate and early stopping
+on the validation plan), not adapted, and the statistician's rows
+(``graphmeta.train.classical_baselines``, fitted once per fold on the training plans' rows): a
+linear mixed model's BLUP, per-plan ridge toward pooled least squares, and the support mean.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from _results import ROOT, destination, graphmeta_commit, write_results  # noqa:
 
 import graphmeta as gm  # noqa: E402
 from graphmeta.families import DataFrameFamily  # noqa: E402
-from graphmeta.train.evaluation import (Estimate, choose_scratch_settings, fit_fresh, fit_pooled,  # noqa: E402
-                                        for_tasks, nanmean, query_results)
+from graphmeta.train.classical_baselines import CLASSICAL_METHODS, classical_baselines  # noqa: E402
+from graphmeta.train.evaluation import (Estimate, MethodResult, choose_scratch_settings, fit_fresh,  # noqa: E402
+                                        fit_pooled, for_tasks, nanmean, query_results)
 
 PLANS = ("coins0", "coins0-idp", "coins25", "coins50", "coins95", "coins100-idp")
 SHOTS = (5, 20, 50)
@@ -52,7 +55,8 @@ MODEL = {"algorithm": "maml", "inner_steps": 1, "inner_lr": 0.1}
 OUTER_LR = 3e-3
 METHODS = {"no_adaptation": "graphmeta, no adaptation", "adapted": "graphmeta, message passing, adapted",
            "no_message_passing": "graphmeta, no message passing, adapted",
-           "from_scratch_tuned": "from scratch on the K rows (tuned)", "pooled": "pooled model, no adaptation"}
+           "from_scratch_tuned": "from scratch on the K rows (tuned)", "pooled": "pooled model, no adaptation",
+           **{method: CLASSICAL_METHODS[method] for method in ("mixed_model", "group_ridge", "support_mean")}}
 
 
 def rand_hie_table() -> pd.DataFrame:
@@ -98,6 +102,7 @@ def run_fold(table: pd.DataFrame, test: str, val: str, shots_list: tuple[int, ..
     pooled, pooled_steps, pooled_rate = fit_pooled(gm.GraphMetaLearner(family.graph), family.pooled_rows("train"),
                                                    pooled_validation, seed=0)
     print(f"  {test}: graph {family.graph.edges}; pooled {pooled_steps} steps at {pooled_rate:g}", file=sys.stderr)
+    grouped = family.grouped_rows("train")  # the classical baselines fit on it once, for every K
     results = {}
     for shots in shots_list:
         with_mp, without_mp = (trained(family, shots, mp, steps, run_dir) for mp in (True, False))
@@ -111,9 +116,11 @@ def run_fold(table: pd.DataFrame, test: str, val: str, shots_list: tuple[int, ..
             "from_scratch_tuned": (with_mp, lambda chunk: fit_fresh(with_mp, chunk, scratch_steps, scratch_rate, 0)),
             "pooled": (with_mp, lambda chunk: for_tasks(pooled, chunk.num_tasks)),
         }
+        classical, _ = classical_baselines(family.graph, grouped, tasks, validation)
+        scored = {method: query_results(model, tasks, episodes, adapter) for method, (model, adapter) in adapt.items()}
+        scored |= {method: MethodResult(**classical[method]) for method in METHODS if method in classical}
         results[shots] = {}
-        for method, (model, adapter) in adapt.items():
-            result = query_results(model, tasks, episodes, adapter)
+        for method, result in scored.items():
             frame = family.query_errors(result.loss, result.accuracy)
             frame.insert(0, "query loss", nanmean(result.loss, dim=1).numpy())
             results[shots][method] = frame

@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import CheckpointError, ConfigError, DataError, GraphError, GraphMetaError, SpecError, TrainingError
+from .errors import (CheckpointError, ConfigError, DataError, DistributionShiftWarning, GraphError, GraphMetaError,
+                     RunStorageError, SpecError, TrainingError)
 
 __version__ = "0.1.0"
 
@@ -25,8 +26,8 @@ _LAZY = {
 #: Subpackages that import on first use as ``graphmeta.<name>``; ``graphmeta.tune(config)`` runs a study.
 _LAZY_MODULES = ("tune",)
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "GraphError", "GraphMetaError", "SpecError", "TrainingError",
-           *_LAZY, *_LAZY_MODULES]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "DistributionShiftWarning", "GraphError", "GraphMetaError",
+           "RunStorageError", "SpecError", "TrainingError", *_LAZY, *_LAZY_MODULES]
 
 
 def __getattr__(name: str) -> Any:

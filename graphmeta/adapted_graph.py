@@ -44,14 +44,31 @@ class AdaptedGraph:
         return f"AdaptedGraph({self.num_tasks} tasks, {self.graph!r})"
 
     def evaluate(self, query: TaskBatch | Split) -> dict[str, torch.Tensor]:
-        """Per (task, node) query ``loss`` and ``accuracy`` (NaN for regression), ``[T, N]``,
-        with observed parents teacher-forced."""
+        """Per (task, node) query results ``[T, N]``, with observed parents teacher-forced:
+
+        * ``loss``: the node's loss (squared error, cross-entropy, or its learner's own: a Linear
+          node's predictive negative log-likelihood);
+        * ``accuracy``: the fraction classified right (NaN for regression nodes);
+        * ``mse``: of a regression node, the squared error averaged over its outputs;
+        * ``nll``: of a regression node, the negative log-likelihood of its predictive distribution
+          per row, summed over its outputs: Gaussian with the learned noise scale (MLP, GNN),
+          Student-t posterior predictive (Linear, where it is the loss); NaN where the node's
+          learner has no predictive variance.
+
+        ``mse`` and ``nll`` are NaN for classification nodes, whose ``loss`` is already the negative
+        log-likelihood of their predicted class probabilities. Every mean is over the rows where
+        the node and its observed parents are observed (0 where there is none); a latent node is not
+        scored: NaN throughout."""
         split = query.query if isinstance(query, TaskBatch) else query
         split = self._on_device(split)
         self._check_tasks(split.num_tasks)
         with torch.no_grad():
             loss, accuracy = self.banks.losses(self.fast, split, accuracy=True)
-        return {"loss": loss, "accuracy": accuracy}
+            mse, nll = self.banks.regression_scores(self.fast, split)
+        scores = {"loss": loss, "accuracy": accuracy, "mse": mse, "nll": nll}
+        latent = torch.tensor([not self.graph.subtask(name).observed for name in self.graph.names],
+                              device=loss.device)
+        return {key: value.masked_fill(latent, float("nan")) for key, value in scores.items()}
 
     def predict(self, inputs: Mapping[str, Any] | None = None, observed: Mapping[str, Any] | None = None,
                 shots: int | None = None) -> dict[str, torch.Tensor]:
@@ -96,22 +113,7 @@ class AdaptedGraph:
     def _level_plans(self) -> list[list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]]:
         """Per topological level, per bank with nodes there: ``(bank, rows, output columns,
         value columns)``, so one level's predictions land in ``values`` with one gather."""
-        plans = []
-        for level in self.graph.levels():
-            members = set(level)
-            level_plan = []
-            for b, bank in enumerate(self.banks):
-                rows = [i for i, name in enumerate(bank.names) if name in members]
-                if not rows:
-                    continue
-                output_columns, value_columns = [], []
-                for position, row in enumerate(rows):
-                    columns = self.layout.value_slices[bank.names[row]]
-                    output_columns += [position * bank.output_width + c for c in range(columns.stop - columns.start)]
-                    value_columns += list(range(columns.start, columns.stop))
-                level_plan.append((b, torch.tensor(rows), torch.tensor(output_columns), torch.tensor(value_columns)))
-            plans.append(level_plan)
-        return plans
+        return self.banks.level_plans(self.graph)
 
     def _prediction_split(self, inputs: dict[str, Any], observed: dict[str, Any], shots: int | None
                           ) -> tuple[Split, bool]:

@@ -3,7 +3,9 @@
 Examples are *joint*: shot ``k`` of task ``t`` is one draw of the whole graph, so a child's
 input at shot ``k`` is its own features with its parents' values at the same shot (teacher
 forcing). A node whose value is missing at a shot is masked there by ``observed``; shots
-past a task's size are simply unobserved everywhere.
+past a task's size are simply unobserved everywhere. A latent node (``observed=False``) has no
+labels at all: its value columns stay 0 and unobserved, and the banks fill them with its
+predictions (:class:`~graphmeta.learners.banks.bank_set.BankSet`).
 """
 
 from __future__ import annotations
@@ -154,14 +156,17 @@ class TaskBatch:
         ``y``: ``[T, K, out_dim]`` floats for regression, ``[T, K]`` class indices for
         classification. For a single task, drop the leading ``T`` everywhere.
         ``*_observed``: optional ``{node: [T, K] bool}`` masks of which values are present
-        (missing nodes default to all present). Every node of the graph must be given.
+        (missing nodes default to all present). Every observed node of the graph must be given;
+        a latent node (``observed=False``) takes no labels and no mask: give its features as
+        ``(x, None)``, or leave it out when it has none.
         """
         graph.validate()
         support_split, single = _build_split(graph, support, support_observed, "support")
         query_split, _ = _build_split(graph, query, query_observed, "query", single)
         if support_split.num_tasks != query_split.num_tasks:
             raise DataError(f"support has {support_split.num_tasks} tasks but query has {query_split.num_tasks}")
-        empty = ~support_split.observed.any(dim=1)  # [T, N]
+        labelled = torch.tensor([graph.subtask(name).observed for name in graph.names])
+        empty = ~support_split.observed.any(dim=1) & labelled  # [T, N]
         if empty.any():
             task, node = (int(i) for i in empty.nonzero()[0])
             raise DataError(f"empty support set for node {graph.names[node]!r} in task {task}: "
@@ -187,19 +192,28 @@ def _build_split(
         if name not in graph:
             graph.subtask(name)  # raises GraphError naming the unknown node
     for name in observed or {}:
-        graph.subtask(name)
-    missing = [name for name in graph.names if name not in data]
+        if not graph.subtask(name).observed:
+            raise DataError(f"{side} gives an observed mask for latent node {name!r}: a latent node is never "
+                            "observed; drop its mask (or make the subtask observed=True)")
+    missing = [name for name in graph.names if name not in data
+               and (graph.subtask(name).observed or graph.subtask(name).in_dim > 0)]
     if missing:
         raise DataError(f"{side} has no data for node(s) {', '.join(map(repr, missing))}")
 
-    entries = {name: _unpack(name, data[name]) for name in graph.names}
-    first = graph.names[0]
+    entries = {name: _unpack(name, data[name]) if name in data else (None, None) for name in graph.names}
+    for name, (_, y) in entries.items():
+        if y is not None and not graph.subtask(name).observed:
+            raise DataError(f"{side} gives labels for latent node {name!r}: a latent subtask (observed=False) is "
+                            "never labelled and learns through its children; give its features as (x, None), "
+                            "or leave it out when it has none")
+    first = next(name for name in graph.names if graph.subtask(name).observed)
     if single is None:
         single = _is_single_task(graph, first, entries[first][1])
     ys: dict[str, torch.Tensor] = {}
     for name, (_, y) in entries.items():
-        y = torch.as_tensor(y)
-        ys[name] = y.unsqueeze(0) if single else y
+        if y is not None:
+            y = torch.as_tensor(y)
+            ys[name] = y.unsqueeze(0) if single else y
     num_tasks, shots = ys[first].shape[:2]
     float_dtype = _common_float_dtype(entries)
 
@@ -209,31 +223,36 @@ def _build_split(
     graphs: dict[str, DenseGraphs] = {}
     for n, name in enumerate(graph.names):
         spec = graph.subtask(name)
-        x, y = entries[name]
-        y = ys[name]
+        x, _ = entries[name]
         where = f"{side} node {name!r}"
-        if observed is not None and name in observed:
-            node_mask = torch.as_tensor(observed[name], dtype=torch.bool)
-            node_mask = node_mask.unsqueeze(0) if single else node_mask
-            _check_shape(where + " observed mask", node_mask, (num_tasks, shots))
-            mask[:, :, n] = node_mask
-        present = mask[:, :, n]
-        if spec.kind == "classification":
-            if y.is_floating_point() or y.dtype == torch.bool:
-                raise DataError(f"{where}: classification labels must be an integer tensor, got {y.dtype}")
-            _check_shape(where + " labels", y, (num_tasks, shots))
-            labels = y.long()
-            bad = present & ((labels < 0) | (labels >= spec.num_classes))
-            if bad.any():
-                raise DataError(f"{where}: class label {int(labels[bad][0])} out of range [0, {spec.num_classes})")
-            one_hot = torch.nn.functional.one_hot(labels.clamp(0, spec.num_classes - 1), spec.num_classes)
-            values[:, :, layout.value_slices[name]] = one_hot.to(float_dtype) * present.unsqueeze(-1)
+        if not spec.observed:
+            mask[:, :, n] = False
+            present = torch.ones_like(mask[:, :, n])  # a latent node's own features are read at every shot
         else:
-            if not y.is_floating_point():
-                raise DataError(f"{where}: regression targets must be floating point, got {y.dtype}")
-            _check_shape(where + " targets", y, (num_tasks, shots, spec.out_dim))
-            _check_finite(where + " targets", y, present)
-            values[:, :, layout.value_slices[name]] = torch.where(present.unsqueeze(-1), y, 0).to(float_dtype)
+            y = ys[name]
+            if observed is not None and name in observed:
+                node_mask = torch.as_tensor(observed[name], dtype=torch.bool)
+                node_mask = node_mask.unsqueeze(0) if single else node_mask
+                _check_shape(where + " observed mask", node_mask, (num_tasks, shots))
+                mask[:, :, n] = node_mask
+            present = mask[:, :, n]
+            if spec.kind == "classification":
+                if y.is_floating_point() or y.dtype == torch.bool:
+                    raise DataError(f"{where}: classification labels must be an integer tensor, got {y.dtype}")
+                _check_shape(where + " labels", y, (num_tasks, shots))
+                labels = y.long()
+                num_classes = spec.width  # a classification node's value is one-hot over its classes
+                bad = present & ((labels < 0) | (labels >= num_classes))
+                if bad.any():
+                    raise DataError(f"{where}: class label {int(labels[bad][0])} out of range [0, {num_classes})")
+                one_hot = torch.nn.functional.one_hot(labels.clamp(0, num_classes - 1), num_classes)
+                values[:, :, layout.value_slices[name]] = one_hot.to(float_dtype) * present.unsqueeze(-1)
+            else:
+                if not y.is_floating_point():
+                    raise DataError(f"{where}: regression targets must be floating point, got {y.dtype}")
+                _check_shape(where + " targets", y, (num_tasks, shots, spec.out_dim))
+                _check_finite(where + " targets", y, present)
+                values[:, :, layout.value_slices[name]] = torch.where(present.unsqueeze(-1), y, 0).to(float_dtype)
         if spec.takes_graphs:
             graphs[name] = dense_graphs(where, x, spec.in_dim, num_tasks, shots, float_dtype)
         elif spec.in_dim > 0:

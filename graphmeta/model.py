@@ -7,8 +7,13 @@ One meta-training step on a :class:`~graphmeta.data.TaskBatch` of T tasks:
    :mod:`graphmeta.adapt.inner_loop` and :mod:`graphmeta.adapt.algorithms`);
 2. with message passing on, ``phi <- phi + g * MP(phi - theta)`` along the task graph
    (see :mod:`graphmeta.adapt.message_passing`);
-3. the algorithm's meta-loss from the query loss of ``phi`` (parents teacher-forced),
-   averaged over tasks and nodes (``loss_weighting``).
+3. the algorithm's meta-loss from the query loss of ``phi`` (observed parents teacher-forced,
+   latent ones predicted level by level: :mod:`graphmeta.learners.banks.bank_set`),
+   averaged over tasks and nodes (``loss_weighting``). Where a bank learns the noise scale of
+   its regression outputs, the gradient of the Gaussian negative log-likelihood of the query
+   residuals taken as data, averaged alike, joins it: it reaches the noise scales alone, so every
+   other meta-gradient is the query loss's, and the meta-loss's value stays the query loss's
+   (see :mod:`graphmeta.learners.banks.bank`).
 
 Each (task, node) loss :math:`L_{tn}` is the mean over that task's own query rows
 :math:`Q_{tn}` (the rows where the node and its parents are observed), so padding a batch of
@@ -33,6 +38,7 @@ from torch import nn
 
 from .adapt.algorithms import ALGORITHMS, Adaptation, InnerLoopSettings, build_algorithm
 from .adapt.inner_loop import inner_loop
+from .adapt.input_shift import InputStatistics
 from .adapt.message_passing import ParameterMessagePassing
 from .adapted_graph import AdaptedGraph
 from .allocator import reuse_large_allocations_once
@@ -100,8 +106,18 @@ class GraphMetaLearner(nn.Module):
                        "message_channels": message_channels, "message_rounds": message_rounds,
                        "algorithm_options": options, "loss_weighting": loss_weighting}
         self.banks = BankSet(graph)
+        self.input_statistics = InputStatistics(graph)
         settings = InnerLoopSettings(float(inner_lr), inner_steps, bool(learn_inner_lr), min_rate, max_rate)
         self.algorithm = build_algorithm(algorithm, self.banks, settings, options)
+        latent = set(graph.latent)
+        for bank in self.banks:
+            # a closed-form fit reads the node's own targets and its inputs from the support data as given
+            reading = [name for name in bank.names if name in latent or latent & set(graph.parents(name))]
+            if reading and self.algorithm.solves(bank):
+                raise ConfigError(f"subtask(s) {', '.join(map(repr, reading))} cannot adapt in closed form "
+                                  f"({algorithm!r} with {type(bank).__name__}): a closed-form fit needs the node's "
+                                  "own targets and observed inputs, and these are or read a latent subtask; use a "
+                                  "gradient algorithm (e.g. 'maml') and a gradient learner (e.g. MLP) there")
         self.message_passing = None
         if message_passing:
             self.message_passing = ParameterMessagePassing(
@@ -113,9 +129,13 @@ class GraphMetaLearner(nn.Module):
         """The meta-training loss of ``batch`` and, with ``metrics``, per-node metrics (means over
         tasks, ``[N]``): ``loss_before`` / ``loss_after`` (query loss without / with adaptation)
         and ``accuracy_after`` (NaN for regression nodes). ``metrics=False`` skips the extra
-        forward pass they cost and returns ``{}``."""
+        forward pass they cost and returns ``{}``. In training mode it also records the batch's
+        inputs, against which :meth:`adapt` judges a task's (:mod:`graphmeta.adapt.input_shift`)."""
         self.check_graph(batch.graph)
         batch = self._on_device(batch)
+        if self.training:  # what adaptation will be judged against (graphmeta.adapt.input_shift)
+            self.input_statistics.update(batch.support)
+            self.input_statistics.update(batch.query)
         second_order = self.algorithm.second_order and self.training
         adaptation = self._adapt(batch.support, self.inner_steps, create_graph=second_order,
                                  track_meta_gradient=True)
@@ -128,6 +148,10 @@ class GraphMetaLearner(nn.Module):
             return _mean(self.banks.losses(self._composed(fast), batch.query)[0], weight)
 
         loss = self.algorithm.outer_loss(_mean(query_after, weight), adaptation, query_loss_of)
+        noise = self.banks.noise_losses(self._composed(adaptation.final), batch.query)
+        if noise is not None:  # its gradient alone joins: it reaches the noise scales (module docstring)
+            noise_loss = _mean(noise, weight)
+            loss = loss + (noise_loss - noise_loss.detach())
         if not metrics:
             return loss, {}
         with torch.no_grad():
@@ -152,9 +176,15 @@ class GraphMetaLearner(nn.Module):
         than it trains with. Learned rates (Meta-SGD, MAML++, ``learn_inner_lr``) then take the
         trained steps as trained and the last trained rate times ``inner_steps / steps`` after
         them (:func:`~graphmeta.adapt.algorithms.base.trained_step`); a fixed ``inner_lr`` is
-        taken at every step.
+        taken at every step. No step raises a (task, node)'s support loss
+        (:mod:`graphmeta.adapt.support_guard`).
+
+        Warns (:class:`~graphmeta.DistributionShiftWarning`, once, naming the nodes and tasks) where
+        the support inputs lie more than 4 training standard deviations from what meta-training
+        saw (:mod:`graphmeta.adapt.input_shift`).
         """
         split = self._support_split(support)
+        self.input_statistics.warn_if_shifted(split, stacklevel=3)
         steps = self.inner_steps if steps is None else steps
         adaptation = self._adapt(split, steps, create_graph=False, track_meta_gradient=False)
         return AdaptedGraph(self.graph, self.banks, [{name: w.detach() for name, w in dense_weights(weights).items()}

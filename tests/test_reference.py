@@ -4,13 +4,16 @@ reference starts from; and the reference's own formulas against hand-computed va
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
 import torch
 
 import graphmeta as gm
+import graphmeta.model
 from graphmeta.adapt.algorithms import ALGORITHMS as REGISTERED_ALGORITHMS
+from graphmeta.adapt.inner_loop import inner_loop
 from graphmeta.learners import registered
 from graphmeta.testing.reference_algorithms import REFERENCE_ALGORITHMS
 from graphmeta.testing.reference_learners import REFERENCE_LEARNERS
@@ -130,7 +133,7 @@ def test_reptile_meta_init_learns_from_the_pull_alone_with_message_passing():
     support, query = task_data(graph, 2, 3, 1), task_data(graph, 2, 3, 2)
     assert_engine_equals_reference(model, support, query)
     batch = gm.TaskBatch.from_tensors(graph, support, query)
-    theta = [p for name, p in model.named_parameters() if name.startswith("banks.")]
+    theta = [p for name, p in model.named_parameters() if name.startswith("banks.") and ".theta." in name]
     loss, _ = model.meta_loss(batch)
     with_messages = torch.autograd.grad(loss, theta)
     model.message_passing, passing = None, model.message_passing
@@ -303,3 +306,27 @@ def test_reference_table_posterior_counts_each_shot_once_in_its_row():
     for b_class, w_class, t_class in zip(support["b"][1][0], support["w"][1][0], support["t"][1][0]):
         expected[2 * b_class + w_class, t_class] += 1
     torch.testing.assert_close(adapted, expected)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "metasgd", "mamlpp", "cavia", "anil"])
+@pytest.mark.parametrize("graph", [every_learner_graph, wide_graph], ids=["every-learner", "low-rank"])
+def test_refused_steps_equal_reference(algorithm, graph, monkeypatch):
+    """Inner rates 20 times too large, so that many steps raise a node's support loss: the steps the
+    guard refuses and halves, in training (meta-loss and meta-gradient) and in adaptation with more
+    steps, equal the reference's rule; and the guard did refuse (unguarded, the weights differ)."""
+    graph = graph()
+    model = build(graph, algorithm, message_passing=True, steps=2)
+    model.algorithm.inner_lr = model.config["inner_lr"] = 5.0
+    support, query = task_data(graph, 2, 3, 1), task_data(graph, 2, 3, 2)
+    assert_engine_equals_reference(model, support, query)
+    batch = gm.TaskBatch.from_tensors(graph, support, support)
+    adapted = model.adapt(batch, steps=6)
+    for (t, name), weights in reference_adapted_weights(model, support, steps=6).items():
+        b, row, slices = unpadded_slices(model, name)
+        for key, expected in weights.items():
+            torch.testing.assert_close(adapted.fast[b][key][t, row][slices[key]], expected, rtol=1e-6, atol=1e-9,
+                                       msg=lambda m, key=key, name=name: f"{name}.{key}: {m}")
+    monkeypatch.setattr(graphmeta.model, "inner_loop", functools.partial(inner_loop, guarded=False))
+    unguarded = model.adapt(batch, steps=6)
+    assert any(not torch.equal(weights[key], unguarded.fast[b][key])
+               for b, weights in enumerate(adapted.fast) for key in weights)

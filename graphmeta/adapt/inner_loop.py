@@ -19,6 +19,11 @@ the Table learners' Dirichlet update or the Linear learners' Normal-Inverse-Gamm
 bank's head under an algorithm with ``closed_form_head``, ALPaCA) takes ``algorithm.solve(...)``
 at the first step and keeps it; more steps would add nothing. Only the other banks take
 gradient steps.
+
+A step never raises a (task, node)'s support loss: the :mod:`.support_guard` reads each step's
+loss (the next step computes it anyway, the last one takes one more forward pass) and keeps the
+previous weights, with half the step to try next, for the pairs whose loss went up or stopped
+being finite; with ``guarded=False`` (to see what it prevents) every step is taken as it is.
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ from ..learners.banks.bank import Weights
 from ..learners.banks.low_rank import LowRankWeight, OuterProducts
 from ..learners.banks.bank_set import BankSet
 from .algorithms.base import Algorithm
+from .support_guard import SupportGuard
 
 
 def inner_loop(banks: BankSet, algorithm: Algorithm, fast: list[Weights], support: Split, steps: int,
-               create_graph: bool, track_meta_gradient: bool = True, keep_steps: bool = False
-               ) -> tuple[list[Weights], torch.Tensor | None, list[list[Weights]]]:
+               create_graph: bool, track_meta_gradient: bool = True, keep_steps: bool = False,
+               guarded: bool = True) -> tuple[list[Weights], torch.Tensor | None, list[list[Weights]]]:
     """Take ``steps`` steps from ``fast``; return the fast weights, the support losses ``[T, N]``
     before the first step (``None`` for zero steps; attached to the graph when ``create_graph``),
     and, with ``keep_steps``, the fast weights after every step.
@@ -44,10 +50,11 @@ def inner_loop(banks: BankSet, algorithm: Algorithm, fast: list[Weights], suppor
     ``create_graph`` keeps the graph of the gradient for second-order meta-gradients; without
     it the gradient is a constant (first order). With ``track_meta_gradient=False`` (plain
     adaptation at test time) each step starts from detached weights, so memory does not grow
-    with the number of steps.
+    with the number of steps. ``guarded=False`` turns the support guard off (module docstring).
     """
     solved = [algorithm.solves(bank) for bank in banks]
     adapting = [() if closed else algorithm.adapting_names(bank) for bank, closed in zip(banks, solved)]
+    guard = SupportGuard([bool(names) for names in adapting]) if guarded else None
     initial_loss, every_step = None, []
     for step in range(steps):
         if not track_meta_gradient:
@@ -74,14 +81,28 @@ def inner_loop(banks: BankSet, algorithm: Algorithm, fast: list[Weights], suppor
         for b, names in enumerate(direct):
             by_bank[b].update(zip(names, grads[:len(names)]))
             grads = grads[len(names):]
+        if guard is not None:
+            fast, by_bank = guard.review(fast, by_bank, _bank_losses(banks, guard, loss))
+        if keep_steps and step:
+            every_step.append(fast)
         fast = [
             (algorithm.solve(b, bank, weights, support) if step == 0 else weights) if solved[b]
             else _step(algorithm, b, weights, by_bank[b], step, steps, create_graph)
             for b, (bank, weights) in enumerate(zip(banks, fast))
         ]
-        if keep_steps:
-            every_step.append(fast)
+    if guard is not None and steps and any(guard.guarded):
+        with torch.no_grad():
+            # every bank's losses at once: with latent nodes, a node's loss reads its latent parents' predictions
+            loss, _ = banks.losses([algorithm.compose(b, weights) for b, weights in enumerate(fast)], support)
+        fast, _ = guard.review(fast, None, _bank_losses(banks, guard, loss))
+    if keep_steps and steps:
+        every_step.append(fast)
     return fast, initial_loss, every_step
+
+
+def _bank_losses(banks: BankSet, guard: SupportGuard, loss: torch.Tensor) -> list[torch.Tensor | None]:
+    """The support losses ``[T, N]`` of the graph as ``[T, N_b]`` per guarded bank (``None`` for the others)."""
+    return [loss[:, bank.node_index] if guarded else None for bank, guarded in zip(banks, guard.guarded)]
 
 
 def _step(algorithm: Algorithm, index: int, weights: Weights, grads: Mapping[str, torch.Tensor | OuterProducts],
@@ -91,9 +112,9 @@ def _step(algorithm: Algorithm, index: int, weights: Weights, grads: Mapping[str
     low_rank, dense = {}, {}
     for name, grad in grads.items():
         weight = weights[name]
+        if not create_graph:  # first order: a constant, also where the guard densified its factors
+            grad = grad.detach()
         if isinstance(grad, OuterProducts):
-            if not create_graph:
-                grad = grad.detach()
             if algorithm.low_rank_step and isinstance(weight, LowRankWeight) and _low_rank_cheaper(weight, grad):
                 rate = _per_pair(algorithm.rate(index, name, step, steps), weight.shape)
                 if rate is not None:

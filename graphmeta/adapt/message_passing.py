@@ -17,7 +17,9 @@ counts), ``e_i`` a learned node embedding, ``S, D, U, G`` per round the self, pa
 child, child -> parent and graph-level (virtual node) weights, ``L_i`` the node's support
 loss before adaptation (how surprising its data were), ``K_i`` its number of support
 shots and ``slog(x) = sign(x) log(1 + |x|)`` (a Linear node's loss is a negative log-density,
-which may lie below -1). The gate ``g_b`` (one entry per head parameter) starts at zero, so an untrained graph
+which may lie below -1). A latent subtask (``observed=False``) has no loss and no shots of its
+own: it reads ``L_i = K_i = 0``, which marks it (an observed node always has ``K_i >= 1``), while
+its update ``delta_i``, learned through its children's losses, says what it learned. The gate ``g_b`` (one entry per head parameter) starts at zero, so an untrained graph
 meta-learner leaves the plain algorithm exactly as it is.
 
 **Conjugate banks** (``bank.closed_form``; each bank says through its own methods how it is
@@ -184,7 +186,10 @@ class ParameterMessagePassing(nn.Module):
         log_sizes = torch.stack(mean_squares, dim=-1).clamp(min=0).add(1e-12).log().mul(0.5)
         head = torch.cat([updates[name] if name in updates
                           else log_sizes.new_zeros(plain[name].shape).flatten(2) for name in self.heads[b]], dim=-1)
-        head_size = head.square().mean(-1, keepdim=True).add(1e-12).rsqrt()
+        # a pair whose head did not move (no step taken, or every one refused) reads 0 with slope 0: the
+        # direction of a zero update is undefined, and the slope 1/sqrt(eps) would only amplify rounding
+        head_square = head.square().mean(-1, keepdim=True)
+        head_size = torch.where(head_square > 0, head_square.add(1e-12).rsqrt(), 0.0)
         node_statistics = statistics if self.in_graph_order else statistics[:, getattr(self, f"bank_nodes_{b}")]
         # a signed log(1 + |L|): a Linear node's loss is a negative log-density, below -1 for a precise node
         features = [head * head_size, log_sizes, node_statistics.sign() * node_statistics.abs().log1p()]

@@ -43,7 +43,10 @@ from .base import FAMILIES, TaskFamily
 from .dataframe import DataFrameFamily, absolute_path
 
 if TYPE_CHECKING:
-    from importlib.resources.abc import Traversable
+    if sys.version_info >= (3, 11):
+        from importlib.resources.abc import Traversable
+    else:
+        from importlib.abc import Traversable
 
 TEXT_FIELDS = ("description", "graph_source", "provenance", "citation", "intended_use")
 
@@ -105,7 +108,7 @@ def load_card(name_or_path: str | Path) -> Card:
         raise ConfigError(f"{where} must hold a mapping, got {type(data).__name__}")
     check_keys(data, CARD_KEYS, where)
     family = data.get("family")
-    if family not in FAMILIES:
+    if not isinstance(family, str) or family not in FAMILIES:
         raise ConfigError(f"{where}: unknown family {family!r}{closest(str(family), FAMILIES)}; "
                           f"choose one of {', '.join(FAMILIES)}")
     parameters = data.get("parameters") or {}

@@ -13,6 +13,8 @@ from ..validation import NonNegativeFloat, NonNegativeInt, OneOf, PositiveInt, c
 from .base import FAMILIES, TaskFamily, family_rng, observed_split, task_latents
 
 STRUCTURES = ("chain", "tree", "dag")
+#: Which nodes are latent subtasks (never labelled): none, or every node with a child.
+LATENT_NODES = ("none", "non-sinks")
 
 
 @FAMILIES.register
@@ -43,6 +45,13 @@ class CompositionalFamily(TaskFamily):
     distribution as before, but nothing is shared (the control). Values stay in
     :math:`[-1, 1]` plus noise at any depth; a child reads its parents' noisy values.
 
+    **Latent nodes.** With ``latent_nodes="non-sinks"`` every node with a child is a latent subtask
+    (``observed=False``): the data are drawn as above, and only the sinks' values are given; the
+    intermediate values exist but stay hidden (their columns 0 and unobserved), so a graph learner
+    must learn them from the sinks alone. :meth:`supervised` is the same family with every node
+    observed: the same structure, tasks and draws, the hidden values given (a fully supervised
+    reference).
+
     ``task_params``: ``latent [T, N, d]``, ``weights [T, N, in_dim + P]`` (own features first, then
     parent slots in ``graph.parents`` order, zero past a node's in-degree), ``bias [T, N]``.
     The fixed maps are ``mean`` (:math:`\mu`, ``[N, in_dim + P + 1]``, bias last) and ``mixing``
@@ -62,16 +71,20 @@ class CompositionalFamily(TaskFamily):
         task_scale: NonNegativeFloat = 1.0,
         noise: NonNegativeFloat = 0.05,
         shared: bool = True,
+        latent_nodes: Annotated[str, OneOf(LATENT_NODES)] = "none",
         seed: NonNegativeInt = 0,
     ) -> None:
         self.structure, self.num_nodes, self.in_dim = structure, num_nodes, in_dim
         self.max_parents, self.branching, self.latent_dim = max_parents, branching, latent_dim
         self.task_scale, self.noise, self.shared = task_scale, noise, shared
+        self.latent_nodes = latent_nodes
         rng = family_rng(seed)
         parents = _structure(self.structure, num_nodes, max_parents, branching, rng)
-        graph = TaskGraph(f"compositional-{self.structure}")
+        has_child = {p for ps in parents for p in ps}
+        hidden = {i for i in range(num_nodes) if latent_nodes == "non-sinks" and i in has_child}
+        graph = TaskGraph(f"compositional-{self.structure}" + ("-latent" if hidden else ""))
         for i in range(num_nodes):
-            graph.add_subtask(f"n{i}", in_dim=self.in_dim)
+            graph.add_subtask(f"n{i}", in_dim=self.in_dim, observed=i not in hidden)
             for parent in parents[i]:  # parents precede children, so each edge is checked in O(1)
                 graph.add_dependency(f"n{parent}", f"n{i}")
         super().__init__(graph, seed)
@@ -83,6 +96,12 @@ class CompositionalFamily(TaskFamily):
         self.mixing = rng.standard_normal((*slots.shape, self.latent_dim)) / np.sqrt(self.latent_dim) * slots[..., None]
         self._scale = 1.0 / np.sqrt(self.in_dim + present.sum(1))  # 1 / sqrt(D_i)
         self._levels = [(_contiguous(nodes), parent_index[nodes]) for nodes in level_indices(graph)]
+        self._hidden = np.array(sorted(hidden), dtype=np.int64)
+
+    def supervised(self) -> CompositionalFamily:
+        """This family with every node observed: the same structure, tasks and draws (same seed),
+        the latent nodes' values given, for a fully supervised reference."""
+        return type(self)(**{**self.config, "latent_nodes": "none"})
 
     def draw_params(self, num_tasks: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         latent = task_latents(rng, num_tasks, len(self.graph), self.latent_dim, self.shared)
@@ -104,7 +123,10 @@ class CompositionalFamily(TaskFamily):
                 pre = pre + y[parents[:, slot]] * weights[nodes, self.in_dim + slot]
             y[nodes] += np.sin(pre)
         features = x.transpose(2, 3, 0, 1).reshape(num_tasks, rows, -1)
-        return observed_split(features, y.transpose(1, 2, 0), num_nodes)
+        y[self._hidden] = 0.0  # drawn (their children read them), then hidden
+        split = observed_split(features, y.transpose(1, 2, 0), num_nodes)
+        split.observed[..., self._hidden] = False
+        return split
 
 
 def _structure(structure: str, num_nodes: int, max_parents: int, branching: int,

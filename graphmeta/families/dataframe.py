@@ -215,6 +215,12 @@ class DataFrameFamily(TaskFamily):
         index = np.concatenate([self._task_rows[task] for task in self._split_indices(split)])
         return self._split_of([index])
 
+    @checked
+    def grouped_rows(self, split: SplitName = "train") -> Split:
+        """Every row of each task of ``split``, one task each (``[T, most rows, ...]``, padded): what
+        a model of the groups, such as a linear mixed model, trains on."""
+        return self._split_of([self._task_rows[task] for task in self._split_indices(split)])
+
     def batch_from_frames(self, support: pd.DataFrame | Sequence[pd.DataFrame],
                           query: pd.DataFrame | Sequence[pd.DataFrame] | None = None) -> TaskBatch:
         """Tasks of your own rows (a new site's records, say), coded like the family's table: the

@@ -62,7 +62,7 @@ def read_network(network: Any) -> tuple[str, Any]:
     return (name if isinstance(name, str) else ""), network
 
 
-def resolve_network(network: Any, model_type: type, family: str) -> tuple[str, Any]:
+def resolve_network(network: Any, model_type: type[Any], family: str) -> tuple[str, Any]:
     """``(name, model)`` for a bundled network name or a pgmpy model of ``model_type``, every variable with a CPD.
 
     ``family`` names the caller in errors.

@@ -55,13 +55,17 @@ class TaskGraph:
         num_classes: int | None = None,
         learner: str | LearnerSpec | Mapping[str, Any] = "mlp",
         attrs: Mapping[str, Any] | None = None,
+        observed: bool = True,
     ) -> TaskGraph:
         """Add a node; returns the graph for chaining. See :class:`Subtask` for the arguments
-        (``attrs``: free-form metadata). An unknown keyword is a :class:`~graphmeta.errors.SpecError`
+        (``attrs``: free-form metadata; ``observed=False``: a latent subtask, never labelled, that
+        learns through its children). An unknown keyword is a :class:`~graphmeta.errors.SpecError`
         naming the closest valid one."""
         if name in self._dag:
             raise GraphError(f"duplicate subtask name {name!r}: each subtask needs a unique name")
-        subtask = Subtask(name, in_dim, kind, out_dim, num_classes, learner, {} if attrs is None else attrs)
+        # Subtask converts a learner name or mapping too, but its signature promises a spec
+        subtask = Subtask(name, in_dim, kind, out_dim, num_classes, learner_from(learner),
+                          {} if attrs is None else attrs, observed)
         self._dag.add_node(name, subtask=subtask, index=len(self._dag))
         self._order = None
         return self
@@ -126,6 +130,23 @@ class TaskGraph:
             levels[depth[name]].append(name)
         return levels
 
+    @property
+    def latent(self) -> list[str]:
+        """The latent subtasks (``observed=False``), in ``names`` order."""
+        return [name for name in self.names if not self.subtask(name).observed]
+
+    def observed_inputs(self, name: str) -> list[str]:
+        """The observed nodes whose values node ``name``'s input reads, in ``names`` order: its observed
+        parents, and through each latent parent (whose value is its prediction) that parent's own."""
+        reads, latent = set(), [name]
+        while latent:
+            for parent in self._dag.predecessors(latent.pop()):
+                if self.subtask(parent).observed:
+                    reads.add(parent)
+                else:
+                    latent.append(parent)
+        return self._ordered(iter(reads))
+
     def input_width(self, name: str) -> int:
         """Own ``in_dim`` plus each parent's width (``out_dim``, or ``num_classes`` for one-hot)."""
         return self.subtask(name).in_dim + sum(self.subtask(p).width for p in self.parents(name))
@@ -162,6 +183,7 @@ class TaskGraph:
         for name in self.names:
             s = self.subtask(name)
             output = f"{s.num_classes} classes" if s.kind == "classification" else f"{s.out_dim} value{'s' if s.out_dim > 1 else ''}"
+            output += "" if s.observed else " (latent)"
             rows.append((name, s.kind, str(s.in_dim), output, s.learner.type, str(self.input_width(name)),
                          ", ".join(self.parents(name)) or "-"))
         widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -175,13 +197,19 @@ class TaskGraph:
 
         ``add_*`` already reject most mistakes at the line that makes them; this catches what
         only the whole graph shows (an empty graph, a cycle in a graph built from a file or
-        from networkx, a Table learner below a regression parent).
+        from networkx, a Table learner below a regression parent, a latent subtask without an
+        observed descendant, which nothing would train).
         """
         if len(self) == 0:
             raise GraphError("the task graph is empty: add at least one subtask")
         require_acyclic(list(self._dag.nodes), list(self._dag.edges))
         for u, v in self._dag.edges:
             self.subtask(v).learner.check_parent(v, self.subtask(u))
+        for name in self.latent:
+            if not any(self.subtask(d).observed for d in nx.descendants(self._dag, name)):
+                where = "a sink" if self._dag.out_degree(name) == 0 else "all its descendants are latent"
+                raise GraphError(f"latent subtask {name!r} has no observed descendant ({where}), so no loss would "
+                                 "ever reach its learner: observe it (observed=True) or give it an observed child")
         return self
 
     # -------------------------------------------------------------- conversions

@@ -33,6 +33,12 @@ class Subtask:
     graphs) concatenated with the values of its parents: a regression parent contributes
     its ``out_dim`` values, a classification parent a one-hot vector of ``num_classes``.
 
+    A *latent* subtask (``observed=False``) is a node like any other whose value is never
+    labelled: its learner predicts it, the prediction fills its value columns for its children,
+    and it learns only through their losses (see :class:`~graphmeta.learners.banks.bank_set.BankSet`).
+    It must be a regression subtask (a scalar or a small embedding, ``out_dim``) with an observed
+    descendant (:meth:`TaskGraph.validate <graphmeta.TaskGraph.validate>`).
+
     ``attrs`` holds free-form metadata, e.g. the ``state_names`` of a Bayesian-network
     variable; its keys may not be field names, so a flat form of the spec (a networkx node's
     attributes) stays unambiguous. A wrong argument is a :class:`~graphmeta.errors.SpecError`
@@ -46,6 +52,7 @@ class Subtask:
     num_classes: Annotated[int, Ge(2)] | None = None
     learner: Learner = field(default_factory=lambda: learner_from("mlp"))
     attrs: Mapping[str, Any] = field(default_factory=dict)
+    observed: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attrs", dict(self.attrs))
@@ -60,12 +67,17 @@ class Subtask:
                 f"subtask {self.name!r}: a regression subtask takes out_dim, not num_classes "
                 f"(use kind='classification' for a {self.num_classes}-class subtask)"
             )
+        if not self.observed and self.kind != "regression":
+            raise GraphError(f"subtask {self.name!r}: a latent subtask (observed=False) must be a regression "
+                             "subtask (out_dim values, a scalar or a small embedding); latent classes are not "
+                             "supported: observe it, or make it kind='regression'")
         self.learner.check_subtask(self)
 
     @property
     def width(self) -> int:
         """How many input columns this node's value gives each child."""
-        return self.num_classes if self.kind == "classification" else self.out_dim
+        # __post_init__ makes num_classes set exactly for a classification subtask
+        return self.out_dim if self.num_classes is None else self.num_classes
 
     @property
     def takes_graphs(self) -> bool:
@@ -82,4 +94,6 @@ class Subtask:
         spec["learner"] = learner_to_dict(self.learner)
         if self.attrs:
             spec["attrs"] = dict(self.attrs)
+        if not self.observed:
+            spec["observed"] = False
         return spec

@@ -16,7 +16,17 @@ times it as the per-node loop a learn2learn-style library runs.
 **Data** are the ``{node: (x, y)}`` mappings of :meth:`~graphmeta.TaskBatch.from_tensors`
 with a task axis (``x`` of a GNN node: a list of ``T * K`` PyG ``Data``, task-major) and
 optional ``observed`` masks ``{node: [T, K] bool}``. A shot *counts* for node ``i`` when the
-values of ``i`` and of all its parents are observed there.
+values of ``i`` and of all its parents are observed there (of a latent parent: the values its
+own input reads, in turn).
+
+**Latent nodes** (``observed=False``; data give them features ``(x, None)`` or nothing) count at
+no shot. For task ``t`` and per-node weights, the data are *filled*: parents before children,
+each latent node's value is its prediction from its own inputs and its parents' values (observed
+ones as given, latent ones filled), and every loss, support and query, reads the filled data.
+The inner loop then steps all nodes of a task together, each from the gradient of the task's
+summed support loss ``sum_i L_i`` (a node's own loss, and for a latent node its descendants'
+through its value), and the guard below compares each node's own loss; a refused node keeps its
+loss and gradient as they were (only an observed node is ever refused, and nothing reads its output).
 
 **Node learners** (by the registered name of a node's learner type): their outputs, what their
 output layer reads, and for a conjugate learner (Table, Linear) its closed-form update, are its
@@ -30,6 +40,13 @@ own (a Linear node's negative log predictive density); 0 without a shot.
 their rates, a closed-form head, the meta-loss) is each algorithm's definition in
 :mod:`graphmeta.testing.reference_algorithms`. A conjugate learner (Table), whatever the
 algorithm, takes its closed-form update at the first step and keeps it.
+
+**No step makes a node worse.** A node that takes gradient steps (not a conjugate learner, not
+an algorithm whose step is a closed-form fit) keeps the last weights ``w`` it accepted, with their
+support loss ``L(w)``, and a factor ``c = 1``. Step ``s`` computes ``w' = w - c alpha_s grad L(w)``
+and its support loss ``L(w')``: if ``L(w')`` is finite and not above ``L(w)``, ``w'`` is accepted and
+``c`` doubles, up to 1; otherwise the node stays at ``w`` and halves ``c``. The weights after step
+``s`` are the accepted ones.
 
 **Message passing** (``message_passing=True``, after at least one step), per task, over the
 task graph's adjacency ``A[j, i] = 1`` for every edge ``j -> i``. Node ``i`` of bank ``b``
@@ -45,7 +62,7 @@ the parameters of ``message_passing`` (``y = x W^T + bias`` for each ``nn.Linear
                                  + up(mean_{j: A[i, j]} h_j) + graph_level(mean_j h_j) )
     phi_h <- phi_h + gates.b * decoders.b(h_i)        (each head weight its own part)
 
-with an empty mean 0, ``eps = 1e-12`` and ``slog(x) = sign(x) log(1 + |x|)``. ``L_i`` carries its gradient when the algorithm is
+with an empty mean 0 (and ``delta_h / r_h = 0`` for a head that did not move), ``eps = 1e-12`` and ``slog(x) = sign(x) log(1 + |x|)``. ``L_i`` carries its gradient when the algorithm is
 second order. Where the algorithm's definition says so (Reptile, whose meta-init learns from
 the pull alone), message passing reads constants: ``phi``, ``delta`` and ``L`` detached. A conjugate
 node's encoder also reads its statistics ``n`` (its learner's definition says which), shrunk at the
@@ -54,7 +71,11 @@ learner's definition applies its correction ``c`` (a Table's multiplies its prio
 
 **Meta-loss.** ``L_query(phi)`` is the mean over the (task, node) pairs with a counting query
 shot of the node's query loss (parents teacher-forced); the algorithm's definition makes the
-meta-loss of it (``L_query(phi_S)`` after message passing, for most).
+meta-loss of it (``L_query(phi_S)`` after message passing, for most). A regression node whose bank
+holds a learned noise scale ``log_noise_std`` adds, averaged over the same pairs, the gradient
+(not the value) of the Gaussian negative log-likelihood of its detached query residuals ``r``:
+the mean over counting shots of ``sum_o log(2 pi)/2 + s_o + r_o^2 / (2 exp(2 s_o))`` with
+``s = log_noise_std[row]``.
 """
 
 from __future__ import annotations
@@ -105,13 +126,33 @@ def reference_meta_loss(model: Any, support: Data, query: Data, support_observed
     def query_loss(weights: dict[tuple[int, str], NodeWeights]) -> torch.Tensor:
         total, pairs = 0, 0
         for t in range(_num_tasks(model.graph, query)):
+            filled = reference.filled({name: weights[t, name] for name in model.graph.names}, query, t)
             for name in model.graph.names:
                 counted = bool(_counting_shots(model.graph, name, query, query_observed, t).any())
-                total = total + counted * reference.loss(name, weights[t, name], query, query_observed, t)
+                total = total + counted * reference.loss(name, weights[t, name], filled, query_observed, t)
                 pairs += counted
         return total / max(pairs, 1)
 
-    return reference.algorithm.meta_loss(reference, query_loss(adaptation.final), adaptation, query_loss)
+    def noise_loss(weights: dict[tuple[int, str], NodeWeights]) -> torch.Tensor:
+        total, pairs = 0, 0
+        for t in range(_num_tasks(model.graph, query)):
+            filled = reference.filled({name: weights[t, name] for name in model.graph.names}, query, t)
+            for name in model.graph.names:
+                counting = _counting_shots(model.graph, name, query, query_observed, t)
+                pairs += bool(counting.any())
+                b, row, _ = unpadded_slices(model, name)
+                log_std = reference.parameters.get(f"banks.banks.{b}.log_noise_std")
+                if log_std is None or not counting.any() or model.graph.subtask(name).kind != "regression":
+                    continue
+                log_std = log_std[row, :model.graph.subtask(name).width]
+                residual = reference.outputs(name, weights[t, name], filled, t).detach() - _value(model.graph, name, query, t)
+                per_shot = (0.5 * math.log(2 * math.pi) + log_std + residual ** 2 / (2 * (2 * log_std).exp())).sum(-1)
+                total = total + (per_shot * counting.to(per_shot.dtype)).sum() / int(counting.sum())
+        return total / max(pairs, 1)
+
+    noise = noise_loss(adaptation.final)
+    return (reference.algorithm.meta_loss(reference, query_loss(adaptation.final), adaptation, query_loss)
+            + (noise - noise.detach() if torch.is_tensor(noise) else 0))
 
 
 def reference_adapt(model: Any, support: Data, support_observed: Data | None = None, steps: int | None = None,
@@ -124,15 +165,29 @@ def reference_adapt(model: Any, support: Data, support_observed: Data | None = N
     initial = {(t, name): reference.initial(name) for t, name in keys}
     every_step: dict[tuple[int, str], list[NodeWeights]] = {key: [] for key in keys}
     support_loss: dict[tuple[int, str], torch.Tensor] = {}
-    for t, name in keys:
-        weights = initial[t, name]
+    for t in range(_num_tasks(graph, support)):
+        weights = {name: initial[t, name] for name in graph.names}
+        factors = dict.fromkeys(graph.names, 1.0)
+        losses = reference.task_losses(weights, support, support_observed, t)
+        total = sum(losses.values())
+        gradient_of = dict.fromkeys(graph.names, total)  # the summed loss each node's next step differentiates
+        for name in graph.names:
+            if steps:
+                support_loss[t, name] = losses[name] if create_graph else losses[name].detach()
         for step in range(steps):
-            loss = reference.loss(name, weights, support, support_observed, t)
-            if step == 0:
-                support_loss[t, name] = loss if create_graph else loss.detach()
-            weights = reference.inner_step(name, weights, loss, support, support_observed, t, step, steps,
-                                           create_graph)
-            every_step[t, name].append(weights)
+            proposed = {name: reference.inner_step(name, weights[name], gradient_of[name], support, support_observed,
+                                                   t, step, steps, create_graph, factors[name])
+                        for name in graph.names}
+            proposed_losses = reference.task_losses(proposed, support, support_observed, t)
+            proposed_total = sum(proposed_losses.values())
+            for name in graph.names:
+                if not reference.guarded(name) or (torch.isfinite(proposed_losses[name])
+                                                   and proposed_losses[name] <= losses[name]):
+                    weights[name], losses[name], gradient_of[name] = proposed[name], proposed_losses[name], proposed_total
+                    factors[name] = min(2 * factors[name], 1.0)
+                else:  # refused: the same weights, loss and gradient; half the step
+                    factors[name] /= 2
+                every_step[t, name].append(weights[name])
     plain = {key: every[-1] if every else initial[key] for key, every in every_step.items()}
     final = plain
     if config["message_passing"] and steps > 0:
@@ -167,11 +222,14 @@ def reference_evaluate(model: Any, weights: Mapping[tuple[int, str], NodeWeights
     loss = torch.zeros(num_tasks, len(graph), dtype=torch.float64)
     accuracy = torch.full_like(loss, math.nan)
     for t in range(num_tasks):
+        filled = reference.filled({name: weights[t, name] for name in graph.names}, data, t)
         for n, name in enumerate(graph.names):
-            loss[t, n] = reference.loss(name, weights[t, name], data, observed, t).detach()
+            loss[t, n] = reference.loss(name, weights[t, name], filled, observed, t).detach()
+            if not graph.subtask(name).observed:
+                loss[t, n] = math.nan  # not scored
             counting = _counting_shots(graph, name, data, observed, t)
             if graph.subtask(name).kind == "classification" and counting.any():
-                outputs = reference.outputs(name, weights[t, name], data, t).detach()
+                outputs = reference.outputs(name, weights[t, name], filled, t).detach()
                 hits = outputs.argmax(-1) == _unpack(data[name])[1][t].long()
                 accuracy[t, n] = hits[counting].double().mean()
     return {"loss": loss, "accuracy": accuracy}
@@ -286,13 +344,18 @@ class _Reference:
 
     # ----------------------------------------------------------------- steps
     def inner_step(self, name: str, weights: NodeWeights, loss: torch.Tensor, data: Data, observed: Data | None,
-                   t: int, step: int, steps: int, create_graph: bool) -> NodeWeights:
+                   t: int, step: int, steps: int, create_graph: bool, factor: float = 1.0) -> NodeWeights:
         """One inner step of node ``name`` in task ``t``: for a conjugate learner its closed-form
-        update at step 0 and nothing after; else the algorithm's step."""
+        update at step 0 and nothing after; else the algorithm's step, ``factor`` times its size."""
         if self.conjugate(name):
             return self.learners[name].posterior(self, name, weights, data, observed, t) if step == 0 else weights
         return self.algorithm.inner_step(self, name, weights, loss, step, steps, create_graph,
-                                         lambda current: self.fitted_head(name, current, data, observed, t))
+                                         lambda current: self.fitted_head(name, current, data, observed, t), factor)
+
+    def guarded(self, name: str) -> bool:
+        """Whether node ``name`` keeps only the steps that do not raise its support loss: those that
+        are gradient steps (not a conjugate learner's or a closed-form fit)."""
+        return not self.conjugate(name) and not self.algorithm.closed_form
 
     def fitted_head(self, name: str, weights: NodeWeights, data: Data, observed: Data | None,
                     t: int) -> NodeWeights:
@@ -305,6 +368,29 @@ class _Reference:
         return alpaca_head(self, name, weights, phi, y)
 
     # ------------------------------------------------------------------ loss
+    def filled(self, weights: Mapping[str, NodeWeights], data: Data, t: int) -> Data:
+        """``data`` with each latent node's values in task ``t`` its prediction from ``weights`` (by
+        node), parents before children (0 in the other tasks); ``data`` itself without latent nodes."""
+        latent = [name for name in self.graph.names if not self.graph.subtask(name).observed]
+        if not latent:
+            return data
+        labels = _unpack(data[_first_observed(self.graph)])[1]
+        num_tasks, shots = labels.shape[:2]
+        filled = dict(data)
+        for name in latent:  # graph.names is topological
+            x = data[name][0] if name in data else None  # (x, None): features without labels
+            parents = [_value(self.graph, p, filled, t) for p in self.graph.parents(name)]
+            prediction = self.forward(name, weights[name], self.own_inputs(name, x, t, shots), parents, shots)
+            filled[name] = (x, torch.stack([prediction if s == t else torch.zeros_like(prediction)
+                                            for s in range(num_tasks)]))
+        return filled
+
+    def task_losses(self, weights: Mapping[str, NodeWeights], data: Data, observed: Data | None,
+                    t: int) -> dict[str, torch.Tensor]:
+        """Every node's loss in task ``t`` on the data filled from ``weights`` (by node)."""
+        filled = self.filled(weights, data, t)
+        return {name: self.loss(name, weights[name], filled, observed, t) for name in self.graph.names}
+
     def outputs(self, name: str, weights: NodeWeights, data: Data, t: int) -> torch.Tensor:
         """``[K, width]`` of task ``t`` with its parents' values teacher-forced from ``data``."""
         return self.forward(name, weights, *self.inputs(name, data, t))
@@ -371,7 +457,8 @@ class _Reference:
                               for weight in self.head_names(name)])
             head_size = (head.pow(2).sum() / head.numel() + EPSILON).sqrt()
             node_statistics = torch.stack([statistic, shots])
-            features = [head / head_size, torch.stack(sizes).log(), node_statistics.sign() * node_statistics.abs().log1p()]
+            direction = head / head_size if bool((head != 0).any()) else torch.zeros_like(head)
+            features = [direction, torch.stack(sizes).log(), node_statistics.sign() * node_statistics.abs().log1p()]
             if self.conjugate(name):
                 statistics = self.learners[name].statistics(self, name, support, observed, t)
                 features += [statistics / (shots + scale) for scale in COUNT_SCALES]
@@ -452,7 +539,12 @@ def _location(model: Any, name: str) -> tuple[int, int]:
 
 
 def _num_tasks(graph: Any, data: Data) -> int:
-    return int(_unpack(data[graph.names[0]])[1].shape[0])
+    return int(_unpack(data[_first_observed(graph)])[1].shape[0])
+
+
+def _first_observed(graph: Any) -> str:
+    """The first node that has labels in the data (a latent one has none)."""
+    return next(name for name in graph.names if graph.subtask(name).observed)
 
 
 def _unpack(entry: Any) -> tuple[Any, torch.Tensor]:
@@ -469,10 +561,17 @@ def _value(graph: Any, name: str, data: Data, t: int) -> torch.Tensor:
 
 
 def _counting_shots(graph: Any, name: str, data: Data, observed: Data | None, t: int) -> torch.Tensor:
-    """``[K]`` bool: the shots of task ``t`` where ``name`` and all its parents are observed."""
-    _, y = _unpack(data[name])
-    counting = torch.ones(y.shape[1], dtype=torch.bool)
-    for node in [name, *graph.parents(name)]:
+    """``[K]`` bool: the shots of task ``t`` where ``name`` and all the observed values its input reads
+    are observed: its observed parents', and a latent parent's own (none for a latent node)."""
+    counting = torch.full((_unpack(data[_first_observed(graph)])[1].shape[1],), graph.subtask(name).observed)
+    read, frontier = [], list(graph.parents(name))
+    while frontier:
+        parent = frontier.pop()
+        if graph.subtask(parent).observed:
+            read.append(parent)
+        else:
+            frontier += graph.parents(parent)
+    for node in [name, *read]:
         if observed is not None and node in observed:
             counting &= torch.as_tensor(observed[node][t], dtype=torch.bool)
     return counting

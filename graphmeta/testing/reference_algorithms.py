@@ -76,6 +76,8 @@ class ReferenceAlgorithm:
     constant_messages: ClassVar[bool] = False
     #: ``algorithm_options`` that exercise every part of the definition in the tests.
     test_options: ClassVar[dict[str, Any]] = {}
+    #: Whether the step is a closed-form fit (exact, never refused) rather than a gradient step.
+    closed_form: ClassVar[bool] = False
 
     def initial(self, ref: Any, name: str, theta: NodeWeights) -> NodeWeights:
         """Node ``name``'s weights before the first step, from its meta-initialisation ``theta``."""
@@ -97,14 +99,18 @@ class ReferenceAlgorithm:
         return learned_rate(ref, ref.parameters["algorithm.rate_scales"][trained]) * share
 
     def inner_step(self, ref: Any, name: str, weights: NodeWeights, loss: torch.Tensor, step: int, steps: int,
-                   create_graph: bool, fit: Callable[[NodeWeights], NodeWeights]) -> NodeWeights:
-        """One inner step of node ``name`` from its support ``loss``; ``fit(weights)`` is the node's
-        closed-form fit of its output layer to its support rows, for algorithms that use one."""
+                   create_graph: bool, fit: Callable[[NodeWeights], NodeWeights], factor: float = 1.0
+                   ) -> NodeWeights:
+        """One inner step of node ``name`` from its support ``loss``, ``factor`` times its size;
+        ``fit(weights)`` is the node's closed-form fit of its output layer to its support rows, for
+        algorithms that use one."""
         adapted = self.adapted_names(ref, name)
-        grads = torch.autograd.grad(loss, [weights[weight] for weight in adapted], create_graph=create_graph)
+        # the loss may be a task's summed loss, differentiated once per node (latent nodes: see reference)
+        grads = torch.autograd.grad(loss, [weights[weight] for weight in adapted], create_graph=create_graph,
+                                    retain_graph=True)
         stepped = dict(weights)
         for weight, grad in zip(adapted, grads):
-            stepped[weight] = weights[weight] - self.rate(ref, name, weight, step, steps) * grad
+            stepped[weight] = weights[weight] - factor * self.rate(ref, name, weight, step, steps) * grad
         return stepped
 
     def meta_loss(self, ref: Any, final: torch.Tensor, adaptation: Any,
@@ -204,12 +210,14 @@ class CAVIADefinition(ReferenceAlgorithm):
 class ALPaCADefinition(ReferenceAlgorithm):
     name = "alpaca"
     test_options = {"prior_components": 3}
+    closed_form = True
 
     def adapted_names(self, ref: Any, name: str) -> list[str]:
         return [weight for weight in ref.theta(name) if weight.startswith("head_")]
 
     def inner_step(self, ref: Any, name: str, weights: NodeWeights, loss: torch.Tensor, step: int, steps: int,
-                   create_graph: bool, fit: Callable[[NodeWeights], NodeWeights]) -> NodeWeights:
+                   create_graph: bool, fit: Callable[[NodeWeights], NodeWeights], factor: float = 1.0
+                   ) -> NodeWeights:
         return fit(weights) if step == 0 else weights
 
 

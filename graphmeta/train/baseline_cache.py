@@ -10,8 +10,9 @@ the tasks themselves, not a description of them, so an entry can never be stale.
 again, with other adaptation steps, or another run on the same tasks (the demo run again, a
 tuning study's trials) reads them back instead of training them again.
 
-An entry is a tensor file loaded with ``weights_only=True``; a damaged one is computed again, and
-a cache that cannot be written (a full disk, a read-only folder) only costs the time it would save.
+An entry is a tensor file loaded with ``weights_only=True``; a damaged one, or one written before
+the result held all it holds now (a missing key), is computed again, and a cache that cannot be
+written (a full disk, a read-only folder) only costs the time it would save.
 """
 
 from __future__ import annotations
@@ -39,15 +40,20 @@ def digest(*parts: Any) -> str:
     return hasher.hexdigest()
 
 
-def cached(folder: Path | None, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def cached(folder: Path | None, key: str, compute: Callable[[], dict[str, Any]],
+           required: tuple[str, ...] = ()) -> dict[str, Any]:
     """``compute()`` (tensors and primitive containers), read from ``folder/<key>.pt`` when it is
-    there, else computed and written there; ``folder`` ``None``: no cache."""
+    there and holds every key of ``required``, else computed and written there; ``folder``
+    ``None``: no cache."""
     if folder is None:
         return compute()
     path = folder / f"{key}.pt"
     if path.is_file():
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+            if all(name in entry for name in required):
+                return entry
+            # an entry of an older result: computed again below, and replaced
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile):
             pass  # a damaged entry: computed again below, and replaced
     value = compute()

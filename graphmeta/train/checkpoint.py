@@ -22,6 +22,7 @@ import os
 import pickle
 import random
 import re
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
@@ -31,35 +32,64 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, RunStorageError
 from ..learners.banks.bank_set import bank_shapes
 from ..taskgraph.comparison import graph_differences, graph_fingerprint
 
+#: 4: MLP and GNN banks learn the noise scale of their regression outputs (``log_noise_std``).
 #: 3: learned inner rates stored as scales of ``inner_lr`` (``algorithm.rate_scales``). 2: learner
 #: banks name their weights (``theta.head_weight``), algorithms own their rates (``algorithm.inner_lrs``).
 #: 1: graphmeta 0.1, positional weights (``theta.0``).
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 FORMAT_HISTORY = {1: "graphmeta 0.1, whose banks stored their weights by position (theta.0, theta.1, ...)",
-                  2: "graphmeta 0.1 before learned inner rates were stored as scales of inner_lr (algorithm.rates)"}
+                  2: "graphmeta 0.1 before learned inner rates were stored as scales of inner_lr (algorithm.rates)",
+                  3: "graphmeta 0.1 before MLP and GNN banks learned a noise scale (log_noise_std), whose "
+                     "models and optimizer states lack it"}
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Write ``path`` atomically: ``write(file)`` fills a temporary file in the same directory,
-    which replaces ``path`` after flush and fsync."""
+    which replaces ``path`` after flush and fsync. A write the system refuses (a full disk, say)
+    is a :class:`~graphmeta.errors.RunStorageError` (:func:`storage_error`), ``path`` as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temporary = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(handle, "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as error:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, RunStorageError):
+            kept = f"the previous {path.name} is intact" if path.exists() else f"{path.name} was not created"
+            raise storage_error(path, error, f"{kept} (a failed write never replaces a file)") from error
         raise
     _fsync_directory(path.parent)
     return path
+
+
+def storage_error(path: Path, error: OSError, kept: str) -> RunStorageError:
+    """The :class:`~graphmeta.errors.RunStorageError` of writing ``path``, which failed with ``error``:
+    the file, the system's reason, the space left in its folder, and ``kept``, what is intact."""
+    folder = next((parent for parent in (path.parent, *path.parents) if parent.is_dir()), Path("."))
+    try:
+        free = f"{_size(shutil.disk_usage(folder).free)} free"
+    except OSError:
+        free = "free space unknown"
+    return RunStorageError(f"cannot write {path}: {error.strerror or error} ({free} in {folder}); {kept}")
+
+
+def _size(count: float) -> str:
+    """``count`` bytes in the largest unit that keeps it at 1 or more (``3.2 GB``)."""
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if count < 1000:
+            return f"{count:.3g} {unit}"
+        count /= 1000
+    return f"{count:.3g} TB"
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -36,7 +36,9 @@ and the run loop (:mod:`.run_loop`) asks this module what differs between them:
   parameters a meta-step uses is fixed by the model's configuration (Reptile's learned inner
   rates take no meta-gradient), so DDP records them on the first step instead of walking the
   autograd graph every step (``find_unused_parameters``); without either, such a model fails.
-  ``forward_sync_buffers=False``: no buffer changes during training. The meta-loss and metrics a
+  ``forward_sync_buffers=False``: the only buffers training changes are the input statistics of the
+  shift warning (:mod:`graphmeta.adapt.input_shift`), which each process keeps of its own share of
+  the rows; rank 0 saves its own, an estimate from half the rows with two processes. The meta-loss and metrics a
   process reports are averaged over processes (:meth:`Replica.mean`, one small all-reduce), so
   every process takes the same decision on a non-finite loss and rank 0 logs the numbers of the
   whole meta-batch.

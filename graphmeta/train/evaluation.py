@@ -2,8 +2,13 @@
 
 For every task ``t`` and node ``n`` with observed query examples, ``L[t, n]`` is the query
 loss (parents teacher-forced) after a method has seen the support set, ``A[t, n]`` the
-accuracy of classification nodes. A task's total is the mean over its nodes,
-``L_t = mean_n L[t, n]`` (accuracy: over its classification nodes). Every number is reported
+accuracy of classification nodes. A regression node is also scored as a statistician scores a
+model (:meth:`~graphmeta.AdaptedGraph.evaluate`): its mean squared error ``MSE[t, n]`` and the
+negative log-likelihood per query row of its predictive distribution ``NLL[t, n]`` (Gaussian with
+the meta-learned noise scale for MLP and GNN nodes, the Student-t posterior predictive for Linear
+ones), so a model that knows how far off it is gets credit for it. A task's total is the mean
+over its nodes, ``L_t = mean_n L[t, n]`` (accuracy: over its classification nodes; MSE and NLL:
+over its regression nodes). Every number is reported
 as ``mean ± h`` over tasks with the 95% Student-t interval
 
     h = t_{0.975, T - 1} * s / sqrt(T),     s the sample standard deviation over the T tasks.
@@ -27,7 +32,15 @@ A family that can hand over its training rows, a table (``family.pooled_rows()``
 :class:`~graphmeta.families.DataFrameFamily`), gets one more baseline: ``pooled``, one model of
 fresh learners trained with Adam on every training row as if they were one task (minibatches of
 ``POOLED_BATCH_ROWS`` rows; the rate, and the steps by early stopping, chosen by the validation
-tasks' query loss without adaptation), then used on every task as it is.
+tasks' query loss without adaptation), then used on every task as it is. Its training rows task by
+task (``family.grouped_rows()``) bring the statistician's rows (:mod:`.classical_baselines`): a
+linear mixed model's BLUP, per-task ridge toward pooled least squares, the support mean and pooled
+least squares, each fitted once on the training rows.
+
+The baselines' predictive variance: the pooled model's noise is the mean squared residual of each
+output on the training rows, the maximum-likelihood Gaussian noise. Learners trained from scratch
+on K rows have no honest one (their support residuals go to 0 as they fit them), so their NLL is
+undefined and shows ``-``.
 
 In a data-parallel run the tasks are split over the processes and the per-task results gathered
 in task order (:mod:`.distributed`), so every process gets the report one process would.
@@ -44,6 +57,7 @@ the pooled baseline (:func:`pooled_rows`), the report written into the run direc
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Callable, Iterator
@@ -59,6 +73,7 @@ from ..adapted_graph import AdaptedGraph
 from ..data import Split, TaskBatch
 from ..model import GraphMetaLearner
 from .baseline_cache import CACHE_FOLDER, cached, digest
+from .classical_baselines import CLASSICAL_METHODS, classical_baselines, grouped_training_rows
 from .config import EvaluateConfig
 from .distributed import SINGLE_PROCESS, DataParallelGroup
 from ..families.base import TaskFamily
@@ -70,6 +85,7 @@ METHODS = {
     "from_scratch": "trained from scratch",
     "no_message_passing": "ablation: no message passing",
     "pooled": "pooled model, no adaptation",
+    **CLASSICAL_METHODS,
 }
 #: What the baselines choose from on the validation tasks (see the module docstring).
 #: Tasks an evaluation takes where the family draws them anew (``evaluate.num_tasks: null``).
@@ -122,11 +138,21 @@ class Estimate:
 
 @dataclass(frozen=True)
 class MethodResult:
-    """Per (task, node) query ``loss`` and ``accuracy`` ``[T, N]`` of one method; NaN where undefined
-    (no observed query example; accuracy of a regression node)."""
+    """Per (task, node) query ``loss`` and ``accuracy`` ``[T, N]`` of one method, and of its
+    regression nodes the mean squared error ``mse`` and the predictive negative log-likelihood per
+    row ``nll`` (:meth:`~graphmeta.AdaptedGraph.evaluate`); NaN where undefined (no observed query
+    example; accuracy of a regression node; mse and nll of a classification node, or of a method
+    without a predictive variance). ``mse`` and ``nll`` left out are all NaN."""
 
     loss: torch.Tensor
     accuracy: torch.Tensor
+    mse: torch.Tensor | None = None
+    nll: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("mse", "nll"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, torch.full_like(self.loss, math.nan))
 
     def total_loss(self) -> Estimate:
         return Estimate.over_tasks(nanmean(self.loss, dim=1))
@@ -139,6 +165,18 @@ class MethodResult:
 
     def node_accuracy(self, node: int) -> Estimate:
         return Estimate.over_tasks(self.accuracy[:, node])
+
+    def total_mse(self) -> Estimate:
+        return Estimate.over_tasks(nanmean(self.mse, dim=1))
+
+    def total_nll(self) -> Estimate:
+        return Estimate.over_tasks(nanmean(self.nll, dim=1))
+
+    def node_mse(self, node: int) -> Estimate:
+        return Estimate.over_tasks(self.mse[:, node])
+
+    def node_nll(self, node: int) -> Estimate:
+        return Estimate.over_tasks(self.nll[:, node])
 
 
 @dataclass(frozen=True)
@@ -168,6 +206,12 @@ class EvaluationReport:
     def has_accuracy(self) -> bool:
         return any(not result.accuracy.isnan().all() for result in self.methods.values())
 
+    @property
+    def regression_nodes(self) -> list[int]:
+        """The nodes some method has a squared error for: the regression nodes with query rows."""
+        return [n for n in range(len(self.nodes))
+                if any(not result.mse[:, n].isnan().all() for result in self.methods.values())]
+
     def node_means(self, method: str) -> dict[str, float]:
         """``{node: mean query loss}`` of ``method`` (for colouring a task graph)."""
         return {node: self.methods[method].node_loss(n).mean for n, node in enumerate(self.nodes)}
@@ -195,13 +239,18 @@ class EvaluationReport:
 
     def to_dict(self) -> dict[str, Any]:
         methods = {}
+        regression = self.regression_nodes
         for key, result in self.methods.items():
             per_node = {}
             for n, node in enumerate(self.nodes):
                 per_node[node] = {"loss": result.node_loss(n).to_dict()}
                 if not result.accuracy[:, n].isnan().all():
                     per_node[node]["accuracy"] = result.node_accuracy(n).to_dict()
+                if n in regression:
+                    per_node[node] |= {"mse": result.node_mse(n).to_dict(), "nll": result.node_nll(n).to_dict()}
             methods[key] = {"label": METHODS[key], "loss": result.total_loss().to_dict(), "per_node": per_node}
+            if regression:
+                methods[key] |= {"mse": result.total_mse().to_dict(), "nll": result.total_nll().to_dict()}
             if key in self.settings:
                 methods[key]["settings"] = self.settings[key]
             if key != "adapted":
@@ -214,13 +263,18 @@ class EvaluationReport:
                 **({} if self.wall_time_s is None else {"wall_time_s": self.wall_time_s})}
 
     def table(self, per_node: bool = False) -> str:
-        """The totals as a text table (and the per-node losses with ``per_node``)."""
-        header = ["method", "query loss", "loss - adapted (paired)"] + (["accuracy"] if self.has_accuracy else [])
+        """The totals as a text table (and the per-node results with ``per_node``); the squared
+        error and predictive negative log-likelihood of the regression nodes where there are any
+        (``-``: a method without a predictive variance)."""
+        regression = self.regression_nodes
+        header = (["method", "query loss", "loss - adapted (paired)"] + (["accuracy"] if self.has_accuracy else [])
+                  + (["query MSE", "query NLL"] if regression else []))
         rows = []
         for key, result in self.methods.items():
             difference = "" if key == "adapted" else f"{self.paired_difference(key):+}"
             rows.append([self.label(key), str(result.total_loss()), difference]
-                        + ([str(result.total_accuracy())] if self.has_accuracy else []))
+                        + ([str(result.total_accuracy())] if self.has_accuracy else [])
+                        + ([str(result.total_mse()), str(result.total_nll())] if regression else []))
         took = "" if self.wall_time_s is None else f", evaluated in {self.wall_time_s:.1f} s"
         shots = f"{self.shots} shots"
         if self.capped_tasks:
@@ -232,9 +286,13 @@ class EvaluationReport:
         text = [title, _format(header, rows)]
         if per_node:
             header = ["node", *(self.label(key) for key in self.methods)]
-            rows = [[node, *(str(result.node_loss(n)) for result in self.methods.values())]
-                    for n, node in enumerate(self.nodes)]
-            text += ["", "per-node query loss", _format(header, rows)]
+            for title, estimate, nodes in (("query loss", MethodResult.node_loss, range(len(self.nodes))),
+                                           ("query MSE", MethodResult.node_mse, regression),
+                                           ("query NLL", MethodResult.node_nll, regression)):
+                rows = [[self.nodes[n], *(str(estimate(result, n)) for result in self.methods.values())]
+                        for n in nodes]
+                if rows:
+                    text += ["", f"per-node {title}", _format(header, rows)]
         return "\n".join(text)
 
 
@@ -253,7 +311,7 @@ def evaluate_run(learner: Any, options: EvaluateConfig) -> EvaluationReport:
     report = evaluate_methods(model, tasks, steps, sampler.fixed("val", config.val_tasks), options.tasks_per_batch,
                               config.seed, run.path.name, options.split, options.scratch_steps, options.scratch_lr,
                               ablation, group, pooled_rows(learner.family), config.progress and group.is_writer,
-                              run.path.parent / CACHE_FOLDER)
+                              run.path.parent / CACHE_FOLDER, grouped_training_rows(learner.family))
     asked = torch.as_tensor(sampler.fixed_shots(num_tasks, options.shots))
     capped = int((tasks.support.task_rows < asked).sum()) if fixed else 0
     report = dataclasses.replace(report, wall_time_s=round(perf_counter() - started, 2), capped_tasks=capped,
@@ -289,19 +347,21 @@ def evaluate_methods(model: GraphMetaLearner, tasks: TaskBatch, adapt_steps: int
                      tasks_per_batch: int, seed: int, name: str, split: str, scratch_steps: int | None = None,
                      scratch_lr: float | None = None, ablation: GraphMetaLearner | None = None,
                      group: DataParallelGroup = SINGLE_PROCESS, pooled_rows: Split | None = None,
-                     progress: bool = False, cache: Path | None = None) -> EvaluationReport:
+                     progress: bool = False, cache: Path | None = None,
+                     grouped_rows: Split | None = None) -> EvaluationReport:
     """Evaluate ``model`` (and the ``ablation`` model, if given) and the baselines on ``tasks``,
     both models in eval mode; ``name`` and ``split`` label the report. The from-scratch baseline
     trains ``scratch_steps`` Adam steps at ``scratch_lr``, each chosen on the ``validation`` tasks
     where ``None``; with a table's training rows (``pooled_rows``) the pooled baseline joins
-    (module docstring). Each process of ``group`` evaluates its share of the tasks; with ``progress``
+    (module docstring), and with them task by task (``grouped_rows``) the classical ones
+    (:mod:`.classical_baselines`). Each process of ``group`` evaluates its share of the tasks; with ``progress``
     a progress bar counts the stages (one per method). ``cache``: the folder of the
     :mod:`.baseline_cache` that keeps the from-scratch baseline (``None``: none)."""
     for evaluated in (model, ablation):
         if evaluated is not None:
             evaluated.eval()
     share = group.take(tasks)
-    stages = 3 + (pooled_rows is not None) * 2 + (ablation is not None)
+    stages = 3 + (pooled_rows is not None) * 2 + (grouped_rows is not None) + (ablation is not None)
     with tqdm(total=stages, desc=f"evaluating {name}", unit="stage", disable=not progress, dynamic_ncols=True,
               leave=False) as bar:
         def stage(label: str, result: Any) -> Any:
@@ -318,20 +378,26 @@ def evaluate_methods(model: GraphMetaLearner, tasks: TaskBatch, adapt_steps: int
                                                                   lambda chunk: model.adapt(chunk, steps=0))),
             "adapted": stage("adapted", query_results(model, share, tasks_per_batch,
                                                       lambda chunk: model.adapt(chunk, steps=adapt_steps))),
-            "from_scratch": MethodResult(scratch["loss"], scratch["accuracy"]),
+            "from_scratch": MethodResult(scratch["loss"], scratch["accuracy"], mse=scratch["mse"]),
         }
         how = "" if not chosen else ", chosen on validation tasks" if len(chosen) == 2 else f", {chosen[0]} chosen on validation tasks"
         settings = {"from_scratch": f"{_count(steps, 'step')} at rate {rate:g}{how}"}
         if pooled_rows is not None:
             pooled, pooled_steps, pooled_rate = stage("pooled: fit", fit_pooled(model, pooled_rows, validation, seed))
+            pooled = with_training_noise(pooled, pooled_rows)
             methods["pooled"] = stage("pooled", query_results(model, share, tasks_per_batch,
                                                               lambda chunk: for_tasks(pooled, chunk.num_tasks)))
             settings["pooled"] = f"{_count(pooled_steps, 'step')} at rate {pooled_rate:g} on every training row"
+        if grouped_rows is not None:
+            classical, classical_settings = stage("classical", classical_baselines(model.graph, grouped_rows, share,
+                                                                                   validation))
+            methods |= {key: MethodResult(**scores) for key, scores in classical.items()}
+            settings |= classical_settings
         if ablation is not None:
             methods["no_message_passing"] = stage("ablation", query_results(
                 ablation, share, tasks_per_batch, lambda chunk: ablation.adapt(chunk, steps=adapt_steps)))
-    methods = {key: MethodResult(group.gather_tasks(result.loss, tasks.num_tasks),
-                                 group.gather_tasks(result.accuracy, tasks.num_tasks))
+    methods = {key: MethodResult(*(group.gather_tasks(getattr(result, name), tasks.num_tasks)
+                                   for name in ("loss", "accuracy", "mse", "nll")))
                for key, result in methods.items()}
     return EvaluationReport(name, split, tasks.shots, adapt_steps, list(model.graph.names), methods, settings)
 
@@ -340,19 +406,21 @@ def scratch_baseline(model: GraphMetaLearner, tasks: TaskBatch, validation: Task
                      seed: int, steps: int | None = None, rate: float | None = None,
                      cache: Path | None = None) -> dict[str, Any]:
     """The from-scratch baseline on ``tasks``: ``{"steps", "rate"}`` (:func:`choose_scratch_settings`
-    where not given) and its ``loss`` and ``accuracy`` ``[T, N]``; read from, or kept in, the
-    :mod:`.baseline_cache` folder ``cache``. It depends on the model's graph and device alone."""
+    where not given) and its ``loss``, ``accuracy`` and ``mse`` ``[T, N]`` (no NLL: module docstring);
+    read from, or kept in, the :mod:`.baseline_cache` folder ``cache``. It depends on the model's
+    graph and device alone."""
     device = next(model.parameters()).device
 
     def compute() -> dict[str, Any]:
         chosen_steps, chosen_rate = choose_scratch_settings(model, validation, seed, steps, rate)
         result = query_results(model, tasks, tasks_per_batch,
                                lambda chunk: fit_fresh(model, chunk, chosen_steps, chosen_rate, seed))
-        return {"steps": chosen_steps, "rate": chosen_rate, "loss": result.loss, "accuracy": result.accuracy}
+        return {"steps": chosen_steps, "rate": chosen_rate, "loss": result.loss, "accuracy": result.accuracy,
+                "mse": result.mse}
 
     key = digest("from_scratch", tasks, validation, tasks_per_batch, seed, steps, rate, SCRATCH_RATES,
                  SCRATCH_STEPS, str(device), torch.__version__)
-    return cached(cache, key, compute)
+    return cached(cache, key, compute, required=("mse",))
 
 
 def choose_scratch_settings(model: GraphMetaLearner, validation: TaskBatch, seed: int, steps: int | None = None,
@@ -398,6 +466,30 @@ def fit_pooled(model: GraphMetaLearner, rows: Split, validation: TaskBatch, seed
     return best[1], best[2], best[3]
 
 
+def with_training_noise(pooled: AdaptedGraph, rows: Split) -> AdaptedGraph:
+    """The pooled model (one task's weights) predicting with the noise of its training ``rows``:
+    each learned noise scale set to the root mean squared residual of its output over the rows
+    where the node counts, the maximum-likelihood Gaussian noise (rows taken ``POOLED_BATCH_ROWS``
+    at a time); left as it was where it has no residual."""
+    banks = copy.deepcopy(pooled.banks)
+    reference = next(iter(pooled.fast[0].values()))
+    rows = rows.to(device=reference.device, dtype=reference.dtype)
+    with torch.no_grad():
+        for bank, weights in zip(banks, pooled.fast):
+            if bank.log_noise_std is None:
+                continue
+            squares, counts = 0.0, 0.0
+            for start in range(0, rows.shots, POOLED_BATCH_ROWS):
+                chunk = Split(*(tensor[:, start:start + POOLED_BATCH_ROWS]
+                                for tensor in (rows.features, rows.values, rows.observed)))
+                counting = bank.example_mask(chunk).to(reference.dtype)[..., None]
+                squares = squares + ((bank(weights, chunk) - bank.targets(chunk)) ** 2 * counting).sum(-2)
+                counts = counts + counting.sum(-2)
+            variance = (squares / counts.clamp(min=1))[0]
+            bank.log_noise_std.copy_(torch.where(variance > 0, 0.5 * variance.log(), bank.log_noise_std))
+    return AdaptedGraph(pooled.graph, banks, pooled.fast)
+
+
 def for_tasks(adapted: AdaptedGraph, num_tasks: int) -> AdaptedGraph:
     """One task's weights shared by ``num_tasks`` tasks (a view, no copy)."""
     return AdaptedGraph(adapted.graph, adapted.banks, [{name: w.expand(num_tasks, *w.shape[1:])
@@ -413,14 +505,15 @@ def _query_loss(model: GraphMetaLearner, tasks: TaskBatch, adapted: AdaptedGraph
 def query_results(model: GraphMetaLearner, tasks: TaskBatch, tasks_per_batch: int,
                   adapt: Callable[[TaskBatch], AdaptedGraph]) -> MethodResult:
     """The query results of ``adapt(support)``, taken ``tasks_per_batch`` tasks at a time."""
-    losses, accuracies = [], []
+    names = ("loss", "accuracy", "mse", "nll")
+    results: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for chunk in _chunks(tasks, tasks_per_batch):
         metrics = adapt(chunk).evaluate(chunk)
         present = model.banks.example_mask(chunk.query.to(metrics["loss"].device)).any(-1)
         nan = torch.full_like(metrics["loss"], math.nan)
-        losses.append(torch.where(present, metrics["loss"], nan).cpu())
-        accuracies.append(torch.where(present, metrics["accuracy"], nan).cpu())
-    return MethodResult(torch.cat(losses), torch.cat(accuracies))
+        for name in names:
+            results[name].append(torch.where(present, metrics[name], nan).cpu())
+    return MethodResult(*(torch.cat(results[name]) for name in names))
 
 
 def _chunks(tasks: TaskBatch, size: int) -> Iterator[TaskBatch]:

@@ -59,7 +59,7 @@ from typing import Any, ClassVar
 
 from tqdm.auto import tqdm
 
-from ..errors import TrainingError
+from ..errors import DistributionShiftWarning, TrainingError
 from ..model import GraphMetaLearner
 from .config import EvaluateConfig, TrainConfig
 from .device import thread_count
@@ -225,7 +225,10 @@ class RunLoop(RunState):
         self.stop_reason = self.parallel.agree_on_stop(self.stop_reason)
 
     def _validate(self, bar: tqdm) -> None:
-        record = self.parallel.from_writer(self.validate)
+        with warnings.catch_warnings():
+            # validation tasks are drawn like the training ones: a shift warning there would only be noise
+            warnings.simplefilter("ignore", DistributionShiftWarning)
+            record = self.parallel.from_writer(self.validate)
         loss = record["loss"]
         improved = self.loop_state.record_validation(loss, self.config.early_stopping_patience)
         if improved:

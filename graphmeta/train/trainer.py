@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..data import TaskBatch
 from ..errors import ConfigError
 from ..model import GraphMetaLearner
 from .config import TrainConfig
@@ -61,7 +62,7 @@ class Trainer(RunLoop):
                               "graphmeta.OnlineMetaLearner for online meta-learning")
         super().__init__(model, family, train, stream_batch_size=train.meta_batch_size, total_updates=train.steps,
                          hooks=hooks)
-        self._validation_tasks = None
+        self._validation_tasks: TaskBatch | None = None
 
     def total_units(self) -> int:
         return self.config.steps
@@ -72,6 +73,8 @@ class Trainer(RunLoop):
         update = self.outer_step(self.sampler.next())
         if update is None:
             return {}, {}
+        # outer_step passes on finite updates only, and meta_update measures the gradient of each
+        assert update.grad_norm is not None
         values = {"loss": update.loss, "grad_norm": update.grad_norm,
                   **{key: nanmean(value) for key, value in update.metrics.items()}}
         return {key: float(value.detach()) for key, value in values.items()}, {}

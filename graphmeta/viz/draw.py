@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import io
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from math import ceil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 import numpy as np
@@ -34,6 +35,9 @@ from ..errors import ConfigError, DataError, GraphError, closest
 from ..learners import learner_type, registered
 from ..taskgraph import TaskGraph
 from .layout import DrawingLayout, drawing_layout
+
+if TYPE_CHECKING:  # matplotlib.typing is new in matplotlib 3.8
+    from matplotlib.typing import ColorType
 
 FORMATS = (".png", ".svg", ".pdf")
 DIRECTIONS = ("LR", "TB")
@@ -85,7 +89,8 @@ def draw_task_graph(
             ``MAX_PIXELS`` pixels a side.
 
     Node colour shows the kind (with ``metrics``: the value, the kind then colouring the
-    outline), the marker the learner. Labels give the name and dimensions: ``"HR\\n3 cls"``,
+    outline), the marker the learner; a latent subtask (``observed=False``) has a dashed outline
+    and, with ``metrics``, reads "not scored". Labels give the name and dimensions: ``"HR\\n3 cls"``,
     ``"x\\n2→1"`` (2 own features to 1 value). On big graphs labels are shortened, then
     thinned to those that fit, best connected first, and markers shrink.
     """
@@ -93,8 +98,8 @@ def draw_task_graph(
         raise ConfigError(f"unknown direction {direction!r}; choose one of {DIRECTIONS}")
     if cmap not in matplotlib.colormaps:
         raise ConfigError(f"unknown colormap {cmap!r}{closest(cmap, list(matplotlib.colormaps))}")
-    suffix = Path(path).suffix.lower() if path is not None else None
-    if suffix is not None and suffix not in FORMATS:
+    suffix = Path(path).suffix.lower() if path is not None else ""
+    if path is not None and suffix not in FORMATS:
         raise GraphError(f"cannot save a picture to {str(path)!r}: unknown suffix {suffix!r}, "
                          f"use one of {', '.join(FORMATS)}")
     graph.validate()
@@ -110,7 +115,7 @@ def draw_task_graph(
         ax = figure.add_axes((0.2 / width, 0.45 / height, 1 - (0.2 + right) / width, 1 - 0.9 / height))
         if values is not None:
             colorbar_axes = figure.add_axes((1 - (right - 0.1) / width, 0.25, 0.15 / width, 0.5))
-    figure = ax.figure
+    figure = _figure(ax)
     _draw(graph, layout, ax, values, metric_name, cmap, direction, colorbar_axes)
     if title is None:
         edges = len(graph.edges)
@@ -133,9 +138,22 @@ draw = draw_task_graph  # the short name: graphmeta.draw
 def fit_title(ax: Axes, title: str, fontsize: float = 12.0, smallest: float = 7.0) -> None:
     """Set ``title`` so that it fits above ``ax``: the font shrinks down to ``smallest`` points,
     then the text wraps at word boundaries (a long run name over a one-node graph is never cut)."""
-    width_pt = ax.get_position().width * ax.figure.get_figwidth() * 72
+    width_pt = ax.get_position().width * _figure(ax).get_figwidth() * 72
     size = float(np.clip(width_pt / (TEXT_CHAR_WIDTH * max(len(title), 1)), smallest, fontsize))
     ax.set_title(textwrap.fill(title, max(8, int(width_pt / (TEXT_CHAR_WIDTH * size)))), fontsize=size)
+
+
+def _figure(ax: Axes) -> Figure:
+    """The figure of ``ax``, whose size in inches sets the size of everything drawn.
+
+    Axes of a subfigure are refused: the drawing would have to work out the subfigure's share of
+    its parent's size, and does not.
+    """
+    figure = ax.figure
+    if not isinstance(figure, Figure):
+        raise ConfigError(f"cannot draw into axes of a {type(figure).__name__}: pass axes of a "
+                          "matplotlib Figure (not of a subfigure), or no ax for a new figure")
+    return figure
 
 
 def task_graph_png(graph: TaskGraph, dpi: float = 80) -> bytes:
@@ -224,8 +242,9 @@ def _frame(ax: Axes, layout: DrawingLayout, direction: str) -> _Frame:
         ax.set_xlim(*across)
         ax.set_ylim(-along[1], -along[0])
     box = ax.get_position()
-    width_pt = box.width * ax.figure.get_figwidth() * 72
-    height_pt = box.height * ax.figure.get_figheight() * 72
+    figure = _figure(ax)
+    width_pt = box.width * figure.get_figwidth() * 72
+    height_pt = box.height * figure.get_figheight() * 72
     scale = np.array([width_pt / np.ptp(ax.get_xlim()), height_pt / np.ptp(ax.get_ylim())])
     layer_pt, slot_pt = (scale[0], scale[1]) if direction == "LR" else (scale[1], scale[0])
     return _Frame(direction, float(layer_pt), float(slot_pt), scale)
@@ -362,20 +381,25 @@ def _trim(curve: np.ndarray, length: float) -> np.ndarray:
 def _draw_nodes(graph: TaskGraph, layout: DrawingLayout, ax: Axes, frame: _Frame, diameter: float,
                 values: dict[str, float] | None, norm: Normalize | None, cmap: str) -> None:
     colormap = matplotlib.colormaps[cmap]
-    by_marker: dict[str, list[str]] = {}
+    by_marker: dict[tuple[str, bool], list[str]] = {}
     for name in graph.names:
-        by_marker.setdefault(learner_type(graph.subtask(name).learner).marker, []).append(name)
-    for marker, names in by_marker.items():  # matplotlib draws one marker shape per call
+        subtask = graph.subtask(name)
+        by_marker.setdefault((learner_type(subtask.learner).marker, subtask.observed), []).append(name)
+    # matplotlib draws one marker shape and one outline style per call; a latent node's outline is dashed
+    for (marker, observed), names in by_marker.items():
         xy = np.array([frame.xy(layout.layer[name], layout.position[name]) for name in names])
         kinds = [KIND_COLOURS[graph.subtask(name).kind] for name in names]
+        faces: Sequence[ColorType]
+        edges: ColorType | Sequence[ColorType]
         if values is None:
             faces, edges, width = kinds, "#2b2b2b", 0.6
         else:
             faces = [colormap(norm(values[name])) if norm is not None and _known(values, name)
                      else MISSING_COLOUR for name in names]
             edges, width = kinds, float(np.clip(diameter / 6, 0.5, 2.0))
-        ax.scatter(xy[:, 0], xy[:, 1], s=diameter**2, marker=marker, c=faces,
-                   edgecolors=edges, linewidths=width, zorder=3)
+        ax.scatter(xy[:, 0], xy[:, 1], s=diameter**2, marker=marker, c=faces, edgecolors=edges,
+                   linewidths=width if observed else max(width, 1.0), linestyles="-" if observed else "--",
+                   zorder=3)
 
 
 def _known(values: dict[str, float], name: str) -> bool:
@@ -387,24 +411,24 @@ def _draw_labels(layout: DrawingLayout, ax: Axes, frame: _Frame, diameter: float
     """``texts[name]`` beside the marker of every labelled node: below it (LR) or right of it (TB)."""
     offset = diameter / 2 + 1.5
     if frame.direction == "LR":
-        shift, align = {"y": -offset}, {"ha": "center", "va": "top"}
+        shift, horizontal, vertical = {"y": -offset}, "center", "top"
     else:
-        shift, align = {"x": offset}, {"ha": "left", "va": "center"}
-    transform = offset_copy(ax.transData, fig=ax.figure, units="points", **shift)
+        shift, horizontal, vertical = {"x": offset}, "left", "center"
+    transform = offset_copy(ax.transData, fig=_figure(ax), units="points", **shift)
     # A white backing keeps labels legible over edges; small print on big graphs goes without (it is slow).
     box = {"boxstyle": f"round,pad={LABEL_PAD}", "facecolor": "white", "edgecolor": "none", "alpha": 0.9}
-    backing = {"bbox": box} if style.lines > 1 else {}
+    backing = box if style.lines > 1 else None
     for name, text in texts.items():
         x, y = frame.xy(layout.layer[name], layout.position[name])
         ax.text(x, y, text, transform=transform, fontsize=style.fontsize, linespacing=1.0, zorder=4,
-                clip_on=False, **align, **backing)
+                clip_on=False, ha=horizontal, va=vertical, bbox=backing)
 
 
 def _label_style(graph: TaskGraph, layout: DrawingLayout, frame: _Frame, diameter: float,
                  most_lines: int) -> _LabelStyle:
     """The largest style whose labels all fit; else the smallest, thinned, best connected nodes first."""
     longest = max(len(name) for name in graph.names)
-    tiers = [(size, lines) for lines in range(most_lines, 1, -1) for size in (9, 8, 7)]
+    tiers: list[tuple[float, int]] = [(size, lines) for lines in range(most_lines, 1, -1) for size in (9, 8, 7)]
     tiers += [(size, 1) for size in (7, 6, 5, 4.5)]
     fitting = None
     for size, lines in tiers:
@@ -444,7 +468,9 @@ def _label(graph: TaskGraph, name: str, style: _LabelStyle, values: dict[str, fl
             lines.append(f"{s.in_dim}→{s.num_classes} cls" if s.in_dim else f"{s.num_classes} cls")
         else:
             lines.append(f"{s.in_dim}→{s.out_dim}")
-    if style.lines >= 3 and values is not None and _known(values, name):
+    if style.lines >= 3 and values is not None and not graph.subtask(name).observed:
+        lines.append("not scored")  # a latent node has no labels
+    elif style.lines >= 3 and values is not None and _known(values, name):
         lines.append(f"{values[name]:.3g}")
     return "\n".join(lines)
 
@@ -452,17 +478,19 @@ def _label(graph: TaskGraph, name: str, style: _LabelStyle, values: dict[str, fl
 def _draw_legend(graph: TaskGraph, ax: Axes, values: dict[str, float] | None) -> None:
     kinds = {graph.subtask(name).kind for name in graph.names}
     learners = {learner_type(graph.subtask(name).learner) for name in graph.names}
-    marker = {"linestyle": "", "markersize": 8, "markeredgewidth": 1.5}
-    handles = [Line2D([], [], marker="s", markerfacecolor="white" if values is not None else colour,
-                      markeredgecolor=colour, label=kind, **marker)
+    handles = [_legend_handle("s", "white" if values is not None else colour, colour, kind)
                for kind, colour in KIND_COLOURS.items() if kind in kinds]
-    handles += [Line2D([], [], marker=learner.marker, markerfacecolor="white", markeredgecolor="#2b2b2b",
-                       label=f"{learner.label} learner", **marker)
+    handles += [_legend_handle(learner.marker, "white", "#2b2b2b", f"{learner.label} learner")
                 for learner in registered() if learner in learners]
     if values is not None and not all(_known(values, name) for name in graph.names):
-        handles.append(Line2D([], [], marker="o", markerfacecolor=MISSING_COLOUR, markeredgecolor="#2b2b2b",
-                              label="no value", **marker))
-    inches = sum(len(handle.get_label()) * CHAR_WIDTH * 8 + 30 for handle in handles) / 72
-    rows = 1 if inches < 0.9 * ax.get_position().width * ax.figure.get_figwidth() else 2
+        handles.append(_legend_handle("o", MISSING_COLOUR, "#2b2b2b", "no value"))
+    inches = sum(len(str(handle.get_label())) * CHAR_WIDTH * 8 + 30 for handle in handles) / 72
+    rows = 1 if inches < 0.9 * ax.get_position().width * _figure(ax).get_figwidth() else 2
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ceil(len(handles) / rows),
               frameon=False, fontsize=8, handletextpad=0.3, columnspacing=1.2)
+
+
+def _legend_handle(marker: str, face: ColorType, edge: ColorType, label: str) -> Line2D:
+    """A legend entry showing ``marker`` alone, filled with ``face`` and outlined with ``edge``."""
+    return Line2D([], [], linestyle="", marker=marker, markersize=8, markeredgewidth=1.5, markerfacecolor=face,
+                  markeredgecolor=edge, label=label)

@@ -12,6 +12,7 @@ import graphmeta as gm
 from graphmeta.adapt.algorithms.base import trained_step
 from graphmeta.train.config import TrainConfig
 from graphmeta.train.outer_step import outer_parameter_groups
+from tests.adapt.test_support_guard import support_losses
 
 LEARNED = {"metasgd": {}, "mamlpp": {}, "maml": {"learn_inner_lr": True}}
 
@@ -90,26 +91,28 @@ def test_a_fixed_rate_is_the_protocols_at_every_step():
 
 def test_one_overshooting_step_scales_the_error():
     """The linear node's error after one step at ``alpha = 1.25`` is ``1 - 2 alpha = -1.5`` times the
-    error before (curvature 2), so its query loss (= support loss) is 2.25 times the loss before:
-    such a rate, reused for every step, diverges."""
+    error before (curvature 2), so its support loss is 2.25 times the loss before: such a rate,
+    reused for every step, diverges. The support guard refuses that step (the loss stays)."""
     model = gm.GraphMetaLearner(line_graph(), "metasgd", inner_steps=1, inner_lr=1.25, message_passing=False)
-    tasks = line_tasks()
-    before = model.adapt(tasks, steps=0).evaluate(tasks)["loss"]
-    after = model.adapt(tasks, steps=1).evaluate(tasks)["loss"]
-    torch.testing.assert_close(after, 2.25 * before, rtol=1e-4, atol=1e-6)
+    support = line_tasks().support
+    before = support_losses(model, support, 0)
+    torch.testing.assert_close(support_losses(model, support, 1, guarded=False), 2.25 * before, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(support_losses(model, support, 1), before, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("algorithm", list(LEARNED))
 def test_adapting_past_the_trained_steps_does_not_diverge(algorithm):
     """The overshooting rate above, trained for one step: that step, then 29 at a 30th of the rate,
-    which contract the error by ``1 - 2.5 / 30`` each; the loss ends at ``2.25 (1 - 2.5 / 30)^58``
-    (0.014) of the loss before, where reusing the rate would multiply it by ``1.5^60``."""
+    which contract the error by ``1 - 2.5 / 30`` each; unguarded, the loss ends at
+    ``2.25 (1 - 2.5 / 30)^58`` (0.014) of the loss before, where reusing the rate would multiply it
+    by ``1.5^60``. Guarded (the first step refused, the next at half of it), it ends lower still."""
     model = gm.GraphMetaLearner(line_graph(), algorithm, inner_steps=1, inner_lr=1.25, message_passing=False,
                                 **LEARNED[algorithm])
-    tasks = line_tasks()
-    before = model.adapt(tasks, steps=0).evaluate(tasks)["loss"]
-    after = model.adapt(tasks, steps=30).evaluate(tasks)["loss"]
-    torch.testing.assert_close(after, 2.25 * (1 - 2.5 / 30) ** 58 * before, rtol=1e-3, atol=1e-6)
+    support = line_tasks().support
+    before = support_losses(model, support, 0)
+    unguarded = support_losses(model, support, 30, guarded=False)
+    torch.testing.assert_close(unguarded, 2.25 * (1 - 2.5 / 30) ** 58 * before, rtol=1e-3, atol=1e-6)
+    assert (support_losses(model, support, 30) < unguarded).all()
 
 
 @pytest.mark.parametrize("algorithm", list(LEARNED))

@@ -31,6 +31,9 @@ def _node_inputs(batch: TaskBatch, split: Split) -> tuple[dict, dict]:
                     x.append(Data(x=g.x[t, k][real], edge_index=edges))
         else:
             x = split.features[..., layout.feature_slices[name]] if spec.in_dim else None
+        if not spec.observed:  # a latent node: features only, never labels or a mask
+            data[name] = (x, None)
+            continue
         data[name] = (x, y)
         observed[name] = split.observed[..., n]
     return data, observed

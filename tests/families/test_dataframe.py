@@ -355,7 +355,8 @@ def test_a_run_on_a_table_is_evaluated_against_the_table_baselines(tmp_path, mon
     trainer = gm.Trainer.from_config(config)
     trainer.fit()
     report = trainer.evaluate()
-    assert list(report.methods) == ["no_adaptation", "adapted", "from_scratch", "pooled"]
+    assert list(report.methods) == ["no_adaptation", "adapted", "from_scratch", "pooled", "mixed_model", "group_ridge",
+                                    "support_mean", "pooled_linear"]
     assert report.settings["pooled"].endswith("on every training row")
     assert "(2 steps at rate " in report.label("from_scratch")
     assert report.label("from_scratch").endswith(", rate chosen on validation tasks)")

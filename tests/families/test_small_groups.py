@@ -157,7 +157,8 @@ def test_a_table_of_small_groups_trains_evaluates_and_tunes_with_the_defaults(tm
     held_out = len(trainer.family.tasks["test"])
     report = trainer.evaluate(num_tasks=held_out)
     assert report.num_tasks == held_out and list(report.methods) == ["no_adaptation", "adapted", "from_scratch",
-                                                                     "pooled"]
+                                                                     "pooled", "mixed_model", "group_ridge",
+                                                                     "support_mean", "pooled_linear"]
     assert all(result.loss.isfinite().all() for result in report.methods.values())
     result = gm.tune({"family": family, "train": {**train, "name": "study"},
                       "evaluate": {"num_tasks": 4, "scratch_steps": 2, "ablation": False},

@@ -41,3 +41,19 @@ def test_other_tasks_or_settings_are_another_entry_and_a_damaged_entry_is_recomp
     (tmp_path / f"{key}.pt").write_bytes(b"damaged")
     assert torch.equal(cached(tmp_path, key, compute)["loss"], first["loss"]) and len(computed) == 2
     assert torch.equal(cached(tmp_path, key, compute)["loss"], first["loss"]) and len(computed) == 2
+
+
+def test_an_entry_without_a_key_the_result_holds_now_is_recomputed(tmp_path):
+    """An entry written before the from-scratch result held its squared error (``mse``) is computed
+    again and replaced, not read back without it."""
+    key = digest("from_scratch", torch.zeros(2))
+    cached(tmp_path, key, lambda: {"loss": torch.ones(2), "steps": 3})  # an entry of the older result
+    computed = []
+
+    def compute():
+        computed.append(1)
+        return {"loss": torch.ones(2), "mse": torch.full((2,), 0.5), "steps": 3}
+
+    assert torch.equal(cached(tmp_path, key, compute, required=("mse",))["mse"], torch.full((2,), 0.5))
+    assert torch.equal(cached(tmp_path, key, compute, required=("mse",))["mse"], torch.full((2,), 0.5))
+    assert computed == [1]  # computed once, then read back

@@ -169,7 +169,8 @@ def test_examples_cover_the_main_cards():
 
 
 def test_family_spec_is_the_card_and_the_options_that_differ(family):
-    assert family_spec(family) == {"name": "compositional-chain", "num_nodes": 3, "max_parents": 3, "branching": 2}
+    assert family_spec(family) == {"name": "compositional-chain", "num_nodes": 3, "max_parents": 3, "branching": 2,
+                                   "latent_nodes": "none"}
     by_hand = type(family)(**family.config)
     assert family_spec(by_hand) == {"name": f"{type(family).__module__}:{type(family).__name__}", **family.config}
 

@@ -82,8 +82,11 @@ def test_two_processes_train_as_one_and_their_checkpoints_load_in_one(root, one_
     one = model_state(train_one_process(root, "one").run.path)
     two = model_state(root / "runs" / "two")
     assert one.keys() == two.keys()
-    for name in one:
-        torch.testing.assert_close(two[name], one[name], rtol=1e-5, atol=1e-7, msg=lambda text: f"{name}: {text}")
+    # the input statistics behind the shift warning are each process's own share of the rows (rank 0's is saved)
+    assert two["input_statistics.count"].sum() < one["input_statistics.count"].sum()
+    for name in (name for name in one if not name.startswith("input_statistics.")):
+        # atol: Adam's normalised step turns a gradient entry near 0, summed in another order, into a move of ~1e-7
+        torch.testing.assert_close(two[name], one[name], rtol=1e-5, atol=1e-6, msg=lambda text: f"{name}: {text}")
 
     records = RunDirectory(root / "runs" / "two").read_metrics()
     steps = [(record["split"], record["step"]) for record in records]

@@ -22,7 +22,8 @@ def test_fit_writes_the_run_directory(make_trainer):
         assert path.is_file(), path
     assert not run.figures.exists()  # training writes numbers; drawing is the caller's (graphmeta.train.figures)
     config = yaml.safe_load(run.config.read_text())
-    assert config["family"] == {"name": "compositional-chain", "num_nodes": 3, "max_parents": 3, "branching": 2}
+    assert config["family"] == {"name": "compositional-chain", "num_nodes": 3, "max_parents": 3, "branching": 2,
+                                "latent_nodes": "none"}
     assert config["train"]["steps"] == 12 and config["model"]["inner_lr"] == 0.1
     assert gm.TaskGraph.load(run.graph) == trainer.model.graph
     records = [json.loads(line) for line in run.metrics.read_text().splitlines()]

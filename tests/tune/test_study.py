@@ -92,10 +92,11 @@ def test_wilcoxon_prunes_between_seeds(tiny_config):
 def test_a_nonfinite_trial_is_pruned_and_the_study_goes_on(tiny_config, capsys):
     result = gm.tune(tiny_config(tune={"strategy": "fixed", "space": {}, "pruner": "none", "n_trials": 3, "trials": [
         {"train.outer_lr": 1.0e30}, {"model.inner_lr": 1.0e12, "train.on_nonfinite": "skip"}, {}]}))
-    diverged, exploded, fine = result.study.trials
-    assert [t.state for t in (diverged, exploded, fine)] == [TrialState.PRUNED, TrialState.PRUNED, TrialState.COMPLETE]
+    diverged, guarded, fine = result.study.trials
+    assert [t.state for t in (diverged, guarded, fine)] == [TrialState.PRUNED, TrialState.COMPLETE, TrialState.COMPLETE]
     assert "non-finite" in diverged.user_attrs["failure"] and "seed 0" in diverged.user_attrs["failure"]
-    assert "the best validation loss is nan" in exploded.user_attrs["failure"]
+    # an inner rate of 1e12 used to explode; the support guard refuses every step that raises the loss
+    assert math.isfinite(guarded.value)
     assert result.best_config is not None and math.isfinite(result.study.best_value)
     out = capsys.readouterr().out
     assert "trial 0 pruned: seed 0: non-finite" in out and "trial 2 complete: validation loss" in out

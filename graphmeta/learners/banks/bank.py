@@ -1,4 +1,4 @@
-"""`LearnerBank`: the nodes sharing one learner type, run as one batched module.
+r"""`LearnerBank`: the nodes sharing one learner type, run as one batched module.
 
 A bank owns the meta-initialisation ``theta`` of its ``N_b`` nodes: a mapping from parameter
 name to tensor (the ``torch.func`` convention), every tensor stacked on a leading node axis.
@@ -16,10 +16,26 @@ Widths differ between nodes; the bank pads them to its widest node:
 * padded input columns read a constant 0, so their weights never contribute;
 * padded regression outputs are left out of the loss;
 * padded class logits are set to a large negative number, so they never win a softmax.
+
+A regression output has a predictive distribution (:meth:`LearnerBank.predictive`), so a node is
+scored by its negative log-likelihood beside its squared error (:meth:`LearnerBank.regression_scores`).
+A bank whose outputs are point predictions (``learns_noise``: the MLP and GNN banks) learns a
+noise scale per node and output, the meta-parameter ``log_noise_std`` ``[N_b, D_out]``: it predicts
+:math:`y \sim \mathcal N(\hat y, \sigma^2)` with :math:`\sigma = \exp(\texttt{log\_noise\_std})`,
+meta-trained by the Gaussian negative log-likelihood of the query residuals *taken as data*
+(:meth:`LearnerBank.noise_loss`),
+
+.. math::
+    \sum_o \tfrac12 \log(2 \pi \sigma_o^2) + \frac{\operatorname{sg}(y_o - \hat y_o)^2}{2 \sigma_o^2}
+    \quad (\operatorname{sg}: \text{no gradient}),
+
+so the meta-gradient of everything that makes :math:`\hat y` is the squared error's alone; its
+minimum is :math:`\sigma_o^2` = the mean squared query residual of output ``o`` after adaptation.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -92,6 +108,9 @@ class LearnerBank(nn.Module):
     closed_form: bool = False
     #: How many numbers per (task, node) :meth:`statistics` gives (0: a gradient bank).
     num_statistics: int = 0
+    #: Whether the bank learns the noise scale of its regression outputs, ``log_noise_std``
+    #: (module docstring); a bank without regression nodes has none (``None``).
+    learns_noise: bool = False
 
     def __init__(self, graph: TaskGraph, names: Sequence[str]) -> None:
         super().__init__()
@@ -114,11 +133,16 @@ class LearnerBank(nn.Module):
         self.kinds = (any(s.kind == "regression" for s in specs), any(s.kind == "classification" for s in specs))
         node_index = torch.tensor([self.layout.index[name] for name in self.names], dtype=torch.long)
         self.register_buffer("node_index", node_index, persistent=False)
-        # each row: the node itself, then its parents, padded with N (a column that is always observed)
-        rows = [[self.layout.index[name]] + [self.layout.index[p] for p in graph.parents(name)] for name in self.names]
+        # each row: the node itself, then the observed nodes its input reads (its observed parents, and
+        # through a latent parent, whose value is its prediction, that one's), padded with N (a column
+        # that is always observed)
+        rows = [[self.layout.index[name]] + [self.layout.index[p] for p in graph.observed_inputs(name)]
+                for name in self.names]
         width = max(len(r) for r in rows)
         self.register_buffer("requires_observed", torch.tensor([r + [len(graph)] * (width - len(r)) for r in rows]),
                              persistent=False)
+        self.log_noise_std = (nn.Parameter(torch.zeros(len(self.names), self.output_width))
+                              if self.learns_noise and self.kinds[0] else None)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -146,7 +170,9 @@ class LearnerBank(nn.Module):
         return {name: p.unsqueeze(0).expand(num_tasks, *p.shape) for name, p in self.theta.items()}
 
     def example_mask(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
-        """``[T, N_b, K]``: the node's value and all its parents' values are observed; one gather
+        """``[T, N_b, K]``: the node's value and every value its input reads are observed (its
+        parents', or through a latent parent, predicted, that parent's inputs; a latent node counts
+        nowhere); one gather
         per slot of ``requires_observed`` (the node, then its parents, padded with the always-observed
         column ``N``) from the node-major mask ``[T, N + 1, K]``, laid out like the losses (see targets)."""
         if nodes is None:
@@ -198,8 +224,7 @@ class LearnerBank(nn.Module):
     def support_loss(self, weights: Weights, split: Split, names: Sequence[str]) -> tuple[torch.Tensor, GradientTaps]:
         """The loss ``[T, N_b]`` on ``split`` and where one ``autograd.grad`` finds the gradients of
         the weights ``names``: here the weights themselves (a bank may tap a cheaper tensor)."""
-        loss, _ = self.losses(weights, split)
-        return loss, GradientTaps([weights[name] for name in names], lambda grads: dict(zip(names, grads)))
+        return weight_tapped_loss(self, weights, split, names)
 
     def output_losses(self, outputs: torch.Tensor, split: Split, nodes: torch.Tensor | None = None,
                       accuracy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -219,6 +244,63 @@ class LearnerBank(nn.Module):
             correct = (hits.to(weight.dtype) * weight).sum(-1)
             return loss, torch.where(is_classification, correct, torch.full_like(correct, float("nan")))
 
+    # ------------------------------------------------------------ predictive uncertainty
+    def predictive(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None
+                   ) -> torch.distributions.Distribution | None:
+        """The predictive distribution of every output ``[T, N_b', K, D_out]``, a location-scale
+        family whose ``loc`` is the bank's output (meaningful for regression nodes only); ``None``
+        where the bank has no predictive variance. Here the Gaussian of the learned noise scale
+        (module docstring)."""
+        if self.log_noise_std is None:
+            return None
+        return self.noise_model(self(weights, split, nodes), nodes)
+
+    def reset_noise_scale(self) -> None:
+        r"""The learned noise scale's start, :math:`\sigma = 1` (what standardised targets have)."""
+        if self.log_noise_std is not None:
+            nn.init.zeros_(self.log_noise_std)
+
+    def noise_model(self, outputs: torch.Tensor, nodes: torch.Tensor | None = None) -> torch.distributions.Normal:
+        r""":math:`\mathcal N(\text{outputs}, \sigma^2)` with the learned noise scale of the bank rows ``nodes``."""
+        log_std = self.log_noise_std if nodes is None else self.log_noise_std[nodes]
+        return torch.distributions.Normal(outputs, log_std.exp()[:, None, :], validate_args=False)
+
+    def noise_loss(self, weights: Weights, split: Split) -> torch.Tensor | None:
+        """Per (task, node) ``[T, N_b]`` the Gaussian negative log-likelihood per counting row of the
+        residuals of ``weights`` on ``split``, taken as data, under the learned noise scale (module
+        docstring): its gradient reaches ``log_noise_std`` alone; 0 for classification nodes.
+        ``None`` where the bank learns no noise scale."""
+        if self.log_noise_std is None:
+            return None
+        with torch.no_grad():
+            outputs = self(weights, split)
+        nll = self.row_nll(self.noise_model(outputs), split)
+        return nll.masked_fill(self.is_classification, 0.0)
+
+    def regression_scores(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per (task, node) ``[T, N_b']`` of the regression nodes, means over counting rows: the
+        squared error averaged over the node's outputs (an MLP node's loss), and the negative
+        log-likelihood of :meth:`predictive` summed over its outputs (NaN without a predictive).
+        NaN for classification nodes, whose loss is already their negative log-likelihood."""
+        predictive = self.predictive(weights, split, nodes)
+        outputs = self(weights, split, nodes) if predictive is None else predictive.loc
+        output_mask = (self.output_mask if nodes is None else self.output_mask[nodes])[:, None, :]
+        squared = ((outputs - self.targets(split, nodes)) ** 2 * output_mask).sum(-1) / output_mask.sum(-1)
+        mse = (squared * self.shot_weights(split, nodes, squared.dtype)).sum(-1)
+        nll = torch.full_like(mse, math.nan) if predictive is None else self.row_nll(predictive, split, nodes)
+        is_classification = self.is_classification if nodes is None else self.is_classification[nodes]
+        undefined = torch.full_like(mse, math.nan)
+        return torch.where(is_classification, undefined, mse), torch.where(is_classification, undefined, nll)
+
+    def row_nll(self, predictive: torch.distributions.Distribution, split: Split,
+                nodes: torch.Tensor | None = None) -> torch.Tensor:
+        """``[T, N_b']``: the mean over counting rows of ``-log predictive(y)`` summed over the node's
+        own outputs (padded ones left out)."""
+        output_mask = self.output_mask if nodes is None else self.output_mask[nodes]
+        per_row = (-predictive.log_prob(self.targets(split, nodes)) * output_mask[:, None, :]).sum(-1)
+        return (per_row * self.shot_weights(split, nodes, per_row.dtype)).sum(-1)
+
     def shot_weights(self, split: Split, nodes: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
         """``[T, N_b', K]``: each counting shot's share of its node's mean, ``1 / #counting`` (0 elsewhere)."""
         def compute() -> torch.Tensor:
@@ -233,6 +315,15 @@ class LearnerBank(nn.Module):
         """Per (task, node) losses ``[T, N_b']``: each shot's loss times its ``weight`` (its share of
         the node's mean), summed; :func:`node_losses`, unless a bank knows a cheaper form."""
         return node_losses(outputs, targets, weight, output_mask, is_classification, kinds)
+
+
+def weight_tapped_loss(bank: LearnerBank, weights: Weights, split: Split, names: Sequence[str]
+                       ) -> tuple[torch.Tensor, GradientTaps]:
+    """``bank``'s loss ``[T, N_b]`` on ``split`` with the weights ``names`` themselves as the taps, so
+    ``autograd.grad`` finds their whole gradient, through every use of them: the tap of a bank
+    whose outputs also feed the losses of other nodes (a latent node's, :class:`BankSet`)."""
+    loss, _ = bank.losses(weights, split)
+    return loss, GradientTaps([weights[name] for name in names], lambda grads: dict(zip(names, grads)))
 
 
 def node_losses(outputs: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, output_mask: torch.Tensor,

@@ -1,6 +1,27 @@
-"""`BankSet`: a graph's nodes grouped into banks: one bank per distinct learner spec, or several
+r"""`BankSet`: a graph's nodes grouped into banks: one bank per distinct learner spec, or several
 where the spec's bank class splits its nodes (``partition(graph, names) -> [names, ...]``, as
-:meth:`~graphmeta.learners.banks.table.TableBank.partition` does by table size)."""
+:meth:`~graphmeta.learners.banks.table.TableBank.partition` does by table size).
+
+**Latent subtasks** (``observed=False``) have no labels. Where a graph has them, every loss is
+taken on the split *filled* (:meth:`BankSet.filled`): level by level from the inputs
+(topological generations), each latent node's prediction, a function of its fast weights,
+fills its value columns, which its children read:
+
+.. math::
+    v_\ell = f_\ell(x_\ell, v_{pa(\ell)};\ \phi_\ell) \quad \text{for latent } \ell,
+    \text{ in level order}; \qquad
+    L = \sum_{i\ \text{observed}} L_i\big(f_i(x_i, v_{pa(i)};\ \phi_i),\ y_i\big)
+
+(observed parents teacher-forced, latent ones predicted). A latent node has no loss of its own
+(0, and no counting shot), so the gradient reaches its weights only through its children:
+:math:`\partial L / \partial \phi_\ell = \sum_i (\partial L_i / \partial v_\ell)(\partial v_\ell / \partial \phi_\ell)`.
+One batched call per bank and level computes the level's latent nodes; the observed nodes'
+losses are then one pass as without latents. A bank holding a latent node is tapped at its
+weights themselves (:func:`~graphmeta.learners.banks.bank.weight_tapped_loss`, made dense where they
+are low-rank), so one ``autograd.grad`` of the summed support loss finds each weight's whole
+gradient, through its children too; the other banks keep their own taps, since their outputs
+reach their own losses alone. A graph without latent nodes takes the plain path, unchanged.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +32,8 @@ from torch import nn
 
 from ...data import Split
 from ...taskgraph import TaskGraph
-from .bank import GradientTaps, LearnerBank, Weights
+from .bank import GradientTaps, LearnerBank, Weights, weight_tapped_loss
+from .low_rank import LowRankWeight
 from ..registry import LearnerSpec, learner_type
 
 
@@ -36,6 +58,10 @@ class BankSet(nn.Module):
         bank_order = torch.cat([bank.node_index for bank in self])
         self.register_buffer("to_graph_order", torch.argsort(bank_order), persistent=False)
         self.in_graph_order = bool((bank_order == torch.arange(len(bank_order))).all())
+        latent = set(graph.latent)
+        self.latent_levels = self.level_plans(graph, latent)
+        #: Per bank, whether it holds a latent node (then its support loss is tapped at its weights).
+        self.holds_latent = [any(name in latent for name in bank.names) for bank in self]
 
     def __iter__(self) -> Iterator[LearnerBank]:
         return iter(self.banks)
@@ -50,19 +76,88 @@ class BankSet(nn.Module):
         """The meta-initialisation of every bank as fast weights ``[T, N_b, ...]``."""
         return [bank.expand(num_tasks) for bank in self]
 
+    def level_plans(self, graph: TaskGraph, names: set[str] | None = None
+                    ) -> list[list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]]:
+        """Per topological level with one of ``names`` (every node: ``None``), per bank with such nodes
+        there: ``(bank, rows, output columns, value columns)``, so one bank call computes the level's
+        nodes and one ``index_copy`` puts their outputs in the value columns: output column
+        ``r * output_width + c`` of row ``r`` is value column ``c`` of its node."""
+        layout = self.banks[0].layout
+        plans = []
+        for level in graph.levels():
+            members = set(level) if names is None else set(level) & names
+            level_plan = []
+            for b, bank in enumerate(self):
+                rows = [i for i, name in enumerate(bank.names) if name in members]
+                if not rows:
+                    continue
+                output_columns, value_columns = [], []
+                for position, row in enumerate(rows):
+                    columns = layout.value_slices[bank.names[row]]
+                    output_columns += [position * bank.output_width + c for c in range(columns.stop - columns.start)]
+                    value_columns += list(range(columns.start, columns.stop))
+                level_plan.append((b, torch.tensor(rows), torch.tensor(output_columns), torch.tensor(value_columns)))
+            if level_plan:
+                plans.append(level_plan)
+        return plans
+
+    def filled(self, fast: list[Weights], split: Split) -> Split:
+        """``split`` with each latent node's value columns set to its prediction, level by level (module
+        docstring), differentiable in the fast weights; ``split`` itself for a graph without latent nodes."""
+        if not self.latent_levels:
+            return split
+        values = split.values
+        for level in self.latent_levels:
+            current = split if values is split.values else Split(split.features, values, split.observed, split.graphs)
+            for b, rows, output_columns, value_columns in level:
+                rows, output_columns, value_columns = (t.to(values.device) for t in
+                                                       (rows, output_columns, value_columns))
+                outputs = self.banks[b](fast[b], current, rows)  # [T, R, K, D]
+                flat = outputs.transpose(1, 2).reshape(*outputs.shape[:1], outputs.shape[2], -1)
+                values = values.index_copy(-1, value_columns, flat.index_select(-1, output_columns))
+        return Split(split.features, values, split.observed, split.graphs)
+
     def losses(self, fast: list[Weights], split: Split, accuracy: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per (task, node) loss and, with ``accuracy``, accuracy: ``[T, N]`` in ``graph.names`` order."""
+        """Per (task, node) loss and, with ``accuracy``, accuracy: ``[T, N]`` in ``graph.names`` order
+        (latent nodes: 0, and their parents predicted; module docstring)."""
+        split = self.filled(fast, split)
         results = [bank.losses(weights, split, accuracy=accuracy) for bank, weights in zip(self, fast)]
         loss = self._graph_order([r[0] for r in results])
         return loss, (self._graph_order([r[1] for r in results]) if accuracy else None)
 
+    def regression_scores(self, fast: list[Weights], split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per (task, node) squared error and predictive negative log-likelihood per row ``[T, N]`` in
+        ``graph.names`` order (:meth:`LearnerBank.regression_scores`)."""
+        split = self.filled(fast, split)
+        results = [bank.regression_scores(weights, split) for bank, weights in zip(self, fast)]
+        return self._graph_order([r[0] for r in results]), self._graph_order([r[1] for r in results])
+
+    def noise_losses(self, fast: list[Weights], split: Split) -> torch.Tensor | None:
+        """Per (task, node) ``[T, N]`` the loss that trains the learned noise scales
+        (:meth:`LearnerBank.noise_loss`), 0 for nodes without one; ``None`` when no bank learns one."""
+        split = self.filled(fast, split)
+        results = [bank.noise_loss(weights, split) for bank, weights in zip(self, fast)]
+        if all(result is None for result in results):
+            return None
+        return self._graph_order([split.values.new_zeros(split.num_tasks, len(bank)) if result is None else result
+                                  for bank, result in zip(self, results)])
+
     def support_losses(self, fast: list[Weights], split: Split, names: list[Sequence[str]]
                        ) -> tuple[torch.Tensor, list[GradientTaps]]:
         """Per (task, node) loss ``[T, N]`` in ``graph.names`` order and, per bank, where one
-        ``autograd.grad`` finds the gradients of its weights ``names[b]``."""
-        results = [bank.support_loss(weights, split, bank_names)
-                   for bank, weights, bank_names in zip(self, fast, names)]
+        ``autograd.grad`` finds the gradients of its weights ``names[b]`` (with latent nodes: see the
+        module docstring)."""
+        if not self.latent_levels:
+            results = [bank.support_loss(weights, split, bank_names)
+                       for bank, weights, bank_names in zip(self, fast, names)]
+            return self._graph_order([r[0] for r in results]), [r[1] for r in results]
+        fast = [{name: _dense_tap(w) if latent and name in bank_names and isinstance(w, LowRankWeight) else w
+                 for name, w in weights.items()} for weights, bank_names, latent in zip(fast, names, self.holds_latent)]
+        split = self.filled(fast, split)
+        results = [weight_tapped_loss(bank, weights, split, bank_names) if latent
+                   else bank.support_loss(weights, split, bank_names)
+                   for bank, weights, bank_names, latent in zip(self, fast, names, self.holds_latent)]
         return self._graph_order([r[0] for r in results]), [r[1] for r in results]
 
     def example_mask(self, split: Split) -> torch.Tensor:
@@ -73,6 +168,13 @@ class BankSet(nn.Module):
         if len(per_bank) == 1 and self.in_graph_order:
             return per_bank[0]
         return torch.cat(per_bank, dim=1)[:, self.to_graph_order]
+
+
+def _dense_tap(weight: LowRankWeight) -> torch.Tensor:
+    """A low-rank weight as the dense tensor ``autograd.grad`` reads its gradient at (a new leaf where
+    it carries no graph, as after the inner loop's detaching for plain adaptation)."""
+    dense = weight.dense()
+    return dense if dense.requires_grad else dense.detach().requires_grad_()
 
 
 def bank_shapes(model_state: Mapping[str, torch.Tensor]) -> list[tuple[int, ...]]:

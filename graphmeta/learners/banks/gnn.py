@@ -30,6 +30,8 @@ from ..gnn import GNN
 class GNNBank(LearnerBank):
     """The GNN nodes ``names`` of ``graph`` sharing ``spec``."""
 
+    learns_noise = True
+
     def __init__(self, graph: TaskGraph, names: Sequence[str], spec: GNN) -> None:
         super().__init__(graph, names)
         self.spec = spec
@@ -72,6 +74,7 @@ class GNNBank(LearnerBank):
         with torch.no_grad():
             self.theta["conv0_weight"].mul_((torch.arange(self.feature_width) < self.fan_in[:, None])[:, :, None])
             self.theta["head_weight"].mul_(self.real_head_inputs[:, :, None])
+        self.reset_noise_scale()
 
     def dense_inputs(self, split: Split, nodes: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

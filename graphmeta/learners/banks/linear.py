@@ -40,10 +40,10 @@ support, what meta-training of the prior maximises.
 
 Message passing reads the sufficient statistics :math:`[Z^\top Z, Z^\top Y, \operatorname{diag}
 Y^\top Y]` (the Gram matrix packed like ``precision_factor``), recovered from the prior and
-the posterior (:meth:`LinearBank.statistics`); its correction :math:`c` moves the prior mean
-and the posterior is redone from the statistics, :math:`M_n = \Lambda_n^{-1} (\Lambda (M + c)
-+ Z^\top Y)` (and :math:`b_n` with it), so as the node's rows grow its estimate still goes to
-its own least-squares fit (:meth:`LinearBank.corrected`).
+the posterior (:meth:`LinearBank.statistics`); its correction :math:`c` moves the prior mean,
+and the posterior under the moved prior, :math:`M_n = \Lambda_n^{-1} (\Lambda (M + c) + Z^\top Y)`
+(and :math:`b_n` with it), is read off the plain one with one solve, so as the node's rows grow its
+estimate still goes to its own least-squares fit (:meth:`LinearBank.corrected`).
 
 Padding: padded design columns read 0 and their rows and columns of :math:`L` read those of the
 identity, so they never contribute; padded outputs are left out of the loss; and every update
@@ -85,11 +85,13 @@ class LinearBank(LearnerBank):
         self.register_buffer("real_inputs", real_inputs, persistent=False)
         self.register_buffer("real_mean", real_inputs[:, :, None] & self.output_mask[:, None, :], persistent=False)
         self.register_buffer("real_factor", real_inputs[:, rows] & real_inputs[:, cols], persistent=False)
-        self.register_buffer("real_off_diagonal", self.real_factor[:, ~diagonal], persistent=False)
         self.register_buffer("diagonal_positions", torch.nonzero(diagonal).flatten(), persistent=False)
-        self.register_buffer("off_diagonal_positions", torch.nonzero(~diagonal).flatten(), persistent=False)
         self.register_buffer("lower_index", rows * D + cols, persistent=False)
-        self.register_buffer("off_diagonal_index", (rows * D + cols)[~diagonal], persistent=False)
+        # packing reads [L flattened (D * D), log L_ii (D)]; unpacking reads [packed (P), L_ii (D), 0]
+        self.register_buffer("packing_index", torch.where(diagonal, D * D + rows, rows * D + cols), persistent=False)
+        unpacking = torch.full((D, D), len(rows) + D)
+        unpacking[rows, cols] = torch.where(diagonal, len(rows) + rows, torch.arange(len(rows)))
+        self.register_buffer("unpacking_index", unpacking.flatten(), persistent=False)
         N = len(self.names)
         self.theta = nn.ParameterDict({
             "mean": nn.Parameter(torch.empty(N, D, O)),
@@ -120,47 +122,74 @@ class LinearBank(LearnerBank):
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per (task, node) the mean over counting rows of the predictive negative log-likelihood
         (see the module docstring) ``[T, N_b']``; accuracy NaN (regression)."""
-        design = self.design(split, nodes)
-        factor = self.factor(self._rows(weights["precision_factor"], nodes), nodes)
-        whitened = torch.linalg.solve_triangular(factor, design.transpose(-1, -2), upper=False)  # L^-1 z
-        spread = 1 + whitened.square().sum(-2)[..., None]  # v = 1 + z^T Lambda^-1 z, [T, N', K, 1]
-        shape = self._rows(weights["log_shape"], nodes).exp()[..., None, :]
-        scale = self._rows(weights["log_scale"], nodes).exp()[..., None, :]
-        residual = self.targets(split, nodes) - design @ self._mean(weights, nodes)
-        per_output = (torch.lgamma(shape) - torch.lgamma(shape + 0.5) + 0.5 * torch.log(2 * math.pi * scale * spread)
-                      + (shape + 0.5) * torch.log1p(residual.square() / (2 * scale * spread)))
-        output_mask = self.output_mask if nodes is None else self.output_mask[nodes]
-        per_row = (per_output * output_mask[:, None, :]).sum(-1)
-        loss = (per_row * self.shot_weights(split, nodes, per_row.dtype)).sum(-1)
+        loss = self.row_nll(self.predictive(weights, split, nodes), split, nodes)
         return loss, (torch.full_like(loss.detach(), math.nan) if accuracy else None)
 
+    def predictive(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None
+                   ) -> torch.distributions.StudentT:
+        """The posterior predictive ``[T, N_b', K, O]``: per output a Student-t with ``2 a`` degrees
+        of freedom, location ``z^T M`` and squared scale ``(b / a)(1 + z^T Lambda^-1 z)`` (module docstring)."""
+        design = self.design(split, nodes)
+        factor = self.factor(self._rows(shared_over_tasks(weights["precision_factor"]), nodes), nodes)
+        whitening = torch.linalg.solve_triangular(factor, torch.eye(self.design_width, dtype=factor.dtype,
+                                                                    device=factor.device), upper=False)  # L^-1
+        spread = 1 + (design @ whitening.transpose(-1, -2)).square().sum(-1, keepdim=True)  # v = 1 + z^T Lambda^-1 z
+        shape = self._rows(weights["log_shape"], nodes).exp()[..., None, :]
+        scale = self._rows(weights["log_scale"], nodes).exp()[..., None, :]
+        return torch.distributions.StudentT(2 * shape, design @ self._mean(weights, nodes),
+                                            (scale / shape * spread).sqrt(), validate_args=False)
+
     def design(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
-        """The design rows ``z = [1, x, parents]`` ``[T, N_b', K, D]``, padded with 0."""
-        index = self.input_index if nodes is None else self.input_index[nodes]
+        """The design rows ``z = [1, x, parents]`` ``[T, N_b', K, D]``, padded with 0 (built once per split)."""
+        if nodes is None:
+            return split.derived((self, "design"), lambda: self._design(split, self.input_index))
+        return self._design(split, self.input_index[nodes])
+
+    @staticmethod
+    def _design(split: Split, index: torch.Tensor) -> torch.Tensor:
         inputs = gather_columns(packed_source(split), index)
         return torch.cat([inputs.new_ones(*inputs.shape[:-1], 1), inputs], dim=-1)
 
     def factor(self, packed: torch.Tensor, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """The lower-triangular ``L`` ``[..., D, D]`` of a packed ``precision_factor`` ``[..., N_b', P]``
         (padded rows and columns: the identity's)."""
-        real_inputs = self.real_inputs if nodes is None else self.real_inputs[nodes]
-        real_off_diagonal = self.real_off_diagonal if nodes is None else self.real_off_diagonal[nodes]
-        log_diagonal = packed.index_select(-1, self.diagonal_positions).masked_fill(~real_inputs, 0.0)
-        off_diagonal = packed.index_select(-1, self.off_diagonal_positions).masked_fill(~real_off_diagonal, 0.0)
-        D = self.design_width
-        lower = off_diagonal.new_zeros(*off_diagonal.shape[:-1], D * D).index_copy(
-            -1, self.off_diagonal_index, off_diagonal).unflatten(-1, (D, D))
-        return lower + torch.diag_embed(log_diagonal.exp())
+        packed = packed.masked_fill(~(self.real_factor if nodes is None else self.real_factor[nodes]), 0.0)
+        diagonal = packed[..., self.diagonal_positions].exp()
+        source = torch.cat([packed, diagonal, packed.new_zeros(*packed.shape[:-1], 1)], dim=-1)
+        return source[..., self.unpacking_index].unflatten(-1, (self.design_width, self.design_width))
+
+    def packed(self, factor: torch.Tensor) -> torch.Tensor:
+        """The packed ``precision_factor`` ``[..., P]`` of a lower-triangular ``L`` ``[..., D, D]``
+        (:meth:`factor` undone)."""
+        source = torch.cat([factor.flatten(-2), factor.diagonal(dim1=-2, dim2=-1).log()], dim=-1)
+        return source[..., self.packing_index]
 
     # ------------------------------------------------------- adaptation and message passing
     def posterior(self, weights: Weights, split: Split) -> Weights:
-        """The conjugate update (see the module docstring) from the counting support rows."""
+        """The conjugate update (see the module docstring) from the counting support rows; padded
+        entries as in ``weights``."""
+        D = self.design_width
         counting = self.example_mask(split).to(split.values.dtype)[..., None]
-        design = self.design(split) * counting
-        targets = self.targets(split) * counting
-        gram = design.transpose(-1, -2) @ design
-        cross = design.transpose(-1, -2) @ targets
-        return self._updated(weights, gram, cross, targets.square().sum(-2))
+        rows = torch.cat([self.design(split), self.targets(split)], dim=-1) * counting  # [Z | Y]
+        moments = rows.transpose(-1, -2) @ rows  # [[Z^T Z, Z^T Y], [Y^T Z, Y^T Y]]
+        gram, cross = moments[..., :D, :D], moments[..., :D, D:]
+        squares = moments[..., D:, D:].diagonal(dim1=-2, dim2=-1)
+        precision, information, quadratic = self._natural(weights)
+        # positive definite by construction (Lambda = L L^T with exp(log L_ii) > 0, plus a Gram matrix)
+        factor, _ = torch.linalg.cholesky_ex(precision + gram)
+        information = information + cross
+        mean = torch.cholesky_solve(information, factor)
+        explained = (mean * information).sum(-2)  # diag M_n^T Lambda_n M_n
+        shots = gram[..., 0, 0, None]  # (Z^T Z)_00 = K, the constant column
+        log_shape = torch.log(weights["log_shape"].exp() + shots / 2)
+        # the increment is a sum of squares; the clamp only removes rounding
+        log_scale = torch.log(weights["log_scale"].exp() + 0.5 * (squares + quadratic - explained).clamp(min=0))
+        return {
+            "mean": torch.where(self.real_mean, mean, weights["mean"]),
+            "precision_factor": torch.where(self.real_factor, self.packed(factor), weights["precision_factor"]),
+            "log_shape": torch.where(self.output_mask, log_shape, weights["log_shape"]),
+            "log_scale": torch.where(self.output_mask, log_scale, weights["log_scale"]),
+        }
 
     def statistics(self, initial: Weights, adapted: Weights) -> torch.Tensor:
         r"""The sufficient statistics ``[T, N_b, num_statistics]``, as data: :math:`Z^\top Z =
@@ -170,55 +199,47 @@ class LinearBank(LearnerBank):
         with torch.no_grad():
             prior_precision, prior_information, prior_quadratic = self._natural(initial)
             precision, information, quadratic = self._natural(adapted)
-            gram = (precision - prior_precision).flatten(-2).index_select(-1, self.lower_index)
+            gram = (precision - prior_precision).flatten(-2)[..., self.lower_index]
             squares = 2 * (adapted["log_scale"].exp() - initial["log_scale"].exp()) - prior_quadratic + quadratic
             return torch.cat([gram, (information - prior_information).flatten(-2), squares], dim=-1)
 
     def corrected(self, initial: Weights, adapted: Weights, corrections: Mapping[str, torch.Tensor],
                   statistics: torch.Tensor | None) -> Weights:
-        """The posterior under the prior mean moved by the correction, ``M + c``, from ``statistics``."""
-        D, O = self.design_width, self.output_width
-        packed_gram, cross, squares = statistics.split([self.lower_index.numel(), D * O, O], dim=-1)
-        lower = packed_gram.new_zeros(*packed_gram.shape[:-1], D * D).index_copy(
-            -1, self.lower_index, packed_gram).unflatten(-1, (D, D))
-        gram = lower + lower.transpose(-1, -2) - torch.diag_embed(lower.diagonal(dim1=-2, dim2=-1))
-        prior = {**initial, "mean": initial["mean"] + corrections["mean"]}
-        return self._updated(prior, gram, cross.unflatten(-1, (D, O)), squares)
+        r"""The posterior under the prior mean moved by the correction, ``M + c``: the update of the
+        module docstring with :math:`M + c` in place of :math:`M` changes only
 
-    def _updated(self, prior: Weights, gram: torch.Tensor, cross: torch.Tensor, squares: torch.Tensor) -> Weights:
-        """The posterior of ``prior`` given the statistics ``Z^T Z [T, N_b, D, D]``, ``Z^T Y [T, N_b, D, O]``
-        and ``diag Y^T Y [T, N_b, O]``; padded entries as in ``prior``."""
-        precision, information, quadratic = self._natural(prior)
-        # positive definite by construction (Lambda = L L^T with exp(log L_ii) > 0, plus a Gram matrix)
-        factor, _ = torch.linalg.cholesky_ex(precision + gram)
-        information = information + cross
-        mean = torch.cholesky_solve(information, factor)
-        explained = (mean * information).sum(-2)  # diag M_n^T Lambda_n M_n
-        shots = gram[..., 0, 0, None]  # (Z^T Z)_00 = K, the constant column
-        log_shape = torch.log(prior["log_shape"].exp() + shots / 2)
-        # the increment is a sum of squares; the clamp only removes rounding
-        log_scale = torch.log(prior["log_scale"].exp() + 0.5 * (squares + quadratic - explained).clamp(min=0))
-        packed = torch.zeros_like(prior["precision_factor"]).index_copy(
-            -1, self.off_diagonal_positions, factor.flatten(-2).index_select(-1, self.off_diagonal_index))
-        packed = packed.index_copy(-1, self.diagonal_positions, factor.diagonal(dim1=-2, dim2=-1).log())
-        return {
-            "mean": torch.where(self.real_mean, mean, prior["mean"]),
-            "precision_factor": torch.where(self.real_factor, packed, prior["precision_factor"]),
-            "log_shape": torch.where(self.output_mask, log_shape, prior["log_shape"]),
-            "log_scale": torch.where(self.output_mask, log_scale, prior["log_scale"]),
-        }
+        .. math::
+            M_n \mapsto M_n + \delta, \quad \delta = \Lambda_n^{-1} \Lambda c, \qquad
+            b_n \mapsto b_n + \tfrac12 \operatorname{diag}\big((\Lambda c)^\top (2 (M - M_n) + c - \delta)\big),
+
+        so it is read off ``adapted`` (``statistics`` are not needed) with one triangular solve."""
+        change = corrections["mean"].masked_fill(~self.real_mean, 0.0)
+        prior_factor = self.factor(shared_over_tasks(initial["precision_factor"]))
+        shift = prior_factor @ (prior_factor.transpose(-1, -2) @ change)  # Lambda c
+        delta = torch.cholesky_solve(shift, self.factor(adapted["precision_factor"]))
+        prior_mean, mean = self._mean(initial), self._mean(adapted)
+        prior_scale = initial["log_scale"].exp()
+        increment = (adapted["log_scale"].exp() - prior_scale
+                     + 0.5 * (shift * (2 * (prior_mean - mean) + change - delta)).sum(-2))
+        # the increment is b_n - b of a posterior, a sum of squares; the clamp only removes rounding
+        log_scale = torch.log(prior_scale + increment.clamp(min=0))
+        return {**adapted, "mean": torch.where(self.real_mean, mean + delta, adapted["mean"]),
+                "log_scale": torch.where(self.output_mask, log_scale, adapted["log_scale"])}
 
     def _natural(self, weights: Weights) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         r""":math:`\Lambda` ``[T, N_b, D, D]``, :math:`\Lambda M` ``[T, N_b, D, O]`` and
-        :math:`\operatorname{diag}(M^\top \Lambda M)` ``[T, N_b, O]`` of ``weights`` (padding left out)."""
-        factor = self.factor(weights["precision_factor"])
-        projected = factor.transpose(-1, -2) @ self._mean(weights)  # L^T M
-        return factor @ factor.transpose(-1, -2), factor @ projected, projected.square().sum(-2)
+        :math:`\operatorname{diag}(M^\top \Lambda M)` ``[T, N_b, O]`` of ``weights`` (padding left out;
+        ``[1, N_b, ...]`` where the weights are the same for every task)."""
+        factor = self.factor(shared_over_tasks(weights["precision_factor"]))
+        precision = factor @ factor.transpose(-1, -2)
+        mean = self._mean(weights)
+        information = precision @ mean
+        return precision, information, (mean * information).sum(-2)
 
     def _mean(self, weights: Weights, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """``M`` ``[T, N_b', D, O]`` with its padded entries 0."""
         real_mean = self.real_mean if nodes is None else self.real_mean[nodes]
-        return self._rows(weights["mean"], nodes).masked_fill(~real_mean, 0.0)
+        return self._rows(shared_over_tasks(weights["mean"]), nodes).masked_fill(~real_mean, 0.0)
 
     @staticmethod
     def _rows(weight: torch.Tensor, nodes: torch.Tensor | None) -> torch.Tensor:
@@ -228,3 +249,11 @@ class LinearBank(LearnerBank):
         return (f"nodes={len(self.names)}, design_width={self.design_width}, output_width={self.output_width}, "
                 f"prior_precision={self.spec.prior_precision}, noise_shape={self.spec.noise_shape}, "
                 f"noise_scale={self.spec.noise_scale}")
+
+
+def shared_over_tasks(weight: torch.Tensor) -> torch.Tensor:
+    """``weight [T, N_b, ...]`` as ``[1, N_b, ...]`` where it is one tensor expanded over the task axis
+    (stride 0, as the prior is before adaptation), so what is computed from it is computed once and
+    broadcast over the tasks; else ``weight`` itself."""
+    return weight[:1] if weight.dim() > 1 and weight.shape[0] > 1 and weight.stride(0) == 0 else weight
+

@@ -41,6 +41,8 @@ from ..mlp import MLP
 class MLPBank(LearnerBank):
     """The MLP nodes ``names`` of ``graph`` sharing ``spec``."""
 
+    learns_noise = True
+
     def __init__(self, graph: TaskGraph, names: Sequence[str], spec: MLP) -> None:
         super().__init__(graph, names)
         self.spec = spec
@@ -71,6 +73,7 @@ class MLPBank(LearnerBank):
         with torch.no_grad():
             real_input = torch.arange(self.input_width) < self.fan_in[:, None]
             self.theta[f"{self.layers[0]}_weight"].mul_(real_input[:, :, None])
+        self.reset_noise_scale()
 
     def expand(self, num_tasks: int) -> Weights:
         """The meta-initialisation as fast weights: each weight matrix a rank-0

@@ -1,0 +1,185 @@
+"""Latent subtasks: learning hidden intermediate nodes from the sinks' labels alone, and what it costs.
+
+**Quality.** On ``compositional-dag-latent`` (16 nodes, every non-sink latent, K = 5 support
+shots), three learners meta-trained with the same algorithm, steps and budget, scored by the
+query MSE on the observed sinks of the same held-out tasks:
+
+* *graph*: the task graph with its latent nodes, adapted and meta-trained end to end;
+* *monolithic*: one MLP node from all the graph's inputs (every node's own features) to all the
+  sinks' values, the same family's data without structure;
+* *fully supervised*: the same graph with every node observed (``family.supervised()``).
+
+**Speed.** The 64-node ``compositional-dag``, fully observed against half its nodes latent (the
+first half of its non-sink nodes), one meta-step (meta-loss, backward, Adam) each, interleaved in
+one process on one thread; the median time per step.
+
+Run ``python benchmarks/latent.py`` (``--quick`` for a smoke run, written nowhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import graphmeta as gm
+from _results import ROOT, destination, graphmeta_commit, invocation, utc_now, write_results
+from graphmeta.data import Split, TaskBatch
+
+RESULTS = ROOT / "benchmarks" / "results" / "latent.md"
+
+
+def monolithic_graph(family: gm.TaskFamily, sinks: list[str]) -> gm.TaskGraph:
+    """One node from every node's own features to all the sinks' values."""
+    return gm.TaskGraph("monolithic").add_subtask("outputs", in_dim=family.layout.feature_width, out_dim=len(sinks))
+
+
+def monolithic_batch(graph: gm.TaskGraph, batch: TaskBatch, family: gm.TaskFamily, sinks: list[str]) -> TaskBatch:
+    """``batch`` re-packed for :func:`monolithic_graph`: the same inputs and sink values."""
+    columns = torch.tensor([c for name in sinks for c in range(family.layout.value_slices[name].start,
+                                                               family.layout.value_slices[name].stop)])
+
+    def split(side: Split) -> Split:
+        return Split(side.features, side.values[..., columns], side.observed[..., :1].clone().fill_(True))
+
+    return TaskBatch(graph, split(batch.support), split(batch.query))
+
+
+def sink_mse(model: gm.GraphMetaLearner, batch: TaskBatch, positions: list[int] | None) -> float:
+    """Mean query MSE over the held-out tasks and the sink nodes (``positions``; ``None``: every output)."""
+    mse = model.adapt(batch).evaluate(batch)["mse"]
+    return float((mse if positions is None else mse[:, positions]).mean())
+
+
+def train(model: gm.GraphMetaLearner, batches, steps: int, lr: float) -> None:
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for step in range(steps):
+        optimizer.zero_grad()
+        loss, _ = model.meta_loss(batches(step), metrics=False)
+        loss.backward()
+        optimizer.step()
+
+
+def quality(steps: int, tasks: int, shots: int, query: int, seed: int) -> dict[str, float]:
+    family = gm.load_family("compositional-dag-latent")
+    supervised = family.supervised()
+    graph = family.graph
+    sinks = [name for name in graph.names if graph.subtask(name).observed]
+    positions = [graph.names.index(name) for name in sinks]
+    mono = monolithic_graph(family, sinks)
+    test = family.sample(64, shots, query, split="test", seed=seed)
+    test_full = supervised.sample(64, shots, query, split="test", seed=seed)
+    results = {}
+    for label, learner_graph, sample, convert in (
+            ("graph (latent nodes)", graph, family, None),
+            ("monolithic MLP", mono, family, True),
+            ("fully supervised graph", supervised.graph, supervised, None)):
+        torch.manual_seed(seed)
+        model = gm.GraphMetaLearner(learner_graph, algorithm="maml", inner_steps=1, inner_lr=0.1,
+                                    message_passing=False)
+
+        def batches(step: int, sample=sample, convert=convert) -> TaskBatch:
+            batch = sample.sample(tasks, shots, query, seed=seed * 100_000 + step)
+            return monolithic_batch(mono, batch, family, sinks) if convert else batch
+
+        start = time.perf_counter()
+        train(model, batches, steps, lr=1e-3)
+        held_out = test_full if sample is supervised else test
+        held_out = monolithic_batch(mono, held_out, family, sinks) if convert else held_out
+        results[label] = sink_mse(model, held_out, None if convert else positions)
+        results[label + " seconds"] = time.perf_counter() - start
+    return results
+
+
+def half_latent(graph: gm.TaskGraph) -> gm.TaskGraph:
+    """``graph`` with the first half of its nodes, among those with a child, latent."""
+    spec = graph.to_dict()
+    non_sinks = [name for name in graph.names if graph.children(name)]
+    for name in non_sinks[: len(graph) // 2]:
+        spec["subtasks"][name]["observed"] = False
+    return gm.TaskGraph.from_dict(spec)
+
+
+def hidden(batch: TaskBatch, graph: gm.TaskGraph, layout) -> TaskBatch:
+    """``batch`` for ``graph``: the latent nodes' values 0 and unobserved."""
+    latent = torch.tensor([name in set(graph.latent) for name in graph.names])
+    columns = torch.tensor([c for name in graph.latent for c in range(layout.value_slices[name].start,
+                                                                       layout.value_slices[name].stop)])
+
+    def split(side: Split) -> Split:
+        values = side.values.clone()
+        values[..., columns] = 0
+        return Split(side.features, values, side.observed & ~latent, side.graphs)
+
+    return TaskBatch(graph, split(batch.support), split(batch.query))
+
+
+def speed(repeats: int, tasks: int, shots: int) -> dict[str, float]:
+    torch.set_num_threads(1)
+    family = gm.load_family("compositional-dag")
+    latent_graph = half_latent(family.graph)
+    batch = family.sample(tasks, shots, shots, seed=0)
+    latent_batch = hidden(batch, latent_graph, family.layout)
+    runs = {}
+    for label, graph, data in (("fully observed", family.graph, batch), ("half latent", latent_graph, latent_batch)):
+        torch.manual_seed(0)
+        model = gm.GraphMetaLearner(graph, algorithm="maml", inner_steps=1)
+        runs[label] = (model, torch.optim.Adam(model.parameters(), lr=1e-3), data)
+    times: dict[str, list[float]] = {label: [] for label in runs}
+    for repeat in range(repeats + 1):
+        for label, (model, optimizer, data) in runs.items():
+            start = time.perf_counter()
+            optimizer.zero_grad()
+            loss, _ = model.meta_loss(data, metrics=False)
+            loss.backward()
+            optimizer.step()
+            if repeat:  # the first is a warm-up
+                times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(values) for label, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--tasks", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    steps, repeats = (20, 2) if args.quick else (args.steps, args.repeats)
+    torch.set_num_threads(1)
+    timing = speed(repeats, args.tasks, 5)
+    scores = quality(steps, args.tasks, 5, 10, args.seed)
+    graph, mono, full = (scores["graph (latent nodes)"], scores["monolithic MLP"], scores["fully supervised graph"])
+    ratio = timing["half latent"] / timing["fully observed"]
+    lines = [
+        "# Latent subtasks", "",
+        f"`{invocation()}`, graphmeta {graphmeta_commit()}, {utc_now()}, CPU, 1 thread.", "",
+        f"## Query MSE on the observed sinks (compositional-dag-latent, 16 nodes, K = 5, MAML 1 step, "
+        f"{steps} meta-steps of {args.tasks} tasks, 64 held-out tasks)", "",
+        "| learner | sink query MSE | training seconds |", "| --- | --- | --- |",
+        *(f"| {label} | {scores[label]:.4f} | {scores[label + ' seconds']:.0f} |"
+          for label in ("graph (latent nodes)", "monolithic MLP", "fully supervised graph")), "",
+        f"- graph vs monolithic: {100 * (1 - graph / mono):+.1f}% lower (target: at least 30% lower): "
+        f"{'met' if graph <= 0.7 * mono else 'missed'}",
+        f"- graph vs fully supervised: {graph / full:.2f}x (target: at most 1.5x): "
+        f"{'met' if graph <= 1.5 * full else 'missed'}", "",
+        f"## Meta-step time, 64-node compositional-dag, {args.tasks} tasks, K = 5 (median of {repeats})", "",
+        "| graph | seconds per meta-step |", "| --- | --- |",
+        *(f"| {label} | {seconds:.4f} |" for label, seconds in timing.items()), "",
+        f"- half latent / fully observed: {ratio:.2f}x (target: at most 1.5x): {'met' if ratio <= 1.5 else 'missed'}",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    write_results(text, destination(args.out, RESULTS, args.quick))
+
+
+if __name__ == "__main__":
+    main()
