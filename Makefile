@@ -1,4 +1,5 @@
 # Set-up in two commands: `make demo` or `make test` (each creates .venv and installs on first use).
+# `make lint` runs ruff's lint rules and mypy.
 # `make docs` builds the documentation site into build/site; `make wheel-check` builds the wheel and
 # the sdist into dist/ and runs the demo from the wheel in a fresh venv, outside the source tree.
 PYTHON ?= python3
@@ -14,7 +15,7 @@ TORCH := torch==2.13.0
 # For the CPU build: make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: demo test docs wheel-check
+.PHONY: demo test lint docs wheel-check
 
 demo: $(STAMP)
 	$(BIN)/graphmeta demo
@@ -27,6 +28,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH)
 	$(BIN)/python -m pip install -e ".[dev]"
 	touch $(STAMP)
+
+# ruff's lint rules, and mypy on the public API modules (pyproject.toml says which)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 docs: $(DOCS_STAMP)
 	$(BIN)/mkdocs build --strict --site-dir build/site

@@ -368,7 +368,7 @@ def report(args: argparse.Namespace, rows: list[Row], env: dict, total_seconds: 
         lines.append(f"| {it} | " + " | ".join(f"{row.curve[it]:.3f}" if it in row.curve else "" for row in rows) + " |")
     learned = [row for row in rows if row.rates is not None]
     if learned:
-        lines += ["", f"## Learned rates past the trained steps: graphmeta's policy against reusing the last rate", "",
+        lines += ["", "## Learned rates past the trained steps: graphmeta's policy against reusing the last rate", "",
                   f"| method | learned rates after training (min / median / max) | MSE, {test_steps} steps, rates "
                   f"(graphmeta's policy) | MSE, {test_steps} steps, last rate reused | independent evaluator vs "
                   f"graphmeta at {trained} steps (max abs diff) |",

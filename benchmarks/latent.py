@@ -9,6 +9,10 @@ query MSE on the observed sinks of the same held-out tasks:
   sinks' values, the same family's data without structure;
 * *fully supervised*: the same graph with every node observed (``family.supervised()``).
 
+Each held-out task's score is its mean query MSE over the sinks; the table gives the mean over the
+held-out tasks with its 95% Student-t interval, and, since every learner is scored on the same
+tasks, the paired differences (graph minus each other learner, task by task) with theirs.
+
 **Speed.** The 64-node ``compositional-dag``, fully observed against half its nodes latent (the
 first half of its non-sink nodes), one meta-step (meta-loss, backward, Adam) each, interleaved in
 one process on one thread; the median time per step.
@@ -19,17 +23,20 @@ Run ``python benchmarks/latent.py`` (``--quick`` for a smoke run, written nowher
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import graphmeta as gm
 from _results import ROOT, destination, graphmeta_commit, invocation, utc_now, write_results
+
+import graphmeta as gm
 from graphmeta.data import Split, TaskBatch
 
 RESULTS = ROOT / "benchmarks" / "results" / "latent.md"
@@ -51,10 +58,16 @@ def monolithic_batch(graph: gm.TaskGraph, batch: TaskBatch, family: gm.TaskFamil
     return TaskBatch(graph, split(batch.support), split(batch.query))
 
 
-def sink_mse(model: gm.GraphMetaLearner, batch: TaskBatch, positions: list[int] | None) -> float:
-    """Mean query MSE over the held-out tasks and the sink nodes (``positions``; ``None``: every output)."""
+def sink_mse(model: gm.GraphMetaLearner, batch: TaskBatch, positions: list[int] | None) -> torch.Tensor:
+    """Per held-out task ``[T]`` the mean query MSE over the sink nodes (``positions``; ``None``: every output)."""
     mse = model.adapt(batch).evaluate(batch)["mse"]
-    return float((mse if positions is None else mse[:, positions]).mean())
+    return (mse if positions is None else mse[:, positions]).mean(1)
+
+
+def mean_interval(values: torch.Tensor) -> tuple[float, float]:
+    """The mean of ``values`` and the half-width of its 95% Student-t interval."""
+    n = values.numel()
+    return float(values.mean()), float(stats.t.ppf(0.975, n - 1) * values.std() / math.sqrt(n))
 
 
 def train(model: gm.GraphMetaLearner, batches, steps: int, lr: float) -> None:
@@ -66,7 +79,9 @@ def train(model: gm.GraphMetaLearner, batches, steps: int, lr: float) -> None:
         optimizer.step()
 
 
-def quality(steps: int, tasks: int, shots: int, query: int, seed: int) -> dict[str, float]:
+def quality(steps: int, tasks: int, shots: int, query: int, seed: int
+            ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Per learner the held-out tasks' sink MSEs ``[64]`` and its training seconds."""
     family = gm.load_family("compositional-dag-latent")
     supervised = family.supervised()
     graph = family.graph
@@ -75,7 +90,7 @@ def quality(steps: int, tasks: int, shots: int, query: int, seed: int) -> dict[s
     mono = monolithic_graph(family, sinks)
     test = family.sample(64, shots, query, split="test", seed=seed)
     test_full = supervised.sample(64, shots, query, split="test", seed=seed)
-    results = {}
+    scores, seconds = {}, {}
     for label, learner_graph, sample, convert in (
             ("graph (latent nodes)", graph, family, None),
             ("monolithic MLP", mono, family, True),
@@ -92,9 +107,9 @@ def quality(steps: int, tasks: int, shots: int, query: int, seed: int) -> dict[s
         train(model, batches, steps, lr=1e-3)
         held_out = test_full if sample is supervised else test
         held_out = monolithic_batch(mono, held_out, family, sinks) if convert else held_out
-        results[label] = sink_mse(model, held_out, None if convert else positions)
-        results[label + " seconds"] = time.perf_counter() - start
-    return results
+        scores[label] = sink_mse(model, held_out, None if convert else positions)
+        seconds[label] = time.perf_counter() - start
+    return scores, seconds
 
 
 def half_latent(graph: gm.TaskGraph) -> gm.TaskGraph:
@@ -156,24 +171,33 @@ def main() -> None:
     steps, repeats = (20, 2) if args.quick else (args.steps, args.repeats)
     torch.set_num_threads(1)
     timing = speed(repeats, args.tasks, 5)
-    scores = quality(steps, args.tasks, 5, 10, args.seed)
-    graph, mono, full = (scores["graph (latent nodes)"], scores["monolithic MLP"], scores["fully supervised graph"])
+    scores, seconds = quality(steps, args.tasks, 5, 10, args.seed)
+    labels = ("graph (latent nodes)", "monolithic MLP", "fully supervised graph")
+    graph, mono, full = (mean_interval(scores[label])[0] for label in labels)
     ratio = timing["half latent"] / timing["fully observed"]
+
+    def cell(values: torch.Tensor) -> str:
+        mean, half = mean_interval(values)
+        return f"{mean:.4f} ± {half:.4f}"
+
     lines = [
         "# Latent subtasks", "",
         f"`{invocation()}`, graphmeta {graphmeta_commit()}, {utc_now()}, CPU, 1 thread.", "",
         f"## Query MSE on the observed sinks (compositional-dag-latent, 16 nodes, K = 5, MAML 1 step, "
-        f"{steps} meta-steps of {args.tasks} tasks, 64 held-out tasks)", "",
-        "| learner | sink query MSE | training seconds |", "| --- | --- | --- |",
-        *(f"| {label} | {scores[label]:.4f} | {scores[label + ' seconds']:.0f} |"
-          for label in ("graph (latent nodes)", "monolithic MLP", "fully supervised graph")), "",
+        f"{steps} meta-steps of {args.tasks} tasks, {len(scores[labels[0]])} held-out tasks)", "",
+        "Mean over the held-out tasks ± the half-width of its 95% Student-t interval; the paired "
+        "difference is the graph's MSE minus the learner's, task by task (negative: the graph is better).", "",
+        "| learner | sink query MSE | graph − learner (paired) | training seconds |", "| --- | --- | --- | --- |",
+        *(f"| {label} | {cell(scores[label])} | "
+          f"{'' if label == labels[0] else cell(scores[labels[0]] - scores[label])} | {seconds[label]:.0f} |"
+          for label in labels), "",
         f"- graph vs monolithic: {100 * (1 - graph / mono):+.1f}% lower (target: at least 30% lower): "
         f"{'met' if graph <= 0.7 * mono else 'missed'}",
         f"- graph vs fully supervised: {graph / full:.2f}x (target: at most 1.5x): "
         f"{'met' if graph <= 1.5 * full else 'missed'}", "",
         f"## Meta-step time, 64-node compositional-dag, {args.tasks} tasks, K = 5 (median of {repeats})", "",
         "| graph | seconds per meta-step |", "| --- | --- |",
-        *(f"| {label} | {seconds:.4f} |" for label, seconds in timing.items()), "",
+        *(f"| {label} | {value:.4f} |" for label, value in timing.items()), "",
         f"- half latent / fully observed: {ratio:.2f}x (target: at most 1.5x): {'met' if ratio <= 1.5 else 'missed'}",
     ]
     text = "\n".join(lines) + "\n"

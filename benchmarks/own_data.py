@@ -41,8 +41,16 @@ from _results import ROOT, destination, graphmeta_commit, write_results  # noqa:
 import graphmeta as gm  # noqa: E402
 from graphmeta.families import DataFrameFamily  # noqa: E402
 from graphmeta.train.classical_baselines import CLASSICAL_METHODS, classical_baselines  # noqa: E402
-from graphmeta.train.evaluation import (Estimate, MethodResult, choose_scratch_settings, fit_fresh,  # noqa: E402
-                                        fit_pooled, for_tasks, nanmean, query_results)
+from graphmeta.train.evaluation import (  # noqa: E402
+    Estimate,
+    MethodResult,
+    choose_scratch_settings,
+    fit_fresh,
+    fit_pooled,
+    for_tasks,
+    nanmean,
+    query_results,
+)
 
 PLANS = ("coins0", "coins0-idp", "coins25", "coins50", "coins95", "coins100-idp")
 SHOTS = (5, 20, 50)

@@ -72,8 +72,8 @@ def measure(cases: tuple[Case, ...], warmup: int, steps: int) -> list[dict[str, 
 
     import graphmeta as gm
     from graphmeta.train.distributed import join_data_parallel_group
-    from graphmeta.train.outer_step import meta_update
     from graphmeta.train.episode_sampler import EpisodeSampler
+    from graphmeta.train.outer_step import meta_update
 
     torch.set_num_threads(1)
     group = join_data_parallel_group()

@@ -180,8 +180,9 @@ class GraphmetaLearner:
     """``GraphMetaLearner.meta_loss`` + Adam, the loop a graphmeta user writes."""
 
     def __init__(self, graph, algorithm: str, init, args) -> None:
-        import graphmeta
         import torch
+
+        import graphmeta
 
         settings = {"inner_steps": PROTOCOL["inner_steps"], "inner_lr": PROTOCOL["inner_lr"]}
         settings.update({
@@ -491,7 +492,8 @@ def report(args: argparse.Namespace, rows: list[Row], env: dict, total_seconds: 
 def profile(args: argparse.Namespace, steps: int = 200) -> str:
     """torch.profiler tables (self CPU time) of graphmeta's MAML step and the torch.func one."""
     import torch
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     torch.set_num_threads(args.threads)
     family = sinusoid_family(args.seed)

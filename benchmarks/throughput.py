@@ -44,12 +44,12 @@ import time
 from pathlib import Path
 
 import torch
+from _results import ROOT, destination, graphmeta_commit, write_results
 from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from _results import ROOT, destination, graphmeta_commit, write_results
 from graphmeta.allocator import OPT_OUT_VARIABLE
 
 T, K, IN_DIM, HIDDEN, INNER_LR = 16, 10, 8, (40, 40), 0.01

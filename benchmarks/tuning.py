@@ -45,8 +45,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 import graphmeta as gm
 from graphmeta.train import RunConfig, load_config
-from graphmeta.train.evaluation import Estimate
 from graphmeta.train.config import config_changes
+from graphmeta.train.evaluation import Estimate
 from graphmeta.tune.search_space import with_settings
 from graphmeta.tune.seeds import over_seeds, train_seeds
 

@@ -9,8 +9,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import (CheckpointError, ConfigError, DataError, DistributionShiftWarning, GraphError, GraphMetaError,
-                     RunStorageError, SpecError, TrainingError)
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DistributionShiftWarning,
+    GraphError,
+    GraphMetaError,
+    RunStorageError,
+    SpecError,
+    TrainingError,
+)
 
 __version__ = "0.1.0"
 

@@ -10,12 +10,13 @@ import torch
 
 from .data import Split, TaskBatch, dense_graphs
 from .errors import DataError
-from .taskgraph import ColumnLayout
 from .learners.banks.bank import Weights
+from .learners.banks.low_rank import LowRankWeight
+from .taskgraph import ColumnLayout
 
 if TYPE_CHECKING:
-    from .taskgraph import TaskGraph
     from .learners.banks.bank_set import BankSet
+    from .taskgraph import TaskGraph
 
 
 class AdaptedGraph:
@@ -37,7 +38,7 @@ class AdaptedGraph:
         return self._any_weight.shape[0]
 
     @property
-    def _any_weight(self) -> torch.Tensor:
+    def _any_weight(self) -> torch.Tensor | LowRankWeight:
         return next(iter(self.fast[0].values()))
 
     def __repr__(self) -> str:
@@ -65,6 +66,7 @@ class AdaptedGraph:
         with torch.no_grad():
             loss, accuracy = self.banks.losses(self.fast, split, accuracy=True)
             mse, nll = self.banks.regression_scores(self.fast, split)
+        assert accuracy is not None  # asked for
         scores = {"loss": loss, "accuracy": accuracy, "mse": mse, "nll": nll}
         latent = torch.tensor([not self.graph.subtask(name).observed for name in self.graph.names],
                               device=loss.device)
@@ -155,7 +157,7 @@ class AdaptedGraph:
             if y is not None:
                 y = torch.as_tensor(y, device=device)
                 y = y.unsqueeze(0) if single else y
-                if spec.kind == "classification":
+                if spec.num_classes is not None:  # a classification node
                     y = torch.nn.functional.one_hot(y.long(), spec.num_classes)
                 values[..., self.layout.value_slices[name]] = y.to(dtype)
                 mask[..., n] = True

@@ -17,8 +17,7 @@ from typing import Any, TypeVar
 import torch
 
 from .errors import DataError
-from .taskgraph import TaskGraph
-from .taskgraph import ColumnLayout
+from .taskgraph import ColumnLayout, TaskGraph
 
 Derived = TypeVar("Derived")
 

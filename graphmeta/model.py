@@ -44,11 +44,11 @@ from .adapted_graph import AdaptedGraph
 from .allocator import reuse_large_allocations_once
 from .data import Split, TaskBatch
 from .errors import ConfigError, DataError
-from .taskgraph import TaskGraph
-from .taskgraph.comparison import graph_differences
 from .learners.banks.bank import Weights
 from .learners.banks.bank_set import BankSet
 from .learners.banks.low_rank import dense_weights
+from .taskgraph import TaskGraph
+from .taskgraph.comparison import graph_differences
 from .validation import NonNegativeFloat, NonNegativeInt, OneOf, PositiveFloat, PositiveInt, checked
 
 #: How the meta-loss weighs its (task, node) losses (module docstring).
@@ -157,6 +157,7 @@ class GraphMetaLearner(nn.Module):
         with torch.no_grad():
             query_before, _ = self.banks.losses(self._composed(adaptation.initial), batch.query)
         scored = (query_rows > 0).to(query_after.dtype)
+        assert accuracy_after is not None  # asked for with metrics
         return loss, {
             "loss_before": _task_mean(query_before, scored),
             "loss_after": _task_mean(query_after.detach(), scored),
@@ -217,7 +218,7 @@ class GraphMetaLearner(nn.Module):
                 rows = split if batch_rows is None else _random_rows(split, batch_rows, generator)
                 with torch.enable_grad():
                     optimizer.zero_grad()
-                    fresh.losses(fast, rows)[0].sum().backward()
+                    fresh.losses(list(fast), rows)[0].sum().backward()
                     optimizer.step()
             done = checkpoint
             yield checkpoint, AdaptedGraph(self.graph, fresh, [{name: w.detach().clone() for name, w in weights.items()}
@@ -255,7 +256,7 @@ class GraphMetaLearner(nn.Module):
             self.banks, self.algorithm, initial, support, steps, create_graph, track_meta_gradient,
             keep_steps=self.algorithm.uses_every_step and track_meta_gradient)
         final = plain
-        if self.message_passing is not None and steps > 0:
+        if self.message_passing is not None and support_loss is not None:  # None for zero steps
             constant = not (self.algorithm.query_trains_theta and track_meta_gradient)
             shots = self.banks.example_mask(support).sum(-1).to(support_loss.dtype)
             statistics = torch.stack([support_loss, shots], dim=-1)

@@ -64,7 +64,7 @@ __all__ = ["BeforeValidator", "Ge", "Gt", "Le", "Lt", "MinLen", "NonNegativeFloa
            "Ordered", "PositiveFloat", "PositiveInt", "check_arguments", "checked", "defaults", "describe",
            "keywords_checked", "load_yaml", "parameters"]
 
-Where = Union[str, Callable[[Mapping[str, Any]], str], None]
+Where = Union[str, Callable[[Mapping[str, Any]], str], None]  # noqa: UP007 (a runtime alias)
 
 #: The ranges most settings need (counts, sizes, rates, scales).
 PositiveInt = Annotated[int, Ge(1)]
@@ -152,7 +152,7 @@ class _Schema:
         return error(f"{_key_path(where, key)} must be {expected}, got {_shown(value)}{hint}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _schema(target: Callable[..., Any]) -> _Schema:
     signature = inspect.signature(target)
     hints = _hints(target)
@@ -408,7 +408,7 @@ def _yaml_friendly(annotation: Any) -> Any:
     if origin is Annotated:
         return Annotated[(_yaml_friendly(args[0]), *args[1:])]  # type: ignore[return-value]
     if origin in (Union, types.UnionType):
-        return Union[tuple(_yaml_friendly(a) for a in args)]  # type: ignore[return-value]
+        return Union[tuple(_yaml_friendly(a) for a in args)]  # type: ignore[return-value]  # noqa: UP007 (built from a tuple)
     if origin is tuple:
         inner = tuple(a if a is Ellipsis else _yaml_friendly(a) for a in args)
         return Annotated[tuple[inner], Strict(False)]  # type: ignore[return-value]

@@ -134,8 +134,9 @@ def test_version(capsys):
 def test_the_version_lives_in_one_place():
     """pyproject.toml reads it from graphmeta.__version__, and the installed metadata agrees."""
     import importlib.metadata
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]

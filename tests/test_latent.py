@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import graphmeta as gm
+from graphmeta.learners.banks.low_rank import LowRankWeight
 from graphmeta.testing.reference import reference_adapted_weights, reference_evaluate, reference_meta_loss
 from tests.test_model import observed_masks, task_data
 
@@ -64,7 +65,7 @@ def test_meta_loss_and_meta_gradient_equal_the_level_by_level_reference(algorith
     ref_loss = reference_meta_loss(model, support, query, masks, None)
     ref_grads = torch.autograd.grad(ref_loss, parameters, allow_unused=True)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-9, atol=1e-12)
-    for parameter, grad, ref in zip(parameters, grads, ref_grads):
+    for grad, ref in zip(grads, ref_grads):
         if ref is None:
             assert grad is None or not grad.any()
         else:
@@ -106,6 +107,22 @@ def test_a_latent_node_learns_only_through_its_children():
     row = model.banks[b].names.index("x")
     assert not torch.allclose(adapted.fast[b]["head_bias"][:, row],
                               model.banks[b].theta["head_bias"][row].detach().expand(2, -1))
+
+
+def test_a_bank_of_latent_and_observed_mlp_nodes_keeps_its_low_rank_taps():
+    """Bank 0 (``x``, ``h1``, ``y``, ``z``) reads its latent row's gradient from the level pass's
+    pre-activations, so its step stays low-rank, and its loss pass leaves ``h1`` out; bank 1, all latent
+    (``h2``), is tapped at its weights, made dense."""
+    graph = latent_graph()
+    model = build("maml", message_passing=False)
+    banks = model.banks
+    assert [bank.names for bank in banks] == [["x", "h1", "y", "z"], ["h2"]]
+    assert banks.loss_rows[0][0].tolist() == [0, 2, 3] and banks.loss_rows[1] is None
+    support = gm.TaskBatch.from_tensors(graph, latent_data(graph, 2, 4, 1), latent_data(graph, 2, 4, 2)).support
+    adaptation = model._adapt(support, 1, create_graph=True, track_meta_gradient=True)
+    assert isinstance(adaptation.final[0]["hidden0_weight"], LowRankWeight)
+    assert adaptation.final[0]["hidden0_weight"].rank == 4
+    assert not isinstance(adaptation.final[1]["head_weight"], LowRankWeight)
 
 
 def test_a_graph_without_latent_nodes_takes_the_plain_path():

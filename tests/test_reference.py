@@ -15,10 +15,17 @@ import graphmeta.model
 from graphmeta.adapt.algorithms import ALGORITHMS as REGISTERED_ALGORITHMS
 from graphmeta.adapt.inner_loop import inner_loop
 from graphmeta.learners import registered
+from graphmeta.testing.reference import (
+    mamlpp_importances,
+    reference_adapted_weights,
+    reference_evaluate,
+    reference_meta_loss,
+    reference_metrics,
+    reference_predict,
+    unpadded_slices,
+)
 from graphmeta.testing.reference_algorithms import REFERENCE_ALGORITHMS
 from graphmeta.testing.reference_learners import REFERENCE_LEARNERS
-from graphmeta.testing.reference import (mamlpp_importances, reference_adapted_weights, reference_evaluate,
-                                        reference_meta_loss, reference_metrics, reference_predict, unpadded_slices)
 from tests.test_model import observed_masks, task_data
 
 #: Every registered algorithm: a new one fails here until the reference defines it.

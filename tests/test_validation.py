@@ -10,9 +10,22 @@ import numpy as np
 import pytest
 
 from graphmeta.errors import ConfigError, GraphError, SpecError
-from graphmeta.validation import (BeforeValidator, Ge, Le, MinLen, NonNegativeFloat, OneOf, PositiveInt,
-                                  check_arguments, checked, defaults, describe, keywords_checked, load_yaml,
-                                  parameters)
+from graphmeta.validation import (
+    BeforeValidator,
+    Ge,
+    Le,
+    MinLen,
+    NonNegativeFloat,
+    OneOf,
+    PositiveInt,
+    check_arguments,
+    checked,
+    defaults,
+    describe,
+    keywords_checked,
+    load_yaml,
+    parameters,
+)
 
 
 @checked

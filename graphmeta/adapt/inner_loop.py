@@ -34,8 +34,8 @@ import torch
 
 from ..data import Split
 from ..learners.banks.bank import Weights
-from ..learners.banks.low_rank import LowRankWeight, OuterProducts
 from ..learners.banks.bank_set import BankSet
+from ..learners.banks.low_rank import LowRankWeight, OuterProducts
 from .algorithms.base import Algorithm
 from .support_guard import SupportGuard
 

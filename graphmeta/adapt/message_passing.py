@@ -62,10 +62,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..taskgraph import TaskGraph
 from ..learners.banks.bank import Weights
-from ..learners.banks.low_rank import update_mean_square
 from ..learners.banks.bank_set import BankSet
+from ..learners.banks.low_rank import update_mean_square
+from ..taskgraph import TaskGraph
 
 NUM_STATISTICS = 2  # support loss before adaptation, support shots
 #: The data scales ``kappa`` at which a conjugate bank's statistics are shrunk for the encoder, ``n / (K + kappa)``.

@@ -12,10 +12,10 @@ x_{p_1}, \dots, x_{p_P}]` of its parents' values, with a Normal-Inverse-Gamma pr
 adapted to the new site's support rows by the exact conjugate posterior :math:`(M, \Lambda_n,
 a_n, b_n)` (:mod:`graphmeta.learners.banks.linear`), whatever the number of rows. Meta-training
 learns the prior from the related sites by the query log-likelihood of held-out rows after
-adaptation. It starts at the empirical-Bayes prior of the training sites: the method of moments
-on their own least-squares fits (:func:`~.gaussian_baselines.empirical_bayes_prior`), refined to
-the largest marginal likelihood of all their rows (:func:`~.gaussian_baselines.marginal_likelihood_priors`),
-which estimates the Bayes-optimal prior when sites differ by independent perturbations of every
+adaptation. It starts at the empirical-Bayes prior of the training sites, which the Trainer sets
+for every Linear node (:func:`~graphmeta.learners.linear_prior.empirical_bayes_priors`): the method
+of moments on their own least-squares fits refined to the largest marginal likelihood of all their
+rows, which estimates the Bayes-optimal prior when sites differ by independent perturbations of every
 coefficient (the ``independent`` families). When sites differ through a shared factor (the ``latent`` families),
 message passing along the network (``message_passing=True``, the default) reads every
 variable's support statistics and moves each prior mean before its own rows are added, so
@@ -55,12 +55,13 @@ from ..errors import DataError, GraphError
 from ..families.dataframe import DataFrameFamily, padded_split
 from ..interop.linear_gaussian_cpds import linear_gaussian_network
 from ..interop.pgmpy import taskgraph_from_pgmpy
+from ..learners import Linear
+from ..learners.banks.linear import LinearBank
 from ..model import GraphMetaLearner
 from ..taskgraph import ColumnLayout, TaskGraph
 from ..train.episode_sampler import Shots
 from ..train.trainer import Trainer
 from ..validation import Gt, Lt, NonNegativeFloat, NonNegativeInt, PositiveInt, checked
-from .gaussian_baselines import empirical_bayes_prior, marginal_likelihood_priors, site_statistics
 from .learner import ADAPTATION, FINAL_LR_RATIO, MAX_STEPS, load_network_learner, save_network_learner
 from .tasks import split_tables
 
@@ -127,8 +128,8 @@ class GaussianNetMetaLearner:
     def __init__(self, structure: Any, *, message_passing: bool = True, message_channels: PositiveInt = 64,
                  message_rounds: NonNegativeInt = 2) -> None:
         self.graph = linear_graph(structure)
-        self.config = {"message_passing": message_passing, "message_channels": message_channels,
-                       "message_rounds": message_rounds}
+        self.config: dict[str, Any] = {"message_passing": message_passing, "message_channels": message_channels,
+                                       "message_rounds": message_rounds}
         self.model = GraphMetaLearner(self.graph, **ADAPTATION, **self.config)
         self.layout = ColumnLayout(self.graph)
         self.parents = {name: self.graph.parents(name) for name in self.graph.names}
@@ -164,14 +165,13 @@ class GaussianNetMetaLearner:
         training = {f"train {i}": frame for i, frame in enumerate(train)}
         held_out = {f"val {i}": frame for i, frame in enumerate(val)}
         family = DataFrameFamily({**training, **held_out}, graph=self.graph, val_tasks=tuple(held_out),
-                                 test_fraction=0.0, learner="linear", seed=seed)
+                                 test_fraction=0.0, learner=Linear(), seed=seed)
         self.column_mean = np.array([family.codings[name].mean for name in self.graph.names])
         self.column_std = np.array([family.codings[name].std for name in self.graph.names])
         torch.manual_seed(seed)
         self.model = GraphMetaLearner(self.graph, **ADAPTATION, **self.config)
-        self._initialise_prior(self._standardised(train, "task table"))
-        self.shots = (shots, shots) if isinstance(shots, int) else tuple(shots)
-        train_options = {
+        self.shots = (shots, shots) if isinstance(shots, int) else shots
+        train_options: dict[str, Any] = {
             "steps": MAX_STEPS if steps is None else steps, "shots": shots, "query_shots": query_shots,
             "meta_batch_size": meta_batch_size, "outer_lr": outer_lr, "grad_clip": grad_clip,
             "val_every": val_every, "val_tasks": max(len(val), 64), "early_stopping_patience": early_stopping_patience,
@@ -207,6 +207,7 @@ class GaussianNetMetaLearner:
             adapted = self.model.adapt(split)
         posterior = {}
         for bank, fast in zip(self.model.banks, adapted.fast):
+            assert isinstance(bank, LinearBank)  # linear_graph makes every node a Linear regression
             factor = bank.factor(fast["precision_factor"])
             spread = torch.cholesky_inverse(factor).double().cpu().numpy()
             mean = fast["mean"][..., 0].double().cpu().numpy()
@@ -267,28 +268,6 @@ class GaussianNetMetaLearner:
                 raise DataError(f"{what} {s} holds a value that is not a number in one of the columns "
                                 f"{self.graph.names}") from None
         return (out - self.column_mean) / self.column_std
-
-    def _initialise_prior(self, values: np.ndarray) -> None:
-        """Set every variable's prior to the empirical-Bayes prior of the standardised training rows
-        ``values``: the method of moments refined to the sites' largest marginal likelihood."""
-        index = {name: n for n, name in enumerate(self.graph.names)}
-        statistics = site_statistics(values, [[index[p] for p in self.parents[name]] for name in self.graph.names])
-        priors = marginal_likelihood_priors(statistics, [empirical_bayes_prior(s) for s in statistics])
-        with torch.no_grad():
-            for bank in self.model.banks:
-                theta = bank.theta
-                rows, cols = torch.tril_indices(bank.design_width, bank.design_width)
-                for row, name in enumerate(bank.names):
-                    prior = priors[index[name]]
-                    size = len(prior.mean)
-                    precision = np.eye(bank.design_width)
-                    precision[:size, :size] = prior.precision
-                    lower = np.linalg.cholesky(precision)
-                    lower[np.diag_indices_from(lower)] = np.log(np.diag(lower))
-                    theta["precision_factor"][row] = torch.as_tensor(lower[rows, cols], dtype=theta["mean"].dtype)
-                    theta["mean"][row, :size, 0] = torch.as_tensor(prior.mean, dtype=theta["mean"].dtype)
-                    theta["log_shape"][row, 0] = float(np.log(prior.shape))
-                    theta["log_scale"][row, 0] = float(np.log(prior.scale))
 
 
 def linear_graph(structure: Any) -> TaskGraph:

@@ -54,8 +54,9 @@ import torch
 from ..data import Split
 from ..errors import CheckpointError, ConfigError, DataError, GraphError
 from ..learners.banks.bank_set import bank_shapes
-from ..taskgraph import ColumnLayout
+from ..learners.banks.table import TableBank
 from ..model import GraphMetaLearner
+from ..taskgraph import ColumnLayout
 from ..train.checkpoint import load_checkpoint, save_checkpoint
 from ..train.episode_sampler import Shots
 from ..train.trainer import Trainer
@@ -66,7 +67,7 @@ from .tabular import probe_codes, split_from_codes, tabular_graph
 from .tasks import TableTasks, split_tables
 
 #: How every variable adapts: Table learners adapt in closed form, in one step.
-ADAPTATION = {"algorithm": "maml", "inner_steps": 1}
+ADAPTATION: dict[str, Any] = {"algorithm": "maml", "inner_steps": 1}
 #: Upper bound on meta-training steps when ``steps`` is not given; early stopping usually ends sooner.
 MAX_STEPS = 2000
 #: The outer rate decays exponentially to this fraction of ``outer_lr`` over the meta-training steps.
@@ -103,8 +104,8 @@ class BayesNetMetaLearner:
                  message_rounds: NonNegativeInt = 2) -> None:
         self.structure = (structure if isinstance(structure, NetworkStructure)
                           else NetworkStructure.from_pgmpy(structure, state_names))
-        self.config = {"message_passing": message_passing, "message_channels": message_channels,
-                       "message_rounds": message_rounds}
+        self.config: dict[str, Any] = {"message_passing": message_passing, "message_channels": message_channels,
+                                       "message_rounds": message_rounds}
         self.graph = tabular_graph(self.structure)
         self.layout = ColumnLayout(self.graph)
         self.model = GraphMetaLearner(self.graph, **ADAPTATION, **self.config)
@@ -156,9 +157,10 @@ class BayesNetMetaLearner:
         self.model = GraphMetaLearner(self.graph, **ADAPTATION, **self.config)
         self.shots = (shots, shots) if isinstance(shots, int) else shots
         sizes = np.geomspace(*self.shots, PRIOR_STRENGTH_SIZES).round().astype(int)
-        pooled = PooledEmpiricalBayes.fit(self.structure, train, val, np.unique(np.minimum(sizes, val.shape[1] // 2)))
+        pooled = PooledEmpiricalBayes.fit(self.structure, train, val,
+                                          np.unique(np.minimum(sizes, val.shape[1] // 2)).tolist())
         self._initialise_prior(pooled.concentration * pooled.frequencies)
-        train_options = {
+        train_options: dict[str, Any] = {
             "steps": MAX_STEPS if steps is None else steps, "shots": shots, "query_shots": query_shots,
             "meta_batch_size": meta_batch_size, "outer_lr": outer_lr, "grad_clip": grad_clip,
             "val_every": val_every, "val_tasks": max(len(val), 64), "early_stopping_patience": early_stopping_patience,
@@ -266,6 +268,7 @@ class BayesNetMetaLearner:
         position = {name: n for n, name in enumerate(self.structure.names)}
         with torch.no_grad():
             for bank in self.model.banks:
+                assert isinstance(bank, TableBank)  # tabular_graph gives every variable a Table learner
                 log_counts = bank.theta["log_counts"]
                 for row, name in enumerate(bank.names):
                     n = position[name]

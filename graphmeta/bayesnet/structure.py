@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, GraphError, closest
-from ..taskgraph import TaskGraph
 from ..interop.cpd_table import CPDTable
 from ..interop.pgmpy import discrete_graph_dict, network_evidence, read_network, taskgraph_from_pgmpy
 from ..interop.tabular_cpds import cpd_values, discrete_network
+from ..taskgraph import TaskGraph
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,8 @@ import numpy as np
 import torch
 
 from ..data import Split
-from ..taskgraph import TaskGraph
-from ..taskgraph import ColumnLayout
 from ..learners import Table
+from ..taskgraph import ColumnLayout, TaskGraph
 from .structure import NetworkStructure
 
 

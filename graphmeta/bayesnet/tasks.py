@@ -19,8 +19,7 @@ import numpy as np
 
 from ..data import TaskBatch
 from ..errors import ConfigError, DataError
-from ..taskgraph import TaskGraph
-from ..taskgraph import ColumnLayout
+from ..taskgraph import ColumnLayout, TaskGraph
 from .structure import NetworkStructure
 from .tabular import split_from_codes
 

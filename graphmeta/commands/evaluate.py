@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..train import OnlineMetaLearner, Trainer
     from ..train.config import load_run_config, parse_override
-    from ..train.figures import plot_run_figures
     from ..train.distributed import resolve_backend
+    from ..train.figures import plot_run_figures
     from ..train.interrupts import reported_as
     from ..train.launch import run_on_processes
 

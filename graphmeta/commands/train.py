@@ -81,8 +81,8 @@ def resume_command(args: argparse.Namespace) -> str:
 def train(args: argparse.Namespace) -> int:
     """What :func:`run` does until a signal stops it."""
     from ..train import OnlineMetaLearner, Trainer, load_config
-    from ..train.figures import plot_run_figures
     from ..train.distributed import DataParallelGroup, resolve_backend, restart_count
+    from ..train.figures import plot_run_figures
     from ..train.interrupts import reported_as
     from ..train.launch import run_on_processes
 

@@ -40,10 +40,9 @@ import torch
 
 from ..data import DenseGraphs, Split, TaskBatch
 from ..errors import ConfigError
-from ..taskgraph import TaskGraph
-from ..taskgraph import ColumnLayout
 from ..learners import LearnerSpec, learner_to_dict
 from ..registry import Registry
+from ..taskgraph import ColumnLayout, TaskGraph
 from ..validation import NonNegativeInt, OneOf, PositiveInt, checked, parameters
 
 SPLITS = ("train", "val", "test")

@@ -7,8 +7,8 @@ from typing import Annotated, ClassVar
 import numpy as np
 
 from ..data import Split
-from ..taskgraph import TaskGraph
 from ..interop.cpd_table import level_indices, padded_parents
+from ..taskgraph import TaskGraph
 from ..validation import NonNegativeFloat, NonNegativeInt, OneOf, PositiveInt, checked
 from .base import FAMILIES, TaskFamily, family_rng, observed_split, task_latents
 

@@ -9,8 +9,8 @@ import torch
 
 from ..data import DenseGraphs, Split
 from ..errors import ConfigError
-from ..taskgraph import TaskGraph
 from ..learners import GNN, learner_type
+from ..taskgraph import TaskGraph
 from ..taskgraph.subtask import Learner
 from ..validation import Ge, Le, NonNegativeFloat, NonNegativeInt, PositiveInt, checked
 from .base import FAMILIES, TaskFamily, family_rng, observed_split, task_latents

@@ -12,7 +12,6 @@ from ..taskgraph import TaskGraph
 from ..validation import NonNegativeFloat, NonNegativeInt, Ordered, checked
 from .base import FAMILIES, TaskFamily, observed_split
 
-
 #: A ``[low, high]`` range of a uniform draw.
 Range = Annotated[tuple[float, float], Ordered()]
 

@@ -25,9 +25,14 @@ class Linear(LearnerSpec):
     and adaptation is the exact posterior given the support rows (one step does it all, like
     :class:`~graphmeta.learners.Table`); the node predicts with the posterior predictive, a
     Student-t. Meta-training learns the prior of every node: its mean :math:`m`, its full
-    precision :math:`\Lambda` and the noise's :math:`a, b`. Before meta-training :math:`m = 0`,
+    precision :math:`\Lambda` and the noise's :math:`a, b`. The model starts it at :math:`m = 0`,
     :math:`\Lambda` = ``prior_precision`` times the identity, :math:`a` = ``noise_shape`` and
-    :math:`b` = ``noise_scale``.
+    :math:`b` = ``noise_scale``; with ``empirical_bayes`` (the default) the
+    :class:`~graphmeta.Trainer` of a family that holds its training groups' rows (a
+    :class:`~graphmeta.DataFrameFamily`) then moves it, before the first meta-step, to the
+    groups' type-II maximum-likelihood prior (the largest marginal likelihood of every group's
+    rows: a linear mixed model's fit, :mod:`graphmeta.learners.linear_prior`), which
+    meta-training only refines.
 
     The subtask must be a regression subtask; its parents may be of either kind.
     """
@@ -35,6 +40,7 @@ class Linear(LearnerSpec):
     prior_precision: Annotated[float, Gt(0)] = 1.0
     noise_shape: Annotated[float, Gt(0)] = 2.0
     noise_scale: Annotated[float, Gt(0)] = 1.0
+    empirical_bayes: bool = True
 
     def check_subtask(self, subtask: Any) -> None:
         if subtask.kind != "regression":

@@ -14,8 +14,8 @@ graph) never import the banks (above it, which build on the task graph themselve
 from __future__ import annotations
 
 import importlib
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import Field, asdict, dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import GraphError, check_keys
 from ..registry import Registry
@@ -24,6 +24,9 @@ from ..registry import Registry
 class LearnerSpec:
     """Base class of the learner specs (frozen dataclasses). The checks below are the hooks a
     learner type uses to refuse a node it cannot serve; by default it serves every node."""
+
+    if TYPE_CHECKING:  # every spec is a dataclass: ``@dataclass`` sets its fields on the subclass
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
 
     def check_subtask(self, subtask: Any) -> None:
         """Raise :class:`~graphmeta.GraphError` if this learner cannot serve ``subtask``."""

@@ -31,8 +31,20 @@ import torch
 
 from ..errors import CheckpointError, ConfigError, check_keys, closest
 from ..model import GraphMetaLearner
-from ..validation import (Ge, Gt, NonNegativeFloat, NonNegativeInt, OneOf, PositiveFloat, PositiveInt,
-                          check_arguments, checked, defaults, load_yaml, parameters)
+from ..validation import (
+    Ge,
+    Gt,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OneOf,
+    PositiveFloat,
+    PositiveInt,
+    check_arguments,
+    checked,
+    defaults,
+    load_yaml,
+    parameters,
+)
 from .buffer import BUFFER_POLICIES
 from .distributed import BACKENDS
 from .episode_sampler import Family, Shots

@@ -41,7 +41,7 @@ TRAIN_STREAM, FIXED_STREAM = 0, 1
 SIZES_STREAM = 1
 
 #: A support size: a count ``K``, or a range ``(low, high)`` that each task draws its own ``K`` from.
-Shots = Union[PositiveInt, Annotated[tuple[PositiveInt, PositiveInt], Ordered()]]
+Shots = Union[PositiveInt, Annotated[tuple[PositiveInt, PositiveInt], Ordered()]]  # noqa: UP007 (a runtime alias the validator reads)
 
 
 class Family(Protocol):

@@ -71,12 +71,12 @@ from tqdm.auto import tqdm
 
 from ..adapted_graph import AdaptedGraph
 from ..data import Split, TaskBatch
+from ..families.base import TaskFamily
 from ..model import GraphMetaLearner
 from .baseline_cache import CACHE_FOLDER, cached, digest
 from .classical_baselines import CLASSICAL_METHODS, classical_baselines, grouped_training_rows
 from .config import EvaluateConfig
 from .distributed import SINGLE_PROCESS, DataParallelGroup
-from ..families.base import TaskFamily
 from .episode_sampler import Family
 
 METHODS = {
@@ -428,15 +428,20 @@ def choose_scratch_settings(model: GraphMetaLearner, validation: TaskBatch, seed
     """``(steps, rate)`` of fresh learners trained on each task's support set alone
     (:meth:`~graphmeta.GraphMetaLearner.scratch_fits`) with the lowest query loss on the
     ``validation`` tasks, among ``SCRATCH_STEPS`` x ``SCRATCH_RATES`` (one training run per rate,
-    scored at each step count); a given ``steps`` or ``rate`` is kept, the other chosen."""
+    scored at each step count and stopped once a score is worse than the one before, as early
+    stopping would); a given ``steps`` or ``rate`` is kept, the other chosen."""
     step_counts = SCRATCH_STEPS if steps is None else (steps,)
     rates = SCRATCH_RATES if rate is None else (rate,)
     if len(step_counts) * len(rates) == 1 or step_counts == (0,):  # nothing to choose: no step, no rate to pick
         return step_counts[0], rates[0]
-    scores = {}
+    scores: dict[tuple[int, float], float] = {}
     for candidate in rates:
+        previous = math.inf
         for count, fitted in model.scratch_fits(validation.support, candidate, step_counts, seed):
-            scores[count, candidate] = _query_loss(model, validation, fitted)
+            scores[count, candidate] = score = _query_loss(model, validation, fitted)
+            if score > previous:  # overfitting K examples from here on: the later step counts would score worse still
+                break
+            previous = score
     return min(scores, key=scores.__getitem__)
 
 

@@ -55,7 +55,7 @@ class RunLock:
                               "it ends (or stop it), or give this run another name (train.name)")
         os.ftruncate(descriptor, 0)
         os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()} since {strftime('%Y-%m-%d %H:%M:%S')}"
-                 .encode("utf-8"))
+                 .encode())
         self._descriptor = descriptor
 
     def release(self) -> None:

@@ -48,7 +48,10 @@ writer, rank 0, opens or resumes the run directory, validates, logs, writes chec
 evaluations, and shows the progress bar; every other process takes the writer's start state,
 validation records and summary from it (``parallel.from_writer``), trains on its share of each
 meta-batch through the model's DDP replica, and stops after the same unit as the others
-(``parallel.agree_on_stop``, after the hooks of each unit and validation).
+(``parallel.agree_on_stop``, after the hooks of each unit and validation). A stop request (a
+signal) may arrive in one process at any moment, but only the agreement turns it into
+``stop_reason``, which alone decides what the loop does next: a request that arrives after a
+unit's agreement (during its checkpoint, say) is acted on after the next unit, in every process.
 """
 
 from __future__ import annotations
@@ -67,12 +70,13 @@ from .distributed import RankZeroCheckpoints, Replica
 from .episode_sampler import Family
 from .evaluation import EvaluationReport, evaluate_run, train_ablation
 from .hooks import CheckpointEvent, StepEvent, ValidationEvent, call_hooks, check_hook
-from .outer_step import MetaUpdate, meta_update
 from .interrupts import SignalStop
+from .outer_step import MetaUpdate, meta_update
 from .run_lock import writing_run
 from .run_start import start_run
 from .run_state import RunState
 from .training_summary import write_training_summary
+
 
 class RunLoop(RunState):
     """The run loop both learners share (see the module docstring); not used on its own.
@@ -96,6 +100,7 @@ class RunLoop(RunState):
         for hook in hooks:
             self.add_hook(hook)
         self.stop_reason: str | None = None
+        self._stop_request: str | None = None
         self._replica: Replica | None = None
         self._details: dict[str, Any] = {}
         self._postfix: dict[str, str] = {}
@@ -123,6 +128,11 @@ class RunLoop(RunState):
         """What the learner adds to the training summary."""
         return {}
 
+    def begin_run(self) -> None:
+        """What the learner does to its model before the first step of a new run (never on resume,
+        where the checkpoint holds the state); on the writer only, whose state the other processes
+        take. Nothing by default."""
+
     @property
     def log_every(self) -> int:
         return self.config.log_every
@@ -135,9 +145,11 @@ class RunLoop(RunState):
     def request_stop(self, reason: str) -> None:
         """End the running :meth:`fit` after the current unit, with a final checkpoint and status
         ``"stopped"``; the first reason given is recorded. Call it during ``fit`` (from a hook, a
-        signal handler, another thread): each ``fit`` starts with no request."""
-        if self.stop_reason is None:
-            self.stop_reason = reason
+        signal handler, another thread): each ``fit`` starts with no request. Only the request is
+        taken here: ``stop_reason`` is the one the processes agree on after the unit's hooks, so
+        a request arriving at any moment stops every process after the same unit."""
+        if self._stop_request is None:
+            self._stop_request = reason
 
     # ------------------------------------------------------------------ the loop
     def fit(self, resume: bool = False, allow_changes: bool = False) -> dict[str, Any]:
@@ -151,7 +163,7 @@ class RunLoop(RunState):
         (Ctrl-C) or SIGTERM stops it after the unit under way, with its checkpoint, and raises
         :class:`~.interrupts.RunInterrupted`; a second one stops it at once (:mod:`.interrupts`).
         """
-        self.stop_reason = None
+        self.stop_reason = self._stop_request = None
         with thread_count(self.config.threads), writing_run(self.run.path, self.parallel), \
                 SignalStop(self) as signals:
             summary = self._fit(resume, allow_changes)
@@ -222,7 +234,8 @@ class RunLoop(RunState):
         for hook, result in call_hooks(self.hooks, method, event):
             if result is True:
                 self.request_stop(f"{method} of {hook!r} returned True at {self.unit} {self.step}")
-        self.stop_reason = self.parallel.agree_on_stop(self.stop_reason)
+        # the only place a request becomes the decision: every process reaches it after the same unit
+        self.stop_reason = self.parallel.agree_on_stop(self._stop_request)
 
     def _validate(self, bar: tqdm) -> None:
         with warnings.catch_warnings():

@@ -41,11 +41,12 @@ def start_run(learner: Any, resume: bool, allow_changes: bool) -> None:
 
 
 def open_run(learner: Any, resume: bool, allow_changes: bool) -> None:
-    """The writer's part of :func:`start_run`: a new run directory (its config and graph written,
-    every RNG seeded by ``train.seed``), or the run resumed from ``last.pt``."""
+    """The writer's part of :func:`start_run`: a new run directory (every RNG seeded by ``train.seed``,
+    the learner's ``begin_run``, its config and graph written), or the run resumed from ``last.pt``."""
     run, config = learner.run, learner.run_config()
     if not run.last.exists():
         seed_everything(learner.config.seed)
+        learner.begin_run()
         run.write_config(config)
         run.write_graph(learner.model.graph)
         return

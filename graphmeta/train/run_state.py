@@ -29,8 +29,15 @@ from typing import Any, ClassVar, TypeVar
 
 from ..errors import CheckpointError, ConfigError
 from ..model import GraphMetaLearner
-from .checkpoint import (graph_record, load_checkpoint, require_finite_parameters, restore_model_and_optimizer,
-                         rng_state, save_checkpoint, set_rng_state)
+from .checkpoint import (
+    graph_record,
+    load_checkpoint,
+    require_finite_parameters,
+    restore_model_and_optimizer,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import EvaluateConfig, RunConfig, TrainConfig, family_spec, load_family_and_model, load_run_config
 from .device import resolve_device
 from .distributed import join_data_parallel_group

@@ -13,6 +13,13 @@ A run is a function of its config: ``seed`` fixes the model (when built from a c
 task stream and every generator, and a run resumed from ``last.pt`` ends bit for bit where the
 uninterrupted run would have. A run resumed with other ``steps`` or schedule settings (accepted
 with ``allow_changes``) goes on from where it stopped on the schedule of its new config.
+
+**Empirical-Bayes start.** A new run of a model with :class:`~graphmeta.learners.Linear` nodes on
+a family that holds its training groups' rows (``family.grouped_rows``, as a
+:class:`~graphmeta.DataFrameFamily` does) first sets those nodes' priors to the groups' type-II
+maximum likelihood (:func:`empirical_bayes_start`): for a regression whose coefficients vary from
+group to group this is the linear mixed model's fit, so meta-training starts where the
+statistician ends and only refines it. A resumed run takes its prior from the checkpoint.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Any
 
 from ..data import TaskBatch
 from ..errors import ConfigError
+from ..learners.banks.linear import LinearBank
 from ..model import GraphMetaLearner
 from .config import TrainConfig
 from .episode_sampler import Family
@@ -64,6 +72,10 @@ class Trainer(RunLoop):
                          hooks=hooks)
         self._validation_tasks: TaskBatch | None = None
 
+    def begin_run(self) -> None:
+        """A new run starts with the empirical-Bayes start of the Linear nodes (module docstring)."""
+        empirical_bayes_start(self.model, self.family)
+
     def total_units(self) -> int:
         return self.config.steps
 
@@ -96,3 +108,18 @@ class Trainer(RunLoop):
     def summary_fields(self) -> dict[str, Any]:
         train = [r for r in self.run.read_metrics() if r["split"] == "train" and "loss" in r]
         return {"steps": self.step, "final_train_loss": train[-1]["loss"] if train else None}
+
+
+def empirical_bayes_start(model: GraphMetaLearner, family: Family) -> None:
+    """Set the prior of every Linear node of ``model`` whose spec asks for it (``empirical_bayes``)
+    to its type-II maximum likelihood over the training groups of ``family``
+    (:meth:`LinearBank.empirical_bayes_start <graphmeta.learners.banks.linear.LinearBank.empirical_bayes_start>`);
+    nothing where the model has no Linear node or the family cannot give its groups' rows
+    (``grouped_rows``)."""
+    banks = [bank for bank in model.banks if isinstance(bank, LinearBank) and bank.spec.empirical_bayes]
+    if not banks or not hasattr(family, "grouped_rows"):
+        return
+    parameter = next(model.parameters())
+    groups = family.grouped_rows("train").to(device=parameter.device, dtype=parameter.dtype)
+    for bank in banks:
+        bank.empirical_bayes_start(groups)

@@ -32,6 +32,7 @@ from ..train.run_dir import as_written
 from .figures import plot_study_figures
 from .search_space import Dimension, with_settings
 
+
 def trials_table(study: optuna.Study) -> pd.DataFrame:
     """One row per trial of ``study`` (see the module docstring), in trial order."""
     rows = []

@@ -29,18 +29,19 @@ import pandas as pd
 import yaml
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from ..errors import ConfigError, TrainingError
 from ..train import RunConfig, load_config
 from ..train.checkpoint import atomic_write_text
-from ..train.config import OBJECTIVES, config_changes
+from ..train.config import OBJECTIVES, TuneConfig, config_changes
 from ..train.run_dir import as_written
 from ..validation import PositiveInt, check_arguments, keywords_checked, load_yaml
 from .objective import TrialObjective
 from .pruning import build_pruner
 from .results import describe_trial, write_results
-from .search_space import settings, settings_space
+from .search_space import Dimension, settings, settings_space
 from .trial_sampler import build_sampler
 from .workers import TrialLock, fail_interrupted_trials, start_workers, this_worker
 
@@ -83,17 +84,19 @@ def tune(config: RunConfig | Mapping[str, Any] | str | Path, n_trials: int | Non
     """
     workers = check_arguments(tune, {"workers": workers}, "tune()")["workers"]
     config = study_config(config, {"n_trials": n_trials, "timeout": timeout, "storage": storage})
+    section = tune_section(config)
+    assert section.study_name is not None  # study_config names the study
     objective_name = study_objective(config)
     listed = settings(config)
-    space = config.search_space() if listed is None else settings_space(listed)
-    sampler = build_sampler(config.tune.strategy, config.tune.sampler_seed, config.tune.sampler_options)
-    pruner = build_pruner(config.tune.pruner, config.tune.pruner_options)
-    folder = Path(config.train.run_dir) / config.tune.study_name
+    space: dict[str, Dimension] = config.search_space() if listed is None else dict(settings_space(listed))
+    sampler = build_sampler(section.strategy, section.sampler_seed, section.sampler_options)
+    pruner = build_pruner(section.pruner, section.pruner_options)
+    folder = Path(config.train.run_dir) / section.study_name
     start_study_folder(config, folder)  # everything is checked: from here on, the study exists
     study = optuna.create_study(
-        study_name=config.tune.study_name, load_if_exists=True, sampler=sampler, pruner=pruner,
-        storage=config.tune.storage or JournalStorage(JournalFileBackend(str(folder / "study.journal"))),
-        direction=config.tune.direction or OBJECTIVES[objective_name])
+        study_name=section.study_name, load_if_exists=True, sampler=sampler, pruner=pruner,
+        storage=section.storage or JournalStorage(JournalFileBackend(str(folder / "study.journal"))),
+        direction=StudyDirection[(section.direction or OBJECTIVES[objective_name]).upper()])
     objective = TrialObjective(config, folder, space, objective_name, listed)
     others = start_workers(workers - 1, folder / "study.yaml")
     try:
@@ -119,16 +122,22 @@ def study_config(config: RunConfig | Mapping[str, Any] | str | Path, replaced: M
         config = load_config(config)
     elif not isinstance(config, RunConfig):
         config = RunConfig.from_dict(config)
+    section = tune_section(config)
+    if config.train.mode != "batch":
+        raise ConfigError(f"a study scores the validation curve of batch meta-training; train.mode is "
+                          f"{config.train.mode!r}: tune a batch config")
+    name = section.study_name or config.train.name or file_name or f"{config.family['name']}-tune"
+    values = {f"tune.{key}": value for key, value in replaced.items() if value is not None}
+    return config.with_values({**values, "tune.study_name": name})
+
+
+def tune_section(config: RunConfig) -> TuneConfig:
+    """``config``'s ``tune:`` section; a :class:`~graphmeta.ConfigError` where it has none."""
     if config.tune is None:
         raise ConfigError("the config has no tune: section: add one naming the keys to search, e.g. "
                           "tune: {space: {model.inner_lr: {low: 0.001, high: 1.0, log: true}}} "
                           "(see examples/configs/sinusoid-tune.yaml)")
-    if config.train.mode != "batch":
-        raise ConfigError(f"a study scores the validation curve of batch meta-training; train.mode is "
-                          f"{config.train.mode!r}: tune a batch config")
-    name = config.tune.study_name or config.train.name or file_name or f"{config.family['name']}-tune"
-    values = {f"tune.{key}": value for key, value in replaced.items() if value is not None}
-    return config.with_values({**values, "tune.study_name": name})
+    return config.tune
 
 
 def start_study_folder(config: RunConfig, folder: Path) -> None:
@@ -153,15 +162,16 @@ def study_objective(config: RunConfig) -> str:
 
     graph = FamilySection.read(config.family).build().graph  # a card, a class of your own, or a table
     classifies = [graph.subtask(name).kind == "classification" for name in graph.names]
-    if config.tune.objective == "accuracy" and not any(classifies):
+    objective = tune_section(config).objective
+    if objective == "accuracy" and not any(classifies):
         raise ConfigError(f"tune.objective is accuracy, but no subtask of {graph.name!r} classifies: use loss")
-    return config.tune.objective or ("accuracy" if all(classifies) else "loss")
+    return objective or ("accuracy" if all(classifies) else "loss")
 
 
 def run_worker(study: optuna.Study, objective: TrialObjective, progress: bool = True) -> None:
     """Take and run trials of ``study`` until it has its ``tune.n_trials`` (or this worker's
     ``tune.timeout`` has passed)."""
-    tune = objective.config.tune
+    tune = tune_section(objective.config)
     limit = tune.n_trials if objective.settings is None else min(tune.n_trials, len(objective.settings))
     started = time.monotonic()
     lock = TrialLock(objective.folder)

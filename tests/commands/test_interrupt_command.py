@@ -3,6 +3,7 @@ command where there is a run to resume), status ``128 + signal``, no traceback: 
 process, a run of two (``--nproc 2``, gloo on the CPU), and an evaluation. And a run stopped by a
 full disk: one line naming the file and the space left, the last good checkpoint intact."""
 
+import contextlib
 import errno
 import json
 import os
@@ -21,6 +22,9 @@ from graphmeta.train.checkpoint import load_checkpoint
 
 #: Generous: on a busy 2-core machine, starting processes that import torch takes many seconds.
 TIMEOUT_S = 300
+#: Once signalled, a run ends within this: a step, a checkpoint and the processes' exits, even on a busy
+#: machine; a run that hangs (one process left waiting in a collective) fails here instead.
+STOP_TIMEOUT_S = 120
 #: torchrun's variables, cleared from the environment of the commands started here.
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RESTART_COUNT")
 
@@ -30,6 +34,18 @@ def start(*command: str) -> subprocess.Popen:
     environment = {key: value for key, value in os.environ.items() if key not in TORCHRUN_VARIABLES}
     return subprocess.Popen(command, env={**environment, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def stderr_once_stopped(process: subprocess.Popen) -> str:
+    """The stderr of ``process``, signalled: it must end within STOP_TIMEOUT_S (else it is killed)."""
+    try:
+        return process.communicate(timeout=STOP_TIMEOUT_S)[1]
+    except subprocess.TimeoutExpired:
+        children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+        for pid in [process.pid, *map(int, children)]:  # the processes of --nproc left its group
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"still running {STOP_TIMEOUT_S} s after the signal")
 
 
 def wait_for(path: Path, process: subprocess.Popen) -> None:
@@ -76,7 +92,7 @@ def test_a_run_on_two_processes_stops_as_a_run_on_one_does(write_config, tmp_pat
     for number in signals:
         os.killpg(stopped.pid, number)
         time.sleep(0.2)
-    _, err = stopped.communicate(timeout=TIMEOUT_S)
+    err = stderr_once_stopped(stopped)
 
     name = signal.Signals(signals[0]).name
     assert stopped.returncode == 128 + signals[0], err
@@ -93,6 +109,68 @@ def test_a_run_on_two_processes_stops_as_a_run_on_one_does(write_config, tmp_pat
         expected = f"a second {name} stopped the 2 processes at once; every file they had written is whole"
         assert err.strip().splitlines() == [f"{expected}. {resume}"]
     assert sorted(path.name for path in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+
+
+SIGNALLED_RANK_ONE = """
+import os, signal, sys, time
+
+import graphmeta.train.launch as launch
+import graphmeta.train.run_loop as run_loop
+from graphmeta.cli import main
+
+checkpoint, request_stop = run_loop.RunLoop._checkpoint, run_loop.RunLoop.request_stop
+launch.GRACE_S = 2
+
+
+def noted_request_stop(learner, reason):
+    learner.requested = reason
+    request_stop(learner, reason)
+
+
+def signalled_checkpoint(learner, kind):
+    if learner.parallel.rank == 1 and kind == "last" and learner.step == 2:
+        if sys.argv[1] == "after the agreement":  # the processes agreed to go on: the signal reaches rank 1 alone
+            os.kill(os.getpid(), signal.SIGINT)
+        else:  # the launcher hands the signal on, but rank 1 ends at once, leaving rank 0 in the checkpoint barrier
+            os.kill(os.getppid(), signal.SIGINT)
+            while not getattr(learner, "requested", None):  # the one handed on has arrived
+                time.sleep(0.01)
+            raise KeyboardInterrupt
+    checkpoint(learner, kind)
+
+
+run_loop.RunLoop._checkpoint = signalled_checkpoint  # in the processes too: spawn imports this script
+run_loop.RunLoop.request_stop = noted_request_stop
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("moment", ["after the agreement", "ending one process at once"])
+def test_a_signal_one_process_takes_at_another_moment_still_ends_both(write_config, tmp_path, moment):
+    """Rank 1 alone takes a SIGINT while step 2 is checkpointed, after the processes agreed to go
+    on: both stop after step 3. Or rank 1 ends on it at once (as a process still starting would):
+    rank 0, left waiting for it, is killed after the grace period (2 s here), reported in one line."""
+    config = write_config(train={"steps": 10_000, "checkpoint_every": 1, "val_every": 10_000, "log_every": 1})
+    command = ["train", config, "--no-evaluate", "--nproc", "2", "--set", "train.name=two"]
+    run, script = tmp_path / "runs" / "two", tmp_path / "signalled_rank_one.py"
+    script.write_text(textwrap.dedent(SIGNALLED_RANK_ONE))
+    stopped = start(sys.executable, str(script), moment, *command)
+    wait_for(run / "checkpoints" / "last.pt", stopped)
+    err = stderr_once_stopped(stopped)
+
+    assert stopped.returncode == 128 + signal.SIGINT, err
+    resume = f"Resume with: graphmeta train {config} --set train.name=two --nproc 2 --no-evaluate --resume"
+    last = run / "checkpoints" / "last.pt"
+    if moment == "after the agreement":
+        assert err.strip().splitlines() == [f"SIGINT received: run {run} stopped after step 3, saved in {last}. {resume}"]
+        assert load_checkpoint(last)["step"] == 3
+        assert json.loads((run / "summary.json").read_text())["training"]["status"] == "stopped"
+    else:
+        assert err.strip().splitlines() == [
+            "SIGINT received: 1 of the 2 processes ended on it, the other had not 2 s later (waiting for it) and was "
+            f"killed; every file they had written is whole. {resume}"]
+        assert load_checkpoint(last)["step"] in (1, 2)  # whole: it loads
 
 
 SLOW_EVALUATION = """

@@ -7,8 +7,8 @@ import torch
 
 import graphmeta as gm
 import graphmeta.adapt.inner_loop as inner_loop_module
-from graphmeta.learners.banks.low_rank import LowRankWeight, OuterProducts, update_mean_square
 from graphmeta.adapt.algorithms import ALGORITHMS
+from graphmeta.learners.banks.low_rank import LowRankWeight, OuterProducts, update_mean_square
 from tests.test_model import observed_masks, task_data
 
 

@@ -63,7 +63,7 @@ def test_the_noise_term_leaves_every_other_meta_gradient_unchanged(algorithm, mo
     with_noise = torch.autograd.grad(model.meta_loss(batch)[0], [p for _, p in named], allow_unused=True)
     monkeypatch.setattr(type(model.banks), "noise_losses", lambda *args: None)
     without = torch.autograd.grad(model.meta_loss(batch)[0], [p for _, p in named], allow_unused=True)
-    for (name, p), grad, plain in zip(named, with_noise, without):
+    for (name, _), grad, plain in zip(named, with_noise, without):
         if name in noise_scales:
             assert plain is None and grad is not None and grad.abs().sum() > 0, name
         elif grad is None or plain is None:

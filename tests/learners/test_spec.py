@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from graphmeta import GNN, MLP, ConfigError, GraphError
-from graphmeta.learners import Table
-from graphmeta.learners import learner_from, learner_to_dict
+from graphmeta.learners import Table, learner_from, learner_to_dict
 
 
 def test_mlp():

@@ -31,6 +31,7 @@ from graphmeta.train import Hook, RunDirectory
 from graphmeta.train.checkpoint import atomic_write, atomic_write_text, load_checkpoint, save_checkpoint
 from tests.train.conftest import TINY
 
+
 @contextlib.contextmanager
 def disk_full_after(size: int) -> Iterator[None]:
     """Writes past ``size`` bytes into any file fail with ``OSError`` (EFBIG) while inside."""

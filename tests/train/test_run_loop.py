@@ -102,7 +102,7 @@ def test_checkpoint_hooks_surround_every_write(make_trainer):
     writes = sorted([("best", step) for step in best] + [("last", step) for step in (4, 8, 12)],
                     key=lambda write: (write[1], write[0] == "last"))
     assert [(kind, step) for _, kind, step, _, _ in calls] == [write for write in writes for _ in range(2)]
-    for (stage, kind, step, written, on_disk), position in zip(calls, range(len(calls))):
+    for (stage, _, step, written, on_disk), position in zip(calls, range(len(calls))):
         assert stage == ("before", "after")[position % 2]
         assert written is (stage == "after") and (on_disk == step) is (stage == "after")
 

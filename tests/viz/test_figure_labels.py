@@ -71,7 +71,7 @@ def test_parallel_coordinates_label_every_choice_of_a_categorical_axis(tmp_path)
     figure = _last_parallel_figure(table, space, tmp_path)
     ax = figure.axes[0]
     labels = {text.get_text(): text.xy for text in ax.texts}
-    for axis, (name, choices) in enumerate(space.items()):
+    for axis, choices in enumerate(space.values()):
         for n, choice in enumerate(choices):
             assert labels[choice] == pytest.approx((axis, n / (len(choices) - 1))), choice
     figure.canvas.draw()

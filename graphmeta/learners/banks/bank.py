@@ -43,10 +43,8 @@ import torch
 from torch import nn
 
 from ...data import Split
-from ...taskgraph import TaskGraph
-from ...taskgraph import ColumnLayout
+from ...taskgraph import ColumnLayout, TaskGraph
 from .low_rank import LowRankWeight, OuterProducts
-
 
 #: Named weights of one bank: parameter name -> tensor, node axis first (task axis first for fast
 #: weights, where a weight matrix may be a :class:`LowRankWeight`).
@@ -98,6 +96,12 @@ class LearnerBank(nn.Module):
     """
 
     theta: nn.ParameterDict
+    # buffers (register_buffer), declared for the type checker
+    target_index: torch.Tensor
+    output_mask: torch.Tensor
+    is_classification: torch.Tensor
+    node_index: torch.Tensor
+    requires_observed: torch.Tensor
     #: The names in ``theta`` of the output layer.
     head: tuple[str, ...] = ("head_weight", "head_bias")
     #: The name of the first layer's bias (``None``: the bank has no such layer).
@@ -111,6 +115,13 @@ class LearnerBank(nn.Module):
     #: Whether the bank learns the noise scale of its regression outputs, ``log_noise_std``
     #: (module docstring); a bank without regression nodes has none (``None``).
     learns_noise: bool = False
+    #: Whether the bank finds the gradients of weights whose outputs other nodes read (a latent
+    #: node's, :class:`~graphmeta.learners.banks.bank_set.BankSet`) from taps of that pass:
+    #: ``row_weights(weights, index, sizes) -> [weights of a part of the rows index, ...]``,
+    #: ``fed_forward(weights of rows nodes, split, nodes, names) -> (outputs, taps)`` and
+    #: ``support_loss(weights, split, names, fed=[taps, ...], nodes=the other rows)``, as the MLP bank
+    #: does; otherwise such a bank is tapped at its weights themselves (:func:`weight_tapped_loss`).
+    taps_fed_outputs: bool = False
 
     def __init__(self, graph: TaskGraph, names: Sequence[str]) -> None:
         super().__init__()
@@ -265,17 +276,17 @@ class LearnerBank(nn.Module):
         log_std = self.log_noise_std if nodes is None else self.log_noise_std[nodes]
         return torch.distributions.Normal(outputs, log_std.exp()[:, None, :], validate_args=False)
 
-    def noise_loss(self, weights: Weights, split: Split) -> torch.Tensor | None:
-        """Per (task, node) ``[T, N_b]`` the Gaussian negative log-likelihood per counting row of the
-        residuals of ``weights`` on ``split``, taken as data, under the learned noise scale (module
-        docstring): its gradient reaches ``log_noise_std`` alone; 0 for classification nodes.
-        ``None`` where the bank learns no noise scale."""
+    def noise_loss(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Per (task, node) ``[T, N_b']`` (of the bank rows ``nodes``) the Gaussian negative log-likelihood
+        per counting row of the residuals of ``weights`` on ``split``, taken as data, under the learned
+        noise scale (module docstring): its gradient reaches ``log_noise_std`` alone; 0 for
+        classification nodes. ``None`` where the bank learns no noise scale."""
         if self.log_noise_std is None:
             return None
         with torch.no_grad():
-            outputs = self(weights, split)
-        nll = self.row_nll(self.noise_model(outputs), split)
-        return nll.masked_fill(self.is_classification, 0.0)
+            outputs = self(weights, split, nodes)
+        nll = self.row_nll(self.noise_model(outputs, nodes), split, nodes)
+        return nll.masked_fill(self.is_classification if nodes is None else self.is_classification[nodes], 0.0)
 
     def regression_scores(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None
                           ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,16 +15,25 @@ fills its value columns, which its children read:
 (observed parents teacher-forced, latent ones predicted). A latent node has no loss of its own
 (0, and no counting shot), so the gradient reaches its weights only through its children:
 :math:`\partial L / \partial \phi_\ell = \sum_i (\partial L_i / \partial v_\ell)(\partial v_\ell / \partial \phi_\ell)`.
-One batched call per bank and level computes the level's latent nodes; the observed nodes'
-losses are then one pass as without latents. A bank holding a latent node is tapped at its
-weights themselves (:func:`~graphmeta.learners.banks.bank.weight_tapped_loss`, made dense where they
-are low-rank), so one ``autograd.grad`` of the summed support loss finds each weight's whole
-gradient, through its children too; the other banks keep their own taps, since their outputs
-reach their own losses alone. A graph without latent nodes takes the plain path, unchanged.
+One batched call per bank and level computes the level's latent nodes (its rows of the bank
+alone); the observed nodes' losses are then one pass as without latents.
+
+A latent node's weights act in its level's pass, whose outputs its children read, so one
+``autograd.grad`` of the summed support loss finds their whole gradient where it reads them there.
+A bank that taps its outputs (``taps_fed_outputs``: the MLP bank's pre-activations,
+``dL/dW = sum_k h_k^T dL/dz_k``) reads its latent rows' taps from their levels' passes
+(:meth:`~graphmeta.learners.banks.mlp.MLPBank.fed_forward`, the rows' weights of every level
+gathered at once) and its observed rows' from its loss pass, which computes those alone
+(``loss_rows``; a latent node's loss is 0), so its weights stay low-rank. Any other bank holding a
+latent node, and a bank of latent nodes alone, is tapped at its weights themselves
+(:func:`~graphmeta.learners.banks.bank.weight_tapped_loss`, made dense where they are low-rank),
+its loss pass computing every row. The banks without latent nodes keep their own taps, since
+their outputs reach their own losses alone. A graph without latent nodes takes the plain path, unchanged.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
@@ -32,9 +41,9 @@ from torch import nn
 
 from ...data import Split
 from ...taskgraph import TaskGraph
+from ..registry import LearnerSpec, learner_type
 from .bank import GradientTaps, LearnerBank, Weights, weight_tapped_loss
 from .low_rank import LowRankWeight
-from ..registry import LearnerSpec, learner_type
 
 
 class BankSet(nn.Module):
@@ -60,8 +69,23 @@ class BankSet(nn.Module):
         self.in_graph_order = bool((bank_order == torch.arange(len(bank_order))).all())
         latent = set(graph.latent)
         self.latent_levels = self.level_plans(graph, latent)
-        #: Per bank, whether it holds a latent node (then its support loss is tapped at its weights).
+        # per bank, the rows of its latent nodes in level order, and how many each latent level has
+        by_level = [[rows for level in self.latent_levels for part, rows, _, _ in level if part == b]
+                    for b in range(len(self))]
+        self.latent_rows = [torch.cat(bank_rows) if bank_rows else None for bank_rows in by_level]
+        self.latent_sizes = [[len(rows) for rows in bank_rows] for bank_rows in by_level]
+        #: Per bank, whether it holds a latent node.
         self.holds_latent = [any(name in latent for name in bank.names) for bank in self]
+        # per bank that taps its latent rows' passes and holds observed nodes too, its observed and its
+        # latent rows: its loss passes compute the observed ones alone (a latent node's loss is 0)
+        self.loss_rows = [
+            (torch.tensor([i for i, name in enumerate(bank.names) if name not in latent]),
+             torch.tensor([i for i, name in enumerate(bank.names) if name in latent]))
+            if held and bank.taps_fed_outputs and not set(bank.names) <= latent else None
+            for bank, held in zip(self, self.holds_latent)]
+        order = torch.cat([bank.node_index if rows is None else bank.node_index[torch.cat(rows)]
+                           for bank, rows in zip(self, self.loss_rows)])
+        self.register_buffer("to_graph_order_with_latent", torch.argsort(order), persistent=False)
 
     def __iter__(self) -> Iterator[LearnerBank]:
         return iter(self.banks)
@@ -104,27 +128,44 @@ class BankSet(nn.Module):
     def filled(self, fast: list[Weights], split: Split) -> Split:
         """``split`` with each latent node's value columns set to its prediction, level by level (module
         docstring), differentiable in the fast weights; ``split`` itself for a graph without latent nodes."""
+        return self._filled(fast, split)[0]
+
+    def _filled(self, fast: list[Weights], split: Split, names: list[Sequence[str]] | None = None
+                ) -> tuple[Split, list[list]]:
+        """:meth:`filled`, and with ``names`` (per bank, the weights to find gradients of) per bank the
+        taps of its latent rows' passes where it taps its outputs (``taps_fed_outputs``; such a bank
+        reads its latent rows' weights of every level at once, ``row_weights``)."""
         if not self.latent_levels:
-            return split
+            return split, []
+        fed: list[list] = [[] for _ in self]
+        device = split.values.device
+        row_weights = {b: iter(bank.row_weights(fast[b], self.latent_rows[b].to(device), self.latent_sizes[b]))
+                       for b, bank in enumerate(self) if bank.taps_fed_outputs and self.latent_sizes[b]}
         values = split.values
         for level in self.latent_levels:
             current = split if values is split.values else Split(split.features, values, split.observed, split.graphs)
             for b, rows, output_columns, value_columns in level:
-                rows, output_columns, value_columns = (t.to(values.device) for t in
-                                                       (rows, output_columns, value_columns))
-                outputs = self.banks[b](fast[b], current, rows)  # [T, R, K, D]
+                rows, output_columns, value_columns = (t.to(device) for t in (rows, output_columns, value_columns))
+                if b in row_weights:
+                    outputs, taps = self.banks[b].fed_forward(next(row_weights[b]), current, rows,
+                                                              () if names is None else names[b])  # [T, R, K, D]
+                    if names is not None:
+                        fed[b].append(taps)
+                else:
+                    outputs = self.banks[b](fast[b], current, rows)
                 flat = outputs.transpose(1, 2).reshape(*outputs.shape[:1], outputs.shape[2], -1)
                 values = values.index_copy(-1, value_columns, flat.index_select(-1, output_columns))
-        return Split(split.features, values, split.observed, split.graphs)
+        return Split(split.features, values, split.observed, split.graphs), fed
 
     def losses(self, fast: list[Weights], split: Split, accuracy: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per (task, node) loss and, with ``accuracy``, accuracy: ``[T, N]`` in ``graph.names`` order
         (latent nodes: 0, and their parents predicted; module docstring)."""
         split = self.filled(fast, split)
-        results = [bank.losses(weights, split, accuracy=accuracy) for bank, weights in zip(self, fast)]
-        loss = self._graph_order([r[0] for r in results])
-        return loss, (self._graph_order([r[1] for r in results]) if accuracy else None)
+        results = [bank.losses(weights, split, None if rows is None else rows[0], accuracy=accuracy)
+                   for bank, weights, rows in zip(self, fast, self.loss_rows)]
+        loss = self._graph_order([r[0] for r in results], "loss")
+        return loss, (self._graph_order([r[1] for r in results], "accuracy") if accuracy else None)
 
     def regression_scores(self, fast: list[Weights], split: Split) -> tuple[torch.Tensor, torch.Tensor]:
         """Per (task, node) squared error and predictive negative log-likelihood per row ``[T, N]`` in
@@ -136,12 +177,15 @@ class BankSet(nn.Module):
     def noise_losses(self, fast: list[Weights], split: Split) -> torch.Tensor | None:
         """Per (task, node) ``[T, N]`` the loss that trains the learned noise scales
         (:meth:`LearnerBank.noise_loss`), 0 for nodes without one; ``None`` when no bank learns one."""
-        split = self.filled(fast, split)
-        results = [bank.noise_loss(weights, split) for bank, weights in zip(self, fast)]
+        with torch.no_grad():  # the noise loss takes the outputs as data
+            split = self.filled(fast, split)
+        results = [bank.noise_loss(weights, split, None if rows is None else rows[0])
+                   for bank, weights, rows in zip(self, fast, self.loss_rows)]
         if all(result is None for result in results):
             return None
-        return self._graph_order([split.values.new_zeros(split.num_tasks, len(bank)) if result is None else result
-                                  for bank, result in zip(self, results)])
+        return self._graph_order([split.values.new_zeros(split.num_tasks, len(bank) if rows is None else len(rows[0]))
+                                  if result is None else result
+                                  for bank, result, rows in zip(self, results, self.loss_rows)], "loss")
 
     def support_losses(self, fast: list[Weights], split: Split, names: list[Sequence[str]]
                        ) -> tuple[torch.Tensor, list[GradientTaps]]:
@@ -152,22 +196,38 @@ class BankSet(nn.Module):
             results = [bank.support_loss(weights, split, bank_names)
                        for bank, weights, bank_names in zip(self, fast, names)]
             return self._graph_order([r[0] for r in results]), [r[1] for r in results]
-        fast = [{name: _dense_tap(w) if latent and name in bank_names and isinstance(w, LowRankWeight) else w
-                 for name, w in weights.items()} for weights, bank_names, latent in zip(fast, names, self.holds_latent)]
-        split = self.filled(fast, split)
-        results = [weight_tapped_loss(bank, weights, split, bank_names) if latent
+        weight_tapped = [latent and rows is None for latent, rows in zip(self.holds_latent, self.loss_rows)]
+        fast = [{name: _dense_tap(w) if tapped and name in bank_names and isinstance(w, LowRankWeight) else w
+                 for name, w in weights.items()} for weights, bank_names, tapped in zip(fast, names, weight_tapped)]
+        split, fed = self._filled(fast, split, names)
+        results = [weight_tapped_loss(bank, weights, split, bank_names) if tapped
+                   else bank.support_loss(weights, split, bank_names, fed[b], rows[0]) if rows is not None
                    else bank.support_loss(weights, split, bank_names)
-                   for bank, weights, bank_names, latent in zip(self, fast, names, self.holds_latent)]
-        return self._graph_order([r[0] for r in results]), [r[1] for r in results]
+                   for b, (bank, weights, bank_names, tapped, rows)
+                   in enumerate(zip(self, fast, names, weight_tapped, self.loss_rows))]
+        return self._graph_order([r[0] for r in results], "loss"), [r[1] for r in results]
 
     def example_mask(self, split: Split) -> torch.Tensor:
         """``[T, N, K]``: which shots count for each node (value and parents observed)."""
         return self._graph_order([bank.example_mask(split) for bank in self])
 
-    def _graph_order(self, per_bank: list[torch.Tensor]) -> torch.Tensor:
-        if len(per_bank) == 1 and self.in_graph_order:
-            return per_bank[0]
-        return torch.cat(per_bank, dim=1)[:, self.to_graph_order]
+    def _graph_order(self, per_bank: list[torch.Tensor], latent: str | None = None) -> torch.Tensor:
+        """The per-bank results ``[T, N_b]`` as ``[T, N]`` in ``graph.names`` order. With ``latent``
+        (``"loss"`` or ``"accuracy"``) the banks with ``loss_rows`` give their observed rows' alone, and
+        their latent rows read what a node without counting shots has: a loss of 0, an accuracy of 0
+        for a classification node and NaN for a regression node."""
+        if latent is None or all(rows is None for rows in self.loss_rows):
+            if len(per_bank) == 1 and self.in_graph_order:
+                return per_bank[0]
+            return torch.cat(per_bank, dim=1)[:, self.to_graph_order]
+        parts = []
+        for bank, result, rows in zip(self, per_bank, self.loss_rows):
+            parts.append(result)
+            if rows is not None:
+                filler = (result.new_zeros(len(rows[1])) if latent == "loss" else
+                          torch.where(bank.is_classification[rows[1]], 0.0, math.nan).to(result.dtype))
+                parts.append(filler.expand(result.shape[0], -1))
+        return torch.cat(parts, dim=1)[:, self.to_graph_order_with_latent]
 
 
 def _dense_tap(weight: LowRankWeight) -> torch.Tensor:

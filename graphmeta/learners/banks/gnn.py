@@ -22,9 +22,9 @@ from torch import nn
 
 from ...data import Split
 from ...taskgraph import TaskGraph
-from .bank import LearnerBank, Weights, gather_columns, packed_source, uniform_
 from ..activations import ACTIVATIONS
 from ..gnn import GNN
+from .bank import LearnerBank, Weights, gather_columns, packed_source, uniform_
 
 
 class GNNBank(LearnerBank):

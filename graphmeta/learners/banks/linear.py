@@ -45,6 +45,11 @@ and the posterior under the moved prior, :math:`M_n = \Lambda_n^{-1} (\Lambda (M
 (and :math:`b_n` with it), is read off the plain one with one solve, so as the node's rows grow its
 estimate still goes to its own least-squares fit (:meth:`LinearBank.corrected`).
 
+Empirical-Bayes start (:meth:`LinearBank.empirical_bayes_start`): given many groups' rows (one
+task per group), the prior of every node output starts at the maximum of the groups' marginal
+likelihood under it (:func:`~graphmeta.learners.linear_prior.empirical_bayes_priors`), a linear
+mixed model's maximum-likelihood fit; meta-training then only refines it.
+
 Padding: padded design columns read 0 and their rows and columns of :math:`L` read those of the
 identity, so they never contribute; padded outputs are left out of the loss; and every update
 leaves the padded entries of the fast weights as they were.
@@ -60,8 +65,9 @@ from torch import nn
 
 from ...data import Split
 from ...taskgraph import TaskGraph
-from .bank import LearnerBank, Weights, gather_columns, packed_source
 from ..linear import Linear
+from ..linear_prior import SiteStatistics, empirical_bayes_priors
+from .bank import LearnerBank, Weights, gather_columns, packed_source
 
 
 class LinearBank(LearnerBank):
@@ -112,6 +118,45 @@ class LinearBank(LearnerBank):
             factor[:, self.diagonal_positions] = 0.5 * math.log(self.spec.prior_precision) * self.real_inputs
             self.theta["log_shape"].copy_(math.log(self.spec.noise_shape) * self.output_mask)
             self.theta["log_scale"].copy_(math.log(self.spec.noise_scale) * self.output_mask)
+
+    def empirical_bayes_start(self, groups: Split) -> None:
+        r"""Set every node's prior to its type-II maximum likelihood over ``groups``, a split of one
+        task per group holding all its rows (``DataFrameFamily.grouped_rows("train")``).
+
+        Output :math:`o` of node :math:`n` reads, per group :math:`s`, the statistics
+        :math:`G_s = Z_s^\top Z_s`, :math:`c_s = Z_s^\top y_{s,o}`, :math:`q_s = y_{s,o}^\top y_{s,o}`
+        and :math:`n_s` of the group's counting rows, and its prior :math:`(m_o, \Lambda_o, a_o, b_o)`
+        maximises :math:`\sum_s \log p(y_{s,o} \mid Z_s)` (closed form under the conjugate prior;
+        :func:`~graphmeta.learners.linear_prior.empirical_bayes_priors`). The outputs share one
+        precision here, so a node of several outputs takes the mean of theirs. A spec with
+        ``empirical_bayes=False`` keeps its prior."""
+        if not self.spec.empirical_bayes:
+            return
+        with torch.no_grad():
+            counting = self.example_mask(groups).to(torch.float64)[..., None]  # [S, N_b, K, 1]
+            design = self.design(groups).to(torch.float64) * counting
+            targets = self.targets(groups).to(torch.float64) * counting
+            gram = (design.transpose(-1, -2) @ design).cpu().numpy()  # [S, N_b, D, D]
+            cross = (design.transpose(-1, -2) @ targets).cpu().numpy()  # [S, N_b, D, O]
+            squares = targets.square().sum(-2).cpu().numpy()  # [S, N_b, O]
+            rows = counting.sum((-2, -1)).cpu().numpy()  # [S, N_b]
+            sizes = self.real_inputs.sum(-1).tolist()
+            outputs = self.output_mask.sum(-1).tolist()
+            pairs = [(b, o) for b in range(len(self.names)) for o in range(outputs[b])]
+            priors = empirical_bayes_priors([
+                SiteStatistics(gram[:, b, :sizes[b], :sizes[b]], cross[:, b, :sizes[b], o], squares[:, b, o], rows[:, b])
+                for b, o in pairs])
+            precision = torch.eye(self.design_width, dtype=torch.float64).repeat(len(self.names), 1, 1)
+            for b, size in enumerate(sizes):
+                precision[b, :size, :size] = 0
+            theta = self.theta
+            for (b, o), prior in zip(pairs, priors):
+                size = sizes[b]
+                theta["mean"][b, :size, o] = torch.as_tensor(prior.mean, dtype=theta["mean"].dtype)
+                theta["log_shape"][b, o] = math.log(prior.shape)
+                theta["log_scale"][b, o] = math.log(prior.scale)
+                precision[b, :size, :size] += torch.as_tensor(prior.precision) / outputs[b]
+            theta["precision_factor"].copy_(self.packed(torch.linalg.cholesky(precision)))
 
     # ----------------------------------------------------------------------- prediction
     def forward(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:

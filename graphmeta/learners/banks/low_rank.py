@@ -28,6 +28,13 @@ def batched_matmul(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None =
     return torch.bmm(a, b) if bias is None else torch.baddbmm(bias, a, b)
 
 
+def node_parts(tensor: torch.Tensor, index: torch.Tensor, sizes: Sequence[int], dim: int) -> list[torch.Tensor]:
+    """The node rows ``index`` of ``tensor`` along ``dim``, in consecutive parts of ``sizes``, with one
+    gather and one split: its backward is one scatter and one concatenation, where a gather per part
+    would scatter into a zero tensor of the whole size for each."""
+    return list(tensor.index_select(dim, index).split(list(sizes), dim))
+
+
 class TransposedProduct(torch.autograd.Function):
     """Batched ``a^T @ b`` (``transpose="first"``) or ``a @ b^T`` (``"second"``), with each gradient
     laid out like its input. Autograd's own gradient of a transposed operand is the transpose of
@@ -115,6 +122,13 @@ class OuterProducts:
         scale = self.scale if isinstance(self.scale, float) or self.scale.dim() < 4 else self.scale[index]
         return OuterProducts(self.left[index], self.right[index], scale)
 
+    def node_parts(self, index: torch.Tensor, sizes: Sequence[int]) -> list[OuterProducts]:
+        """:meth:`nodes` of the rows ``index``, in consecutive parts of ``sizes`` (:func:`node_parts`)."""
+        scales = ([self.scale] * len(sizes) if isinstance(self.scale, float) or self.scale.dim() < 4
+                  else node_parts(self.scale, index, sizes, 0))
+        return [OuterProducts(left, right, scale) for left, right, scale in
+                zip(node_parts(self.left, index, sizes, 0), node_parts(self.right, index, sizes, 0), scales)]
+
     def detach(self) -> OuterProducts:
         scale = self.scale if isinstance(self.scale, float) else self.scale.detach()
         return OuterProducts(self.left.detach(), self.right.detach(), scale)
@@ -185,6 +199,11 @@ class LowRankWeight:
     def nodes(self, index: torch.Tensor) -> LowRankWeight:
         """The bank rows ``index`` only."""
         return LowRankWeight(self.initial[index], self.update.nodes(index))
+
+    def node_parts(self, index: torch.Tensor, sizes: Sequence[int]) -> list[LowRankWeight]:
+        """:meth:`nodes` of the rows ``index``, in consecutive parts of ``sizes`` (:func:`node_parts`)."""
+        return [LowRankWeight(initial, update) for initial, update in
+                zip(node_parts(self.initial, index, sizes, 0), self.update.node_parts(index, sizes))]
 
     def detach(self) -> LowRankWeight:
         return LowRankWeight(self.initial.detach(), self.update.detach())

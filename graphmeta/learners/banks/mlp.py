@@ -25,23 +25,34 @@ pre-activations ``z_l`` and returns the gradient as those outer products, unform
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ...data import Split
 from ...taskgraph import TaskGraph
-from .bank import GradientTaps, LearnerBank, Weights, gather_columns, packed_source, uniform_
-from .low_rank import LowRankWeight, OuterProducts, TransposedProduct, batched_matmul
 from ..activations import ACTIVATIONS
 from ..mlp import MLP
+from .bank import GradientTaps, LearnerBank, Weights, gather_columns, packed_source, uniform_
+from .low_rank import LowRankWeight, OuterProducts, TransposedProduct, batched_matmul, node_parts
 
+
+@dataclass(frozen=True)
+class FedTaps:
+    """The taps of a pass over the bank rows ``nodes`` whose outputs other nodes read
+    (:meth:`MLPBank.fed_forward`): per tapped layer its input ``h_{l-1}`` and pre-activation ``z_l``,
+    node-major ``[R, T, K, d]``."""
+
+    nodes: torch.Tensor
+    taps: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 class MLPBank(LearnerBank):
     """The MLP nodes ``names`` of ``graph`` sharing ``spec``."""
 
     learns_noise = True
+    taps_fed_outputs = True
 
     def __init__(self, graph: TaskGraph, names: Sequence[str], spec: MLP) -> None:
         super().__init__(graph, names)
@@ -87,16 +98,18 @@ class MLPBank(LearnerBank):
         return self.tapped_forward(weights, split, nodes)[0]
 
     def tapped_forward(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None,
-                       taps: Collection[str] = ()) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+                       taps: Collection[str] = (), weights_of_nodes: bool = False
+                       ) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
         """The outputs, and for each layer in ``taps`` its input ``h_{l-1}`` and pre-activation
         ``z_l`` (node-major ``[N_b', T, K, d]``; ``z_l`` made a leaf of the graph if no weight
-        before it has a gradient)."""
+        before it has a gradient). ``weights_of_nodes``: ``weights`` are the rows ``nodes`` already
+        (:meth:`row_weights`)."""
         index = self.input_index if nodes is None else self.input_index[nodes]
         hidden = gather_columns(packed_source(split), index).transpose(0, 1)
         tapped = {}
         for layer in self.layers:
             weight, bias = weights[f"{layer}_weight"], weights[f"{layer}_bias"]
-            if nodes is not None:
+            if nodes is not None and not weights_of_nodes:
                 weight = weight.nodes(nodes) if isinstance(weight, LowRankWeight) else weight[:, nodes]
                 bias = bias[:, nodes]
             pre_activation = node_major_affine(hidden, weight, bias)
@@ -106,6 +119,14 @@ class MLPBank(LearnerBank):
                 tapped[layer] = (hidden, pre_activation)
             hidden = pre_activation if layer == "head" else self.activation(pre_activation)
         return hidden.transpose(0, 1).contiguous(), tapped
+
+    def row_weights(self, weights: Weights, index: torch.Tensor, sizes: Sequence[int]) -> list[Weights]:
+        """The layers' fast weights of the bank rows ``index``, in consecutive parts of ``sizes``, gathered
+        at once (:func:`~graphmeta.learners.banks.low_rank.node_parts`)."""
+        names = [f"{layer}_{kind}" for layer in self.layers for kind in ("weight", "bias")]
+        parts = {name: weights[name].node_parts(index, sizes) if isinstance(weights[name], LowRankWeight)
+                 else node_parts(weights[name], index, sizes, 1) for name in names}
+        return [{name: parts[name][i] for name in names} for i in range(len(sizes))]
 
     def head_inputs(self, weights: Weights, split: Split) -> torch.Tensor:
         """``h_{L-1} [T, N_b, K, d_{L-1}]``, the last hidden layer (the padded inputs without one)."""
@@ -118,24 +139,54 @@ class MLPBank(LearnerBank):
             return torch.ones(len(self), width, dtype=torch.bool, device=self.fan_in.device)
         return torch.arange(width, device=self.fan_in.device) < self.fan_in[:, None]
 
-    def support_loss(self, weights: Weights, split: Split, names: Sequence[str]) -> tuple[torch.Tensor, GradientTaps]:
-        """The support loss and taps at the pre-activations of the layers in ``names``: a weight's
+    def tapped_layers(self, names: Collection[str]) -> list[str]:
+        """The layers whose weight or bias is among ``names``: where the gradients of ``names`` are read."""
+        return [layer for layer in self.layers if f"{layer}_weight" in names or f"{layer}_bias" in names]
+
+    def fed_forward(self, weights: Weights, split: Split, nodes: torch.Tensor, names: Collection[str]
+                    ) -> tuple[torch.Tensor, FedTaps]:
+        """The outputs of the bank rows ``nodes``, whose fast weights ``weights`` are (:meth:`row_weights`),
+        and their taps (:meth:`tapped_forward` at the layers of ``names``), for :meth:`support_loss` to
+        read the gradients through them."""
+        outputs, tapped = self.tapped_forward(weights, split, nodes, self.tapped_layers(names), weights_of_nodes=True)
+        return outputs, FedTaps(nodes, tapped)
+
+    def support_loss(self, weights: Weights, split: Split, names: Sequence[str], fed: Sequence[FedTaps] = (),
+                     nodes: torch.Tensor | None = None) -> tuple[torch.Tensor, GradientTaps]:
+        r"""The support loss and taps at the pre-activations of the layers in ``names``: a weight's
         gradient is :class:`~graphmeta.learners.banks.low_rank.OuterProducts` of the layer's input rows and
-        ``dL/dz``, a bias's ``sum_k dL/dz_k`` (see the module docstring)."""
-        layers = [layer for layer in self.layers if f"{layer}_weight" in names or f"{layer}_bias" in names]
-        outputs, tapped = self.tapped_forward(weights, split, taps=layers)
-        loss, _ = self.output_losses(outputs, split)
+        ``dL/dz``, a bias's ``sum_k dL/dz_k`` (see the module docstring).
+
+        ``fed``: the taps of the passes (:meth:`fed_forward`) whose outputs other nodes read, those of
+        the latent nodes, whose own loss is 0; ``nodes`` (with ``fed``): the other rows, the only ones
+        this pass computes (its loss ``[T, len(nodes)]``). A latent node's weights act in its fed pass
+        alone, so its whole gradient is the fed pass's,
+        :math:`\partial L / \partial W_l = \sum_k h^{fed\,T}_{l-1,k}\, \partial L / \partial z^{fed}_{l,k}`:
+        the layer inputs and pre-activation gradients of every row come from the pass that computed
+        it, and the weights stay low-rank."""
+        layers = self.tapped_layers(names)
+        outputs, tapped = self.tapped_forward(weights, split, nodes, taps=layers)
+        loss, _ = self.output_losses(outputs, split, nodes)
+        # where each bank row is among the rows of this pass followed by the fed passes'
+        order = torch.argsort(torch.cat([nodes, *(f.nodes for f in fed)])) if fed else None
 
         def gradients(pre_activation_grads: Sequence[torch.Tensor]) -> dict[str, torch.Tensor | OuterProducts]:
             grads: dict[str, torch.Tensor | OuterProducts] = {}
-            for layer, grad in zip(layers, pre_activation_grads):
+            fed_grads = pre_activation_grads[len(layers):]
+            for position, (layer, grad) in enumerate(zip(layers, pre_activation_grads)):
+                inputs = tapped[layer][0]
+                if fed:
+                    inputs = torch.cat([inputs, *(f.taps[layer][0] for f in fed)]).index_select(0, order)
+                    grad = torch.cat([grad, *fed_grads[position * len(fed):(position + 1) * len(fed)]]
+                                     ).index_select(0, order)
                 if f"{layer}_weight" in names:
-                    grads[f"{layer}_weight"] = OuterProducts(tapped[layer][0], grad)
+                    grads[f"{layer}_weight"] = OuterProducts(inputs, grad)
                 if f"{layer}_bias" in names:
                     grads[f"{layer}_bias"] = grad.sum(2).transpose(0, 1)
             return grads
 
-        return loss, GradientTaps([tapped[layer][1] for layer in layers], gradients)
+        tensors = [tapped[layer][1] for layer in layers] + [f.taps[layer][1] for layer in layers for f in fed]
+        return loss, GradientTaps(tensors, gradients)
 
     def extra_repr(self) -> str:
         return (f"nodes={len(self.names)}, input_width={self.input_width}, hidden={self.spec.hidden}, "

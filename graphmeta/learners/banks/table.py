@@ -42,9 +42,8 @@ from torch import nn
 
 from ...data import Split
 from ...taskgraph import TaskGraph
-from .bank import LearnerBank, Weights, gather_columns, packed_source
 from ..table import Table
-
+from .bank import LearnerBank, Weights, gather_columns, packed_source
 
 #: The fixed cost of one more bank in a meta-step (its own ops, their launches and their
 #: backward), in padded table numbers per node and task: measured on hailfinder, one bank costs
@@ -95,7 +94,7 @@ class TableBank(LearnerBank):
         self.spec = spec
         parents = [graph.parents(name) for name in self.names]
         slots = max(len(p) for p in parents)
-        self.slot_widths = [max((graph.subtask(p[j]).width for p in parents if len(p) > j)) for j in range(slots)]
+        self.slot_widths = [max(graph.subtask(p[j]).width for p in parents if len(p) > j) for j in range(slots)]
         cards = [[graph.subtask(p).width for p in node_parents] for node_parents in parents]
         self.configurations = max(math.prod(c) for c in cards)
         # per slot, the columns of packed_source(split) + [1] to read: the parent's one-hot,
