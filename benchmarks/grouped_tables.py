@@ -20,8 +20,12 @@ subject has 10 rows). Scores: the target column's query MSE in the family's stan
 and its predictive negative log-likelihood per row (NLL).
 
 Rows. ``graphmeta default``: ``gm.GraphMetaLearner(family.graph)`` trained by ``gm.Trainer(model,
-family, steps=300, shots=[5, 50]).fit()``, as a user would; ``graphmeta best``: of the default and
-the candidates of ``SETTINGS`` (the same training), the one with the lowest target MSE on the
+family, steps=300, shots=[5, 50]).fit()``, as a user would, with the family's default learners
+(``learner="auto"``): Linear for numeric columns, whose prior the Trainer starts at the training
+groups' type-II maximum likelihood (a linear mixed model's fit, :mod:`graphmeta.learners.linear_prior`)
+before meta-training refines it, and Table or MLP for classes; ``graphmeta MLP``: the same training
+with an MLP at every node (``learner="mlp"``); ``graphmeta best``: of the default and the
+candidates of ``SETTINGS`` (the same training), the one with the lowest target MSE on the
 validation groups at that K. The statistician's rows come from the library's evaluation
 (:func:`graphmeta.train.evaluation.evaluate_methods`, :mod:`graphmeta.train.classical_baselines`):
 the linear mixed model's BLUP (statsmodels ``MixedLM``), pooled least squares, per-group ridge
@@ -51,16 +55,17 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "grouped_tables.md"
 SHOTS = (3, 5, 10, 20)
 TRAIN = {"steps": 300, "shots": [5, 50]}
-#: The candidates for "graphmeta best": a name, the node learners ("mlp", or "linear" for
-#: regression nodes with a Table or MLP for classification ones) and the model's settings.
+#: The candidates for "graphmeta best": a name, the family's ``learner`` (``auto``, its default:
+#: Linear for numeric columns, Table or MLP for classes; or ``mlp`` everywhere) and the model's settings.
 SETTINGS = {
-    "default": ("mlp", {}),
-    "linear": ("linear", {}),
+    "default": ("auto", {}),
+    "mlp": ("mlp", {}),
     "alpaca": ("mlp", {"algorithm": "alpaca"}),
     "maml5": ("mlp", {"inner_steps": 5, "inner_lr": 0.05}),
 }
 CLASSICAL = ("mixed_model", "pooled_linear", "group_ridge", "support_mean")
-ROWS = {"default": "graphmeta default (MLP, MAML)", "best": "graphmeta best (chosen on validation)",
+ROWS = {"default": "graphmeta default (per-column learners)", "mlp": "graphmeta MLP (MAML)",
+        "best": "graphmeta best (chosen on validation)",
         "mixed_model": "linear mixed model (MixedLM BLUP)", "pooled_linear": "pooled least squares",
         "group_ridge": "per-group ridge toward pooled", "support_mean": "support mean"}
 
@@ -143,17 +148,12 @@ DATASETS = {
 }
 
 
-def with_learners(family: gm.DataFrameFamily, learners: str) -> dict:
-    """The family's graph as a mapping, its nodes' learners set: ``linear`` makes regression nodes
-    Linear and classification nodes a Table where every parent is a class and there are no
-    features (an MLP otherwise)."""
+def without_learners(family: gm.DataFrameFamily) -> dict:
+    """The family's graph as a mapping with no node's learner: the structure every candidate
+    shares (learned once, where the fold gives none), each candidate's ``learner`` filling it in."""
     spec = family.graph.to_dict()
-    for name, subtask in spec["subtasks"].items():
-        if learners == "linear" and subtask["kind"] == "regression":
-            subtask["learner"] = "linear"
-        elif learners == "linear" and not subtask["in_dim"] and all(
-                family.graph.subtask(parent).kind == "classification" for parent in family.graph.parents(name)):
-            subtask["learner"] = "table"
+    for subtask in spec["subtasks"].values():
+        del subtask["learner"]
     return spec
 
 
@@ -176,9 +176,9 @@ def run_fold(dataset: Dataset, table: pd.DataFrame, fold: Fold, steps: int, shot
              run_dir: str) -> dict[int, dict[str, dict[str, np.ndarray]]]:
     """``{K: {row: {"mse", "nll": per held-out episode [T], "nodes": per-node MSE [T, N], "chosen": name}}}``."""
     base = gm.DataFrameFamily(table, seed=0, **fold.arguments)
-    arguments = {**fold.arguments, "graph": base.graph.to_dict()}
-    families = {name: gm.DataFrameFamily(table, seed=0, **{**arguments, "graph": with_learners(base, learners)})
-                for name, (learners, _) in SETTINGS.items()}
+    arguments = {**fold.arguments, "graph": without_learners(base)}
+    families = {name: gm.DataFrameFamily(table, seed=0, **arguments, learner=learner)
+                for name, (learner, _) in SETTINGS.items()}
     models = {name: trained(families[name], settings, run_dir, f"{fold.name}-{name}", steps)
               for name, (_, settings) in SETTINGS.items()}
     target = base.graph.names.index(dataset.target)
@@ -194,7 +194,9 @@ def run_fold(dataset: Dataset, table: pd.DataFrame, fold: Fold, steps: int, shot
                                          lambda chunk, model=model: model.adapt(chunk)).mse[:, target].nanmean()
                      for name, model in models.items()}
         chosen = min(validated, key=lambda name: float(validated[name]))
-        scored = {"default": report.methods["adapted"], **{key: report.methods[key] for key in CLASSICAL},
+        mlp = query_results(models["mlp"], tasks["mlp"], 64, models["mlp"].adapt)
+        scored = {"default": report.methods["adapted"], "mlp": mlp,
+                  **{key: report.methods[key] for key in CLASSICAL},
                   "best": report.methods["adapted"] if chosen == "default" else query_results(
                       models[chosen], tasks[chosen], 64, lambda chunk, model=models[chosen]: model.adapt(chunk))}
         results[shots] = {row: {"mse": result.mse[:, target].double().numpy(),
@@ -218,18 +220,20 @@ def merged(folds: list[dict], shots: int, row: str, key: str) -> np.ndarray:
 
 
 def report(results: dict[str, list[dict]], command: str, minutes: float, steps: int) -> tuple[str, dict]:
-    """The results page, and the target checks ``{"cells", "not_worse", "better", "nll_better"}``."""
+    """The results page, and per row (``default``, ``mlp``) the target checks ``{"cells", "small_cells",
+    "not_worse", "better", "nll_better"}``."""
     lines = [
         "# Grouped tables: graphmeta against the linear mixed model on new groups", "",
         (f"`{command}` — run of {utc_now()}, {minutes:.1f} min on this project's 2-core CPU machine shared with "
          f"other jobs (1 thread), graphmeta {graphmeta_commit()}."), "",
         __doc__.split("\n\n", 2)[2].split("\nfrom __future__")[0].strip(), "",
         f"graphmeta trains {steps} meta-steps; candidates for *best*: " + ", ".join(
-            f"`{name}` ({learners} learners{', ' + str(settings) if settings else ''})"
-            for name, (learners, settings) in SETTINGS.items()) + ". `linear`: Linear (Bayesian linear-Gaussian, "
+            f"`{name}` ({learner} learners{', ' + str(settings) if settings else ''})"
+            for name, (learner, settings) in SETTINGS.items()) + ". `auto`: Linear (Bayesian linear-Gaussian, "
         "meta-learned Normal-Inverse-Gamma prior) for numeric columns, Table or MLP for classes.", "",
     ]
-    checks = {"cells": 0, "small_cells": 0, "not_worse": 0, "better": 0, "nll_better": 0}
+    checks = {row: {"cells": 0, "small_cells": 0, "not_worse": 0, "better": 0, "nll_better": 0}
+              for row in ("default", "mlp")}
     for name, folds in results.items():
         shots_list = [k for k in folds[0] if isinstance(k, int)]
         target = DATASETS[name].target
@@ -241,23 +245,25 @@ def report(results: dict[str, list[dict]], command: str, minutes: float, steps: 
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         chosen = ", ".join(f"K = {k}: " + "/".join(fold[k]["best"]["chosen"] for fold in folds) for k in shots_list)
         lines += ["", f"*graphmeta best* chose (per fold): {chosen}.", "",
-                  ("Paired differences over the same held-out episodes, graphmeta default − MixedLM "
+                  ("Paired differences over the same held-out episodes, graphmeta − MixedLM "
                    "(negative: graphmeta better):"), "",
                   "| | " + " | ".join(f"K = {k}" for k in shots_list) + " |", "|---|" + "---:|" * len(shots_list)]
-        for key in ("mse", "nll"):
-            cells = []
-            for k in shots_list:
-                difference = estimate(merged(folds, k, "default", key) - merged(folds, k, "mixed_model", key))
-                cells.append(f"{difference:+}")
-                if key == "mse":
-                    checks["cells"] += 1
-                    checks["not_worse"] += difference.mean - difference.ci95 <= 0
-                    if k <= 10:
-                        checks["small_cells"] += 1
-                        checks["better"] += difference.mean + difference.ci95 < 0
-                else:
-                    checks["nll_better"] += difference.mean < 0
-            lines.append(f"| {key.upper()} | " + " | ".join(cells) + " |")
+        for row in ("default", "mlp"):
+            for key in ("mse", "nll"):
+                cells = []
+                for k in shots_list:
+                    difference = estimate(merged(folds, k, row, key) - merged(folds, k, "mixed_model", key))
+                    cells.append(f"{difference:+}")
+                    counts = checks[row]
+                    if key == "mse":
+                        counts["cells"] += 1
+                        counts["not_worse"] += difference.mean - difference.ci95 <= 0
+                        if k <= 10:
+                            counts["small_cells"] += 1
+                            counts["better"] += difference.mean + difference.ci95 < 0
+                    else:
+                        counts["nll_better"] += difference.mean < 0
+                lines.append(f"| {row} {key.upper()} | " + " | ".join(cells) + " |")
         nodes = folds[0]["nodes"]
         k = 5 if 5 in shots_list else shots_list[0]
         lines += ["", f"Per node, query loss at K = {k} (MSE for numbers, cross-entropy for classes):", "",
@@ -266,13 +272,15 @@ def report(results: dict[str, list[dict]], command: str, minutes: float, steps: 
             per_node = np.concatenate([fold[k][row]["nodes"] for fold in folds])
             lines.append(f"| {label} | " + " | ".join(f"{estimate(per_node[:, n])}" for n in range(len(nodes))) + " |")
         lines.append("")
-    lines += ["## Targets", "",
-              (f"* graphmeta default not worse than MixedLM beyond the paired interval (MSE): {checks['not_worse']} "
-               f"of {checks['cells']} dataset x K cells."),
-              (f"* graphmeta default better than MixedLM, paired interval below 0 (MSE, K <= 10): {checks['better']} "
-               f"of {checks['small_cells']} cells (target: at least half)."),
-              (f"* graphmeta default's NLL below MixedLM's: {checks['nll_better']} of {checks['cells']} cells "
-               "(target: at least half)."), ""]
+    lines += ["## Targets", ""]
+    for row, counts in checks.items():
+        lines += [(f"* graphmeta {row} not worse than MixedLM beyond the paired interval (MSE): "
+                   f"{counts['not_worse']} of {counts['cells']} dataset x K cells."),
+                  (f"* graphmeta {row} better than MixedLM, paired interval below 0 (MSE, K <= 10): "
+                   f"{counts['better']} of {counts['small_cells']} cells (target: at least half)."),
+                  (f"* graphmeta {row}'s NLL below MixedLM's: {counts['nll_better']} of {counts['cells']} cells "
+                   "(target: at least half).")]
+    lines.append("")
     return "\n".join(lines), checks
 
 

@@ -39,16 +39,31 @@ import torch
 
 from ..data import Split, TaskBatch
 from ..errors import DataError
-from ..learners import learner_from
-from ..taskgraph.subtask import Learner
 from ..validation import Ge, Lt, NonNegativeInt, OneOf, PositiveInt, checked
 from .base import SplitName, TaskFamily, support_sizes_per_task
+
 # Names re-exported for imports from this module (tests, benchmarks, user code) made before the split.
 from .column_coding import MAX_STATES, ColumnCoding, column_codings, encode_frame, read_coding, state_name
 from .sized_episodes import drawn_rows, drawn_tasks, padded_split, support_and_query
-from .table_graph import STRUCTURE_METHODS, given_structure, learned_edges, node_columns, table_task_graph
-from .table_source import (MIN_TASK_ROWS, READERS, absolute_path, all_present, large_enough_tasks, read_table,
-                           split_tasks, table_and_tasks)
+from .table_graph import (
+    AUTO,
+    STRUCTURE_METHODS,
+    TableLearner,
+    given_structure,
+    learned_edges,
+    node_columns,
+    table_task_graph,
+)
+from .table_source import (
+    MIN_TASK_ROWS,
+    READERS,
+    absolute_path,
+    all_present,
+    large_enough_tasks,
+    read_table,
+    split_tasks,
+    table_and_tasks,
+)
 
 if TYPE_CHECKING:
     from ..adapted_graph import AdaptedGraph
@@ -90,7 +105,17 @@ class DataFrameFamily(TaskFamily):
             tasks: an episode takes what a task has (:mod:`~graphmeta.families.sized_episodes`);
             tasks of fewer than two rows are always left out (with one warning counting them).
         structure_method: ``hill_climb`` (BIC score) or ``pc``, when the graph is learned.
-        learner: the learner of every node the graph gives none (``mlp`` by default).
+        learner: the learner of every node the graph gives none: a spec, name or mapping for
+            all of them, or ``auto`` (the default) for one per column
+            (:func:`~graphmeta.families.table_graph.auto_learner`): a numeric column a
+            :class:`~graphmeta.learners.Linear` node, a class column a
+            :class:`~graphmeta.learners.Table` where every parent is a class and it has no
+            features, an :class:`~graphmeta.learners.MLP` otherwise. Why: on real grouped tables
+            (``benchmarks/grouped_tables.py``) this rule is level with a linear mixed model in every
+            dataset x K cell, while MLP nodes everywhere are worse beyond the interval in some. A
+            Linear node starts, in the :class:`~graphmeta.Trainer`, at the training tasks'
+            empirical-Bayes prior (a linear mixed model's maximum-likelihood fit, from
+            :meth:`grouped_rows`).
         seed: seeds the fraction split and the episode streams (see :class:`TaskFamily`).
 
     Bad input is a named error: a missing task column, a column named in ``columns``,
@@ -120,7 +145,7 @@ class DataFrameFamily(TaskFamily):
         test_fraction: Fraction = 0.2,
         min_rows: NonNegativeInt = 0,
         structure_method: Annotated[str, OneOf(STRUCTURE_METHODS)] = "hill_climb",
-        learner: Learner = "mlp",
+        learner: TableLearner = AUTO,
         seed: NonNegativeInt = 0,
     ) -> None:
         self.data = absolute_path(data) if isinstance(data, (str, os.PathLike)) else None
@@ -132,7 +157,7 @@ class DataFrameFamily(TaskFamily):
         self.test_tasks = None if test_tasks is None else tuple(str(t) for t in test_tasks)
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.min_rows, self.structure_method = min_rows, structure_method
-        self.learner = learner_from(learner)
+        self.learner = learner
 
         table, labels = table_and_tasks(data if self.data is None else self.data, task_column)
         table, labels = large_enough_tasks(table, labels, min_rows)

@@ -3,26 +3,65 @@ from the training rows by pgmpy), and every node's subtask as the table's column
 
 A given graph (a :class:`~graphmeta.TaskGraph`, a task-graph file or mapping, a networkx
 ``DiGraph`` or a pgmpy model) supplies the dependencies and each node's learner; the table
-supplies the kinds, classes and widths (:mod:`~graphmeta.families.column_coding`). Used by
-:class:`~graphmeta.families.DataFrameFamily`.
+supplies the kinds, classes and widths (:mod:`~graphmeta.families.column_coding`). A node the
+graph gives no learner gets the family's, or with ``learner="auto"`` the one its column calls for
+(:func:`auto_learner`). Used by :class:`~graphmeta.families.DataFrameFamily`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 
-from ..errors import ConfigError, DataError, closest
+from ..errors import ConfigError, DataError, GraphError, closest
 from ..interop.structure_learning import taskgraph_from_data
+from ..learners import MLP, LearnerSpec, Linear, Table, learner_from
+from ..learners.registry import LEARNERS
 from ..taskgraph import TaskGraph
 from ..taskgraph.reader import GraphStructure, read_graph, read_mapping, require_acyclic
-from ..taskgraph.subtask import Learner
+from ..validation import BeforeValidator
 from .column_coding import ColumnCoding, state_name
 
 #: How a graph is learned from the table when none is given.
 STRUCTURE_METHODS = ("hill_climb", "pc")
+
+#: The ``learner`` that picks each node's learner from its column (:func:`auto_learner`).
+AUTO: Literal["auto"] = "auto"
+
+
+def table_learner_from(value: Any) -> LearnerSpec | str:
+    """:data:`AUTO` as it is, anything else the spec :func:`~graphmeta.learners.learner_from`
+    makes of it; a misspelt name's "did you mean" weighs ``auto`` beside the registered names."""
+    if value == AUTO:
+        return AUTO
+    if isinstance(value, str) and value not in LEARNERS:
+        raise GraphError(f"unknown learner {value!r}{closest(value, [AUTO, *LEARNERS])}; choose {AUTO} or one of "
+                         f"{', '.join(LEARNERS)}")
+    return learner_from(value)
+
+
+#: A table family's ``learner`` argument: :data:`AUTO`, or what
+#: :data:`~graphmeta.taskgraph.subtask.Learner` takes (a spec, a registered name, a mapping).
+TableLearner = Annotated[LearnerSpec | Literal["auto"], BeforeValidator(table_learner_from)]
+
+
+def auto_learner(kind: str, in_dim: int, parent_kinds: Sequence[str]) -> LearnerSpec:
+    r"""The learner :data:`AUTO` gives a node: :class:`~graphmeta.learners.Linear` for a numeric
+    column (:math:`y = w^\top x + b + \varepsilon`, a Normal-Inverse-Gamma prior on
+    :math:`(w, b, \sigma^2)` that the :class:`~graphmeta.Trainer` starts at the training tasks'
+    empirical-Bayes fit); for a classification column a :class:`~graphmeta.learners.Table`
+    (a Dirichlet-categorical CPD per parent configuration) where it has no features
+    (``in_dim == 0``) and every parent is a class, an :class:`~graphmeta.learners.MLP` otherwise.
+
+    The rule is what ``benchmarks/grouped_tables.py`` found best on real grouped tables: level with
+    a linear mixed model in every dataset x K cell, where MLP nodes were worse in some."""
+    if kind == "regression":
+        return Linear()
+    if in_dim == 0 and all(parent == "classification" for parent in parent_kinds):
+        return Table()
+    return MLP()
 
 
 def given_structure(graph: Any) -> GraphStructure | None:
@@ -85,10 +124,11 @@ def learned_edges(rows: pd.DataFrame, nodes: list[str], codings: Mapping[str, Co
 
 def table_task_graph(name: str, nodes: list[str], edges: list[tuple[str, str]], structure: GraphStructure | None,
                      codings: Mapping[str, ColumnCoding], features: Mapping[str, Sequence[str]],
-                     learner: Learner) -> TaskGraph:
+                     learner: LearnerSpec | str) -> TaskGraph:
     """The task graph ``name``: a subtask per node as its column's coding makes it (kind, classes
     and state names; ``in_dim`` the width of its ``features``), the given graph's learner or
-    ``learner``, and ``edges``; a cycle is a GraphError, a kind the column contradicts a DataError."""
+    ``learner`` (:data:`AUTO`: :func:`auto_learner` of the node), and ``edges``; a cycle is a
+    GraphError, a kind the column contradicts a DataError."""
     require_acyclic(nodes, edges)
     graph = TaskGraph(name)
     for node in nodes:
@@ -102,7 +142,9 @@ def table_task_graph(name: str, nodes: list[str], edges: list[tuple[str, str]], 
                             "the graph's dependencies alone, as a file, mapping or networkx DiGraph: the "
                             "table decides the kinds)")
         in_dim = sum(codings[column].width for column in features.get(node, ()))
-        node_learner = given.get("learner") or learner
+        node_learner = given.get("learner") or (
+            auto_learner(coding.kind, in_dim, [codings[parent].kind for parent, child in edges if child == node])
+            if learner == AUTO else learner)
         if coding.kind == "classification":
             graph.add_subtask(node, in_dim=in_dim, kind="classification", num_classes=len(coding.states),
                               learner=node_learner, attrs={"state_names": list(coding.states)})

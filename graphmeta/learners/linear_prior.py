@@ -44,6 +44,11 @@ MARGINAL_LIKELIHOOD_ITERATIONS = 100
 #: (a prior worth at most this squared, 1e4, rows): where the sites agree on a coefficient its
 #: maximum is at a between-site variance of 0, which the optimiser would chase without end.
 MAX_FACTOR = 100.0
+#: The smallest: a prior of standard deviation at most 10 (standardised units) per coefficient. Where
+#: a coefficient is not identified within the sites (a feature constant within each site, as its
+#: slope then moves with the intercept), the marginal likelihood is flat toward a variance without
+#: bound, and a posterior precision that small is singular to a float32 Cholesky.
+MIN_FACTOR = 0.1
 
 
 @dataclass(frozen=True)
@@ -139,7 +144,7 @@ def marginal_likelihood_priors(statistics: Sequence[SiteStatistics], start: Sequ
     (\Lambda + G_s) m_n)`, :math:`m_n = (\Lambda + G_s)^{-1} (\Lambda m + c_s)`: the conjugate update.
     Their sum over sites is maximised over :math:`m`, the Cholesky factor of :math:`\Lambda` and
     :math:`a \le` :data:`MAX_SHAPE`, :math:`b` (every variable at once: the sum is separable; the
-    factor's diagonal at most :data:`MAX_FACTOR`). It is
+    factor's diagonal at most :data:`MAX_FACTOR` and at least :data:`MIN_FACTOR`). It is
     the likelihood of all the sites' rows under the hierarchical model, so where the sites' coefficients
     are drawn from a prior of this family it is the efficient estimate of that prior; the method of
     moments is not."""
@@ -175,7 +180,8 @@ def marginal_likelihood_priors(statistics: Sequence[SiteStatistics], start: Sequ
     }
 
     def prior_of() -> tuple[torch.Tensor, ...]:
-        log_diagonal = factor_cap - torch.nn.functional.softplus(factor_cap - parameters["log_diagonal"])
+        log_diagonal = (factor_cap - torch.nn.functional.softplus(factor_cap - parameters["log_diagonal"])
+                        ).clamp(min=math.log(MIN_FACTOR))
         factor = (parameters["lower"].masked_fill(~off_diagonal, 0.0)
                   + torch.diag_embed(log_diagonal.masked_fill(~real, 0.0).exp()))
         log_shape = cap - torch.nn.functional.softplus(cap - parameters["shape"])

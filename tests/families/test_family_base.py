@@ -8,8 +8,13 @@ import torch
 
 from graphmeta import ConfigError
 from graphmeta.data import TaskBatch
-from graphmeta.families import (BayesNetFamily, CompositionalFamily, GaussianNetFamily, GraphSubtasksFamily,
-                                SinusoidFamily)
+from graphmeta.families import (
+    BayesNetFamily,
+    CompositionalFamily,
+    GaussianNetFamily,
+    GraphSubtasksFamily,
+    SinusoidFamily,
+)
 
 MAKERS = {
     "sinusoid": lambda: SinusoidFamily(noise=0.1),

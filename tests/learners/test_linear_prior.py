@@ -5,6 +5,7 @@ a new group's query rows as well as the true prior's BLUP."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -107,3 +108,22 @@ def test_a_family_without_grouped_rows_leaves_the_prior_as_it_was():
     before = {key: value.clone() for key, value in model.state_dict().items()}
     empirical_bayes_start(model, gm.load_family("sinusoid"))
     assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
+
+
+def test_features_constant_within_each_group_keep_the_start_finite(tmp_path):
+    """The RAND sample's plan features (incentive, deductible) are constant within each plan, so
+    their slopes move with the intercept and the marginal likelihood is flat toward an unbounded
+    between-plan variance; the precision's floor keeps the posterior solvable (without it the first
+    meta-loss was NaN)."""
+    root = Path(__file__).resolve().parents[2]
+    table = pd.read_csv(root / "examples" / "data" / "rand_hie_sample.csv")
+    family = gm.DataFrameFamily(table, task_column="plan", features={"visits": ["incentive", "deductible"]},
+                                graph=str(root / "examples" / "data" / "rand_hie_graph.yaml"),
+                                test_tasks=["coins95"], val_tasks=["coins50"], learner="auto")
+    assert family.graph.subtask("visits").learner == gm.Linear()
+    torch.manual_seed(0)
+    model = gm.GraphMetaLearner(family.graph, inner_steps=1, inner_lr=0.1)
+    trainer = gm.Trainer(model, family, steps=2, shots=20, query_shots=30, val_every=2, run_dir=str(tmp_path),
+                         progress=False)
+    trainer.fit()
+    assert math.isfinite(trainer.best_loss)
