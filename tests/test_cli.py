@@ -99,7 +99,12 @@ def test_a_signal_during_a_command_is_one_line_and_its_exit_status(signal_number
 
     monkeypatch.setattr("graphmeta.viz.draw_task_graph", draw_until_a_signal)
     handler = signal.getsignal(signal.SIGTERM)
-    assert main(["draw", str(graph_file), "-o", str(tmp_path / "x.png")]) == 128 + signal_number
+    # Python's own SIGINT handler, also where the test runner inherited SIGINT ignored (a background job)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert main(["draw", str(graph_file), "-o", str(tmp_path / "x.png")]) == 128 + signal_number
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     err = capsys.readouterr().err
     assert err.splitlines() == [f"{signal.Signals(signal_number).name} received" + (
         ": stopped" if signal_number == signal.SIGINT else "")]

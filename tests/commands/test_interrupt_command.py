@@ -30,10 +30,13 @@ TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER
 
 
 def start(*command: str) -> subprocess.Popen:
-    """``command`` started as the leader of a new process group, one thread per process."""
+    """``command`` started as the leader of a new process group, one thread per process, with SIGINT
+    at its default also where the test runner inherited it ignored (a background job), so Python
+    turns it into KeyboardInterrupt as it does at a terminal."""
     environment = {key: value for key, value in os.environ.items() if key not in TORCHRUN_VARIABLES}
     return subprocess.Popen(command, env={**environment, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def stderr_once_stopped(process: subprocess.Popen) -> str:
