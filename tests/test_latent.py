@@ -11,7 +11,8 @@ import torch
 
 import graphmeta as gm
 from graphmeta.learners.banks.low_rank import LowRankWeight
-from graphmeta.testing.reference import reference_adapted_weights, reference_evaluate, reference_meta_loss
+from graphmeta.testing.meta_gradients import assert_meta_gradient_equals_reference
+from graphmeta.testing.reference import reference_adapted_weights, reference_evaluate
 from tests.test_model import observed_masks, task_data
 
 #: Gradient algorithms (ALPaCA's closed-form head is refused for latent graphs, tested below).
@@ -58,18 +59,7 @@ def test_meta_loss_and_meta_gradient_equal_the_level_by_level_reference(algorith
     T, K = 3, 4
     support, query = latent_data(graph, T, K, 1), latent_data(graph, T, K, 2)
     masks = {name: mask for name, mask in observed_masks(graph, T, K, 3).items() if graph.subtask(name).observed}
-    batch = gm.TaskBatch.from_tensors(graph, support, query, masks, None)
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    loss, metrics = model.meta_loss(batch)
-    grads = torch.autograd.grad(loss, parameters, allow_unused=True)
-    ref_loss = reference_meta_loss(model, support, query, masks, None)
-    ref_grads = torch.autograd.grad(ref_loss, parameters, allow_unused=True)
-    torch.testing.assert_close(loss, ref_loss, rtol=1e-9, atol=1e-12)
-    for grad, ref in zip(grads, ref_grads):
-        if ref is None:
-            assert grad is None or not grad.any()
-        else:
-            torch.testing.assert_close(grad, ref, rtol=1e-9, atol=1e-12)
+    metrics = assert_meta_gradient_equals_reference(model, support, query, masks, None, rtol=1e-9, atol=1e-12)
     latent = [graph.names.index(name) for name in graph.latent]
     assert metrics["loss_after"][latent].isnan().all()  # a latent node is not scored
     assert not metrics["loss_after"][[i for i in range(len(graph)) if i not in latent]].isnan().any()

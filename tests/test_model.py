@@ -6,7 +6,12 @@ import torch
 from torch_geometric.data import Data
 
 import graphmeta as gm
-from graphmeta.testing.reference import reference_meta_loss, unpadded_slices
+from graphmeta.testing.meta_gradients import (
+    assert_meta_gradients_close,
+    engine_and_reference_meta_gradients,
+    meta_gradient,
+)
+from graphmeta.testing.reference import unpadded_slices
 
 
 def mixed_graph(gnn: bool = False) -> gm.TaskGraph:
@@ -75,13 +80,8 @@ def engine_and_reference(model, graph, T=3, K=4, masked=False):
     support, query = task_data(graph, T, K, 1), task_data(graph, T, K, 2)
     s_obs = observed_masks(graph, T, K, 3) if masked else None
     q_obs = observed_masks(graph, T, K, 4) if masked else None
-    batch = gm.TaskBatch.from_tensors(graph, support, query, s_obs, q_obs)
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    loss, _ = model.meta_loss(batch)
-    grads = torch.autograd.grad(loss, parameters, allow_unused=True)
-    ref_loss = reference_meta_loss(model, support, query, s_obs, q_obs)
-    ref_grads = torch.autograd.grad(ref_loss, parameters, allow_unused=True)
-    return (loss, grads), (ref_loss, ref_grads), parameters
+    engine, reference, _ = engine_and_reference_meta_gradients(model, support, query, s_obs, q_obs)
+    return engine, reference, [p for p in model.parameters() if p.requires_grad]
 
 
 def test_disconnected_extra_node_changes_nothing():
@@ -167,15 +167,10 @@ def test_cuda_equals_cpu(message_passing):
     graph = mixed_graph(gnn=True)
     model = build(graph, "maml", message_passing)
     batch = gm.TaskBatch.from_tensors(graph, task_data(graph, 3, 4, 1), task_data(graph, 3, 4, 2))
-    loss_cpu, _ = model.meta_loss(batch)
-    grads_cpu = torch.autograd.grad(loss_cpu, list(model.parameters()), allow_unused=True)
+    cpu = meta_gradient(model.meta_loss(batch)[0], list(model.parameters()))
     model_gpu = model.cuda()
-    loss_gpu, _ = model_gpu.meta_loss(batch.to("cuda"))
-    grads_gpu = torch.autograd.grad(loss_gpu, list(model_gpu.parameters()), allow_unused=True)
-    torch.testing.assert_close(loss_gpu.cpu(), loss_cpu, rtol=1e-6, atol=1e-9)
-    for g_cpu, g_gpu in zip(grads_cpu, grads_gpu):
-        if g_cpu is not None:
-            torch.testing.assert_close(g_gpu.cpu(), g_cpu, rtol=1e-6, atol=1e-9)
+    gpu = meta_gradient(model_gpu.meta_loss(batch.to("cuda"))[0], list(model_gpu.parameters()))
+    assert_meta_gradients_close(gpu, cpu, rtol=1e-6, atol=1e-9)
 
 
 def test_meta_loss_without_metrics_is_the_same_loss():

@@ -39,11 +39,10 @@ and the parameters of the Student-t predictive. Measured results:
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -59,10 +58,8 @@ from ..learners import Linear
 from ..learners.banks.linear import LinearBank
 from ..model import GraphMetaLearner
 from ..taskgraph import ColumnLayout, TaskGraph
-from ..train.episode_sampler import Shots
-from ..train.trainer import Trainer
-from ..validation import Gt, Lt, NonNegativeFloat, NonNegativeInt, PositiveInt, checked
-from .learner import ADAPTATION, FINAL_LR_RATIO, MAX_STEPS, load_network_learner, save_network_learner
+from ..validation import NonNegativeInt, PositiveInt, checked
+from .learner import ADAPTATION, NetworkMetaLearner, load_network_learner, meta_fit_method, save_network_learner
 from .tasks import split_tables
 
 #: The support sizes a meta-fit prepares for by default: from 1 to 100 rows.
@@ -104,7 +101,7 @@ class NodePosterior:
                 - (shape + 0.5) * np.log1p(residual**2 / (2 * spread)))
 
 
-class GaussianNetMetaLearner:
+class GaussianNetMetaLearner(NetworkMetaLearner):
     """Meta-learn the CPDs of a linear-Gaussian Bayesian network with a known DAG across related sites.
 
     Args:
@@ -123,6 +120,8 @@ class GaussianNetMetaLearner:
         model.simulate(100)
         learner.posterior([new_site])["aceB"].covariance   # the coefficients' posterior covariance
     """
+
+    run_prefix = "graphmeta-gaussian-net-"
 
     @checked
     def __init__(self, structure: Any, *, message_passing: bool = True, message_channels: PositiveInt = 64,
@@ -143,15 +142,9 @@ class GaussianNetMetaLearner:
         return f"GaussianNetMetaLearner({self.graph!r}, {options})"
 
     # ------------------------------------------------------------------ verbs
-    @checked
-    def meta_fit(self, tasks: Sequence[pd.DataFrame], val_tasks: Sequence[pd.DataFrame] | None = None,
-                 steps: NonNegativeInt | None = None, *, shots: Shots = DEFAULT_SHOTS, query_shots: PositiveInt = 100,
-                 meta_batch_size: PositiveInt = 16, outer_lr: NonNegativeFloat = 0.01,
-                 grad_clip: NonNegativeFloat | None = 10.0, val_every: PositiveInt = 50,
-                 early_stopping_patience: PositiveInt | None = 10,
-                 val_fraction: Annotated[float, Gt(0), Lt(1)] = 0.2, seed: NonNegativeInt = 0,
-                 progress: bool = True, run_dir: str | Path | None = None) -> dict[str, Any]:
-        """Meta-train on ``tasks``, one DataFrame per related network (site, one float column per
+    meta_fit = meta_fit_method(
+        "GaussianNetMetaLearner", shots=DEFAULT_SHOTS, outer_lr=0.01, early_stopping_patience=10,
+        doc="""Meta-train on ``tasks``, one DataFrame per related network (site, one float column per
         variable, NaN where missing); returns the training summary. Starts afresh each call.
 
         The arguments are :meth:`BayesNetMetaLearner.meta_fit`'s: ``val_tasks`` (default: the last
@@ -160,29 +153,7 @@ class GaussianNetMetaLearner:
         exponentially from ``outer_lr`` to :data:`~.learner.FINAL_LR_RATIO` of it; ``shots`` are
         the support sizes to prepare for, a range (default :data:`DEFAULT_SHOTS`) or one count.
         The prior starts at the training sites' empirical-Bayes prior (module docstring).
-        """
-        train, val = split_tables(list(tasks), None if val_tasks is None else list(val_tasks), val_fraction)
-        training = {f"train {i}": frame for i, frame in enumerate(train)}
-        held_out = {f"val {i}": frame for i, frame in enumerate(val)}
-        family = DataFrameFamily({**training, **held_out}, graph=self.graph, val_tasks=tuple(held_out),
-                                 test_fraction=0.0, learner=Linear(), seed=seed)
-        self.column_mean = np.array([family.codings[name].mean for name in self.graph.names])
-        self.column_std = np.array([family.codings[name].std for name in self.graph.names])
-        torch.manual_seed(seed)
-        self.model = GraphMetaLearner(self.graph, **ADAPTATION, **self.config)
-        self.shots = (shots, shots) if isinstance(shots, int) else shots
-        train_options: dict[str, Any] = {
-            "steps": MAX_STEPS if steps is None else steps, "shots": shots, "query_shots": query_shots,
-            "meta_batch_size": meta_batch_size, "outer_lr": outer_lr, "grad_clip": grad_clip,
-            "val_every": val_every, "val_tasks": max(len(val), 64), "early_stopping_patience": early_stopping_patience,
-            "seed": seed, "progress": progress, "checkpoint_every": MAX_STEPS, "log_every": val_every,
-            "schedule": "exponential", "final_lr_ratio": FINAL_LR_RATIO,
-        }
-        with tempfile.TemporaryDirectory(prefix="graphmeta-gaussian-net-") as scratch:
-            name = None if run_dir else "meta-fit"
-            summary = Trainer(self.model, family, run_dir=str(run_dir or scratch), name=name, **train_options).fit()
-        self.model.eval()
-        return summary
+        """)
 
     def adapt(self, support: pd.DataFrame) -> Any:
         """A pgmpy ``LinearGaussianBayesianNetwork`` fitted to the new site's ``support`` rows: one
@@ -241,6 +212,19 @@ class GaussianNetMetaLearner:
         return load_network_learner(cls, path, ("graph", "column_mean", "column_std"), build)
 
     # ---------------------------------------------------------------- helpers
+    def _episodes(self, tasks: Sequence[pd.DataFrame], val_tasks: Sequence[pd.DataFrame] | None,
+                  val_fraction: float, seed: int) -> tuple[DataFrameFamily, int]:
+        """The sites as a :class:`~graphmeta.families.DataFrameFamily`, whose coding of the training
+        sites' rows sets the column units."""
+        train, val = split_tables(list(tasks), None if val_tasks is None else list(val_tasks), val_fraction)
+        training = {f"train {i}": frame for i, frame in enumerate(train)}
+        held_out = {f"val {i}": frame for i, frame in enumerate(val)}
+        family = DataFrameFamily({**training, **held_out}, graph=self.graph, val_tasks=tuple(held_out),
+                                 test_fraction=0.0, learner=Linear(), seed=seed)
+        self.column_mean = np.array([family.codings[name].mean for name in self.graph.names])
+        self.column_std = np.array([family.codings[name].std for name in self.graph.names])
+        return family, len(val)
+
     def _in_units(self, name: str, standard: NodePosterior) -> NodePosterior:
         r"""``standard`` (the standardised variables' posterior) in the columns' units: ``w -> mu e_0 + sigma A w``."""
         index = [self.graph.names.index(parent) for parent in self.parents[name]]

@@ -45,7 +45,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -56,9 +56,9 @@ from ..errors import CheckpointError, ConfigError, DataError, GraphError
 from ..learners.banks.bank_set import bank_shapes
 from ..learners.banks.table import TableBank
 from ..model import GraphMetaLearner
-from ..taskgraph import ColumnLayout
+from ..taskgraph import ColumnLayout, TaskGraph
 from ..train.checkpoint import load_checkpoint, save_checkpoint
-from ..train.episode_sampler import Shots
+from ..train.episode_sampler import Family, Shots
 from ..train.trainer import Trainer
 from ..validation import Gt, Lt, NonNegativeFloat, NonNegativeInt, PositiveInt, checked
 from .baselines import PooledEmpiricalBayes
@@ -80,7 +80,76 @@ PRIOR_STRENGTH_SIZES = 8
 CHECKPOINT_KEYS = ("config", "shots", "model")
 
 
-class BayesNetMetaLearner:
+class NetworkMetaLearner:
+    """What the network learners (:class:`BayesNetMetaLearner`, :class:`~.gaussian_learner.GaussianNetMetaLearner`)
+    share: one ``meta_fit`` (:func:`meta_fit_method`, made for each with its own defaults) around two steps
+    of their own, reading the sites' tables into episodes (:meth:`_episodes`) and starting the prior of
+    the fresh model (:meth:`_start_prior`)."""
+
+    graph: TaskGraph
+    config: dict[str, Any]  # the GraphMetaLearner options of the learner's model
+    model: GraphMetaLearner
+    shots: tuple[int, int] | None  # the range of support sizes meta-fitted for
+    #: The prefix of the temporary folder a meta-fit without ``run_dir`` runs in.
+    run_prefix: ClassVar[str]
+
+    def _episodes(self, tasks: Sequence[pd.DataFrame], val_tasks: Sequence[pd.DataFrame] | None,
+                  val_fraction: float, seed: int) -> tuple[Family, int]:
+        """The episodes of the training and validation sites (the last ``val_fraction`` of ``tasks``
+        without ``val_tasks``, :func:`~.tasks.split_tables`) and the number of validation sites. A
+        table that cannot be read raises here, before ``meta_fit`` replaces the model."""
+        raise NotImplementedError
+
+    def _start_prior(self, episodes: Family) -> None:
+        """Start the prior of the fresh model (``self.shots`` set) before meta-training; by default
+        the :class:`~graphmeta.train.Trainer`'s own start."""
+
+
+def meta_fit_method(owner: str, doc: str, *, shots: Shots, outer_lr: float,
+                    early_stopping_patience: int | None) -> Callable[..., dict[str, Any]]:
+    """``owner``'s ``meta_fit`` with the docstring ``doc``: the one implementation of every
+    :class:`NetworkMetaLearner`'s, its signature the schema of its keywords (:func:`~graphmeta.validation.checked`),
+    with ``owner``'s defaults for ``shots``, ``outer_lr`` and ``early_stopping_patience`` and the
+    others shared. It reads the sites (``_episodes``), seeds torch with ``seed`` and builds a fresh
+    model, starts its prior (``_start_prior``), then meta-trains it with a
+    :class:`~graphmeta.train.Trainer`: at most ``steps`` steps (:data:`MAX_STEPS` without), the
+    outer rate decaying exponentially from ``outer_lr`` to :data:`FINAL_LR_RATIO` times it, and
+    validation on at least 64 episodes of the validation sites."""
+    default_shots, default_outer_lr, default_patience = shots, outer_lr, early_stopping_patience
+
+    def meta_fit(self: NetworkMetaLearner, tasks: Sequence[pd.DataFrame],
+                 val_tasks: Sequence[pd.DataFrame] | None = None, steps: NonNegativeInt | None = None, *,
+                 shots: Shots = default_shots, query_shots: PositiveInt = 100, meta_batch_size: PositiveInt = 16,
+                 outer_lr: NonNegativeFloat = default_outer_lr, grad_clip: NonNegativeFloat | None = 10.0,
+                 val_every: PositiveInt = 50, early_stopping_patience: PositiveInt | None = default_patience,
+                 val_fraction: Annotated[float, Gt(0), Lt(1)] = 0.2, seed: NonNegativeInt = 0,
+                 progress: bool = True, run_dir: str | Path | None = None) -> dict[str, Any]:
+        episodes, val_count = self._episodes(tasks, val_tasks, val_fraction, seed)
+        torch.manual_seed(seed)
+        self.model = GraphMetaLearner(self.graph, **ADAPTATION, **self.config)
+        self.shots = (shots, shots) if isinstance(shots, int) else shots
+        self._start_prior(episodes)
+        train_options: dict[str, Any] = {
+            "steps": MAX_STEPS if steps is None else steps, "shots": shots, "query_shots": query_shots,
+            "meta_batch_size": meta_batch_size, "outer_lr": outer_lr, "grad_clip": grad_clip,
+            "val_every": val_every, "val_tasks": max(val_count, 64), "early_stopping_patience": early_stopping_patience,
+            "seed": seed, "progress": progress, "checkpoint_every": MAX_STEPS, "log_every": val_every,
+            "schedule": "exponential", "final_lr_ratio": FINAL_LR_RATIO,
+        }
+        with tempfile.TemporaryDirectory(prefix=self.run_prefix) as scratch:
+            # a run kept in the user's run_dir gets a fresh timestamped name, a scratch run a fixed one
+            name = None if run_dir else "meta-fit"
+            trainer = Trainer(self.model, episodes, run_dir=str(run_dir or scratch), name=name, **train_options)
+            summary = trainer.fit()
+        self.model.eval()
+        return summary
+
+    meta_fit.__qualname__ = f"{owner}.meta_fit"  # what checked's messages name
+    meta_fit.__doc__ = doc
+    return checked(meta_fit)
+
+
+class BayesNetMetaLearner(NetworkMetaLearner):
     """Meta-learn the CPDs of a discrete Bayesian network with a known DAG across related sites.
 
     Args:
@@ -97,6 +166,8 @@ class BayesNetMetaLearner:
         model = learner.adapt(new_site)               # a pgmpy DiscreteBayesianNetwork
         VariableElimination(model).query(["LVFAILURE"], evidence={"HYPOVOLEMIA": "TRUE"})
     """
+
+    run_prefix = "graphmeta-bayesnet-"
 
     @checked
     def __init__(self, structure: Any, state_names: Mapping[str, Sequence[Any]] | None = None, *,
@@ -117,15 +188,9 @@ class BayesNetMetaLearner:
         return f"BayesNetMetaLearner({self.graph!r}, {options})"
 
     # ------------------------------------------------------------------ verbs
-    @checked
-    def meta_fit(self, tasks: Sequence[pd.DataFrame], val_tasks: Sequence[pd.DataFrame] | None = None,
-                 steps: NonNegativeInt | None = None, *, shots: Shots = DEFAULT_SHOTS, query_shots: PositiveInt = 100,
-                 meta_batch_size: PositiveInt = 16, outer_lr: NonNegativeFloat = 0.02,
-                 grad_clip: NonNegativeFloat | None = 10.0, val_every: PositiveInt = 50,
-                 early_stopping_patience: PositiveInt | None = 20,
-                 val_fraction: Annotated[float, Gt(0), Lt(1)] = 0.2, seed: NonNegativeInt = 0,
-                 progress: bool = True, run_dir: str | Path | None = None) -> dict[str, Any]:
-        """Meta-train on ``tasks``, one DataFrame per related network (site); returns the
+    meta_fit = meta_fit_method(
+        "BayesNetMetaLearner", shots=DEFAULT_SHOTS, outer_lr=0.02, early_stopping_patience=20,
+        doc="""Meta-train on ``tasks``, one DataFrame per related network (site); returns the
         training summary. Starts afresh each call.
 
         ``val_tasks`` pick the stopping step; without them the last ``val_fraction`` of
@@ -150,30 +215,7 @@ class BayesNetMetaLearner:
         run's metrics and checkpoints (default: a temporary folder).
         A row with missing values (NaN) still teaches every variable whose value and parents'
         values it has.
-        """
-        train, val = self._split_tables(tasks, val_tasks, val_fraction)
-        episodes = TableTasks(self.structure, self.graph, {"train": train, "val": val})
-        torch.manual_seed(seed)
-        self.model = GraphMetaLearner(self.graph, **ADAPTATION, **self.config)
-        self.shots = (shots, shots) if isinstance(shots, int) else shots
-        sizes = np.geomspace(*self.shots, PRIOR_STRENGTH_SIZES).round().astype(int)
-        pooled = PooledEmpiricalBayes.fit(self.structure, train, val,
-                                          np.unique(np.minimum(sizes, val.shape[1] // 2)).tolist())
-        self._initialise_prior(pooled.concentration * pooled.frequencies)
-        train_options: dict[str, Any] = {
-            "steps": MAX_STEPS if steps is None else steps, "shots": shots, "query_shots": query_shots,
-            "meta_batch_size": meta_batch_size, "outer_lr": outer_lr, "grad_clip": grad_clip,
-            "val_every": val_every, "val_tasks": max(len(val), 64), "early_stopping_patience": early_stopping_patience,
-            "seed": seed, "progress": progress, "checkpoint_every": MAX_STEPS, "log_every": val_every,
-            "schedule": "exponential", "final_lr_ratio": FINAL_LR_RATIO,
-        }
-        with tempfile.TemporaryDirectory(prefix="graphmeta-bayesnet-") as scratch:
-            # a run kept in the user's run_dir gets a fresh timestamped name, a scratch run a fixed one
-            name = None if run_dir else "meta-fit"
-            trainer = Trainer(self.model, episodes, run_dir=str(run_dir or scratch), name=name, **train_options)
-            summary = trainer.fit()
-        self.model.eval()
-        return summary
+        """)
 
     def adapt(self, support: pd.DataFrame) -> Any:
         """A pgmpy ``DiscreteBayesianNetwork`` fitted to the new site's ``support`` rows: one
@@ -210,6 +252,23 @@ class BayesNetMetaLearner:
         return load_network_learner(cls, path, ("structure",), build)
 
     # ---------------------------------------------------------------- helpers
+    def _episodes(self, tasks: Sequence[pd.DataFrame], val_tasks: Sequence[pd.DataFrame] | None,
+                  val_fraction: float, seed: int) -> tuple[TableTasks, int]:
+        """The sites' encoded tables as :class:`~.tasks.TableTasks` (``seed`` is the Trainer's alone)."""
+        train, val = self._split_tables(tasks, val_tasks, val_fraction)
+        return TableTasks(self.structure, self.graph, {"train": train, "val": val}), len(val)
+
+    def _start_prior(self, episodes: Family) -> None:
+        """Pooled empirical Bayes (:class:`~.baselines.PooledEmpiricalBayes`) of the training tables, its
+        strength chosen on the validation tables for :data:`PRIOR_STRENGTH_SIZES` support sizes spread
+        over the range fitted for (at most half a validation table's rows)."""
+        assert isinstance(episodes, TableTasks) and self.shots is not None  # as _episodes and meta_fit made them
+        train, val = episodes.tables["train"], episodes.tables["val"]
+        sizes = np.geomspace(*self.shots, PRIOR_STRENGTH_SIZES).round().astype(int)
+        pooled = PooledEmpiricalBayes.fit(self.structure, train, val,
+                                          np.unique(np.minimum(sizes, val.shape[1] // 2)).tolist())
+        self._initialise_prior(pooled.concentration * pooled.frequencies)
+
     def _split(self, codes: np.ndarray) -> Split:
         parameter = next(self.model.parameters())
         return split_from_codes(self.structure, self.layout, codes, parameter.dtype).to(parameter.device)
