@@ -11,6 +11,7 @@ from .bayesnet import BayesNetFamily, batch_from_dataframes
 from .cards import FAMILIES, Card, FamilySection, available_cards, load_card, load_family
 from .compositional import CompositionalFamily
 from .dataframe import ColumnCoding, DataFrameFamily
+from .functions import FunctionsFamily
 from .gaussian import GaussianNetFamily
 from .graph_subtasks import GraphSubtasksFamily
 from .sinusoid import SinusoidFamily
@@ -18,7 +19,7 @@ from .sinusoid import SinusoidFamily
 __all__ = [
     "ARML2DFamily",
     "BayesNetFamily", "CPDTable", "Card", "ColumnCoding", "CompositionalFamily", "DataFrameFamily", "FAMILIES",
-    "FamilySection", "GaussianNetFamily",
+    "FamilySection", "FunctionsFamily", "GaussianNetFamily",
     "GraphSubtasksFamily", "SPLITS", "SinusoidFamily", "TaskFamily", "available_cards", "batch_from_dataframes",
     "load_card", "load_family",
 ]

@@ -63,6 +63,10 @@ class TaskFamily(ABC):
         self.seed = seed
         self.layout = ColumnLayout(graph)
         self._next_seed = dict.fromkeys(SPLITS, 0)
+        self._observable = torch.tensor([self.graph.subtask(name).observed for name in self.graph.names])
+        self._latent_values = torch.zeros(self.layout.value_width, dtype=torch.bool)  # the latent nodes' columns
+        for name in self.graph.latent:
+            self._latent_values[self.layout.value_slices[name]] = True
 
     @property
     def config(self) -> dict[str, Any]:
@@ -75,6 +79,17 @@ class TaskFamily(ABC):
         of fixed sizes (a table): an evaluation then takes every task of the split and every row
         of each; ``None`` (here) where every task is drawn anew with as many examples as asked."""
         return None
+
+    def hide_latent(self, split: Split) -> Split:
+        """``split`` with the latent nodes of ``graph`` hidden: their value columns 0 and never observed.
+
+        ``draw_examples`` draws a latent node's values like any other's, since its children read
+        them, and hides them only here, so a learner is given the observed nodes' labels alone.
+        """
+        if self._observable.all():
+            return split
+        return Split(split.features, torch.where(self._latent_values, 0.0, split.values),
+                     split.observed & self._observable, split.graphs)
 
     @abstractmethod
     def draw_params(self, num_tasks: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, check_keys, closest
 from ..validation import check_arguments, load_yaml
-from . import arml, bayesnet, compositional, gaussian, graph_subtasks, sinusoid  # noqa: F401 -- each registers its family
+from . import arml, bayesnet, compositional, functions, gaussian, graph_subtasks, sinusoid  # noqa: F401 -- each registers its family
 from .base import FAMILIES, TaskFamily
 from .dataframe import DataFrameFamily, absolute_path
 

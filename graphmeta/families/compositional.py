@@ -96,7 +96,6 @@ class CompositionalFamily(TaskFamily):
         self.mixing = rng.standard_normal((*slots.shape, self.latent_dim)) / np.sqrt(self.latent_dim) * slots[..., None]
         self._scale = 1.0 / np.sqrt(self.in_dim + present.sum(1))  # 1 / sqrt(D_i)
         self._levels = [(_contiguous(nodes), parent_index[nodes]) for nodes in level_indices(graph)]
-        self._hidden = np.array(sorted(hidden), dtype=np.int64)
 
     def supervised(self) -> CompositionalFamily:
         """This family with every node observed: the same structure, tasks and draws (same seed),
@@ -123,10 +122,7 @@ class CompositionalFamily(TaskFamily):
                 pre = pre + y[parents[:, slot]] * weights[nodes, self.in_dim + slot]
             y[nodes] += np.sin(pre)
         features = x.transpose(2, 3, 0, 1).reshape(num_tasks, rows, -1)
-        y[self._hidden] = 0.0  # drawn (their children read them), then hidden
-        split = observed_split(features, y.transpose(1, 2, 0), num_nodes)
-        split.observed[..., self._hidden] = False
-        return split
+        return self.hide_latent(observed_split(features, y.transpose(1, 2, 0), num_nodes))
 
 
 def _structure(structure: str, num_nodes: int, max_parents: int, branching: int,
