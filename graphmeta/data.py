@@ -63,7 +63,11 @@ class Split:
     _derived: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def derived(self, key: Hashable, compute: Callable[[], Derived]) -> Derived:
-        """``compute()`` the first time ``key`` is asked of this split, the same result after."""
+        """``compute()`` the first time ``key`` is asked of this split, the same result after. Under
+        ``torch.compile`` it is computed where asked, not kept: the captured graph computes it once
+        anyway, and a kept tensor computed inside ``torch.func.grad`` would leak out of it."""
+        if torch.compiler.is_compiling():
+            return compute()
         if key not in self._derived:
             self._derived[key] = compute()
         return self._derived[key]

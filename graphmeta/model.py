@@ -30,7 +30,7 @@ The model composes these three; it knows no algorithm and no learner type by nam
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Annotated, Any
 
 import torch
@@ -133,9 +133,41 @@ class GraphMetaLearner(nn.Module):
         inputs, against which :meth:`adapt` judges a task's (:mod:`graphmeta.adapt.input_shift`)."""
         self.check_graph(batch.graph)
         batch = self._on_device(batch)
+        self._check_packing(batch.support)
+        return self._engine("meta_loss")(batch, metrics)
+
+    def compile(self, *args: Any, adapt: bool = True, **kwargs: Any) -> None:
+        """Compile the engine with ``torch.compile(..., *args, **kwargs)`` (e.g. ``mode="reduce-overhead"``
+        on CUDA): from the next call, :meth:`meta_loss` (so calling the module) and, with ``adapt``,
+        :meth:`adapt` run it compiled, the inner loop in the form the compiler captures
+        (:mod:`graphmeta.adapt.inner_loop`), with the same values and meta-gradients. The checks of
+        the data stay in Python. The first call of each shape compiles (seconds to minutes); a new
+        support or batch size, or another number of adaptation steps, compiles once more (from the
+        second size on, PyTorch compiles the sizes dynamically, so later ones reuse it).
+        :meth:`eager` goes back."""
+        engines: dict[str, Callable[..., Any]] = {"meta_loss": self._meta_loss_engine}
+        if adapt:
+            engines["adapted_weights"] = self._adapted_weights_engine
+        self._compiled = {name: torch.compile(engine, *args, **kwargs) for name, engine in engines.items()}
+
+    def eager(self) -> None:
+        """Run eagerly again after :meth:`compile`."""
+        self.__dict__.pop("_compiled", None)
+
+    @property
+    def is_compiled(self) -> bool:
+        """Whether :meth:`meta_loss` runs compiled (:meth:`compile`)."""
+        return "meta_loss" in self.__dict__.get("_compiled", {})
+
+    def _engine(self, name: str) -> Callable[..., Any]:
+        """The engine ``name`` (``"meta_loss"`` or ``"adapted_weights"``): compiled after :meth:`compile`."""
+        compiled = self.__dict__.get("_compiled", {})
+        return compiled[name] if name in compiled else getattr(self, f"_{name}_engine")
+
+    def _meta_loss_engine(self, batch: TaskBatch, metrics: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """:meth:`meta_loss` on a checked ``batch`` on the model's device."""
         if self.training:  # what adaptation will be judged against (graphmeta.adapt.input_shift)
-            self.input_statistics.update(batch.support)
-            self.input_statistics.update(batch.query)
+            self.input_statistics.update(batch.support, batch.query)
         second_order = self.algorithm.second_order and self.training
         adaptation = self._adapt(batch.support, self.inner_steps, create_graph=second_order,
                                  track_meta_gradient=True)
@@ -187,9 +219,13 @@ class GraphMetaLearner(nn.Module):
         split = self._support_split(support)
         self.input_statistics.warn_if_shifted(split, stacklevel=3)
         steps = self.inner_steps if steps is None else steps
-        adaptation = self._adapt(split, steps, create_graph=False, track_meta_gradient=False)
-        return AdaptedGraph(self.graph, self.banks, [{name: w.detach() for name, w in dense_weights(weights).items()}
-                                                     for weights in self._composed(adaptation.final)])
+        return AdaptedGraph(self.graph, self.banks, self._engine("adapted_weights")(split, steps))
+
+    def _adapted_weights_engine(self, support: Split, steps: int) -> list[dict[str, torch.Tensor]]:
+        """The dense weights every bank computes with after adapting to a checked ``support``."""
+        adaptation = self._adapt(support, steps, create_graph=False, track_meta_gradient=False)
+        return [{name: w.detach() for name, w in dense_weights(weights).items()}
+                for weights in self._composed(adaptation.final)]
 
     def fit_from_scratch(self, support: TaskBatch | Split | Mapping[str, Any], steps: int = 100,
                          lr: float = 0.01, seed: int = 0) -> AdaptedGraph:
@@ -248,8 +284,7 @@ class GraphMetaLearner(nn.Module):
         """The inner loop, then message passing. Where theta takes its meta-gradient from the
         algorithm's own rule (Reptile) or none is tracked, message passing reads the updates
         and statistics as constants."""
-        self._check_packing(support)
-        if support.values.device.type == "cpu":
+        if support.values.device.type == "cpu" and not torch.compiler.is_compiling():
             reuse_large_allocations_once()
         initial = [self.algorithm.initial(b, bank, support.num_tasks) for b, bank in enumerate(self.banks)]
         plain, support_loss, every_step = inner_loop(
@@ -276,7 +311,7 @@ class GraphMetaLearner(nn.Module):
     def _check_packing(self, split: Split) -> None:
         """A split packed for another graph would index out of range deep in a bank: name it here."""
         width = self.banks[0].layout.value_width
-        if split.observed.shape[-1] != len(self.graph) or split.values.shape[-1] != width:
+        if split.observed.shape[-1] != len(self.graph.names) or split.values.shape[-1] != width:
             raise DataError(f"the data were packed for another task graph ({split.observed.shape[-1]} nodes, "
                             f"{split.values.shape[-1]} value columns) than this model's {self.graph!r} "
                             f"({len(self.graph)} nodes, {width} value columns): build the batch with the "
@@ -291,7 +326,9 @@ class GraphMetaLearner(nn.Module):
         if not isinstance(support, Split):
             raise DataError(f"support must be a TaskBatch, a Split or a {{node: (x, y)}} mapping, "
                             f"got {type(support).__name__}")
-        return self._on_device(support)
+        split: Split = self._on_device(support)
+        self._check_packing(split)
+        return split
 
     def _on_device(self, data: Any) -> Any:
         parameter = next(self.parameters())

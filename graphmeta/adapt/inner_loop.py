@@ -24,6 +24,15 @@ A step never raises a (task, node)'s support loss: the :mod:`.support_guard` rea
 loss (the next step computes it anyway, the last one takes one more forward pass) and keeps the
 previous weights, with half the step to try next, for the pairs whose loss went up or stopped
 being finite; with ``guarded=False`` (to see what it prevents) every step is taken as it is.
+
+**Under** ``torch.compile`` (``model.compile()``; :func:`torch.compiler.is_compiling`) the loop
+takes the same steps in the form the compiler captures: dense fast weights, and each step's
+gradient from :func:`torch.func.grad` of the summed support loss as a function of the adapting
+weights, instead of ``torch.autograd.grad`` over taps (AOTAutograd cannot differentiate a graph
+that calls ``autograd.grad(create_graph=True)``, and would silently drop the second-order term
+where it ran). ``torch.func.grad`` returns the gradient as a differentiable function of the
+weights, so the outer backward through it is second order; a first-order algorithm detaches it.
+Values and meta-gradients equal the eager loop's to rounding.
 """
 
 from __future__ import annotations
@@ -35,9 +44,9 @@ import torch
 from ..data import Split
 from ..learners.banks.bank import Weights
 from ..learners.banks.bank_set import BankSet
-from ..learners.banks.low_rank import LowRankWeight, OuterProducts
+from ..learners.banks.low_rank import LowRankWeight, OuterProducts, dense_weights
 from .algorithms.base import Algorithm
-from .support_guard import SupportGuard
+from .support_guard import Gradients, SupportGuard
 
 
 def inner_loop(banks: BankSet, algorithm: Algorithm, fast: list[Weights], support: Split, steps: int,
@@ -54,33 +63,19 @@ def inner_loop(banks: BankSet, algorithm: Algorithm, fast: list[Weights], suppor
     """
     solved = [algorithm.solves(bank) for bank in banks]
     adapting = [() if closed else algorithm.adapting_names(bank) for bank, closed in zip(banks, solved)]
-    guard = SupportGuard([bool(names) for names in adapting]) if guarded else None
+    compiling = torch.compiler.is_compiling()
+    if compiling:  # the compiler's form (module docstring): dense weights, gradients from torch.func
+        fast = [dense_weights(weights) for weights in fast]
+    gradients = _functional_gradients if compiling else _tapped_gradients
+    guard = SupportGuard([bool(names) for names in adapting], reads_host=not compiling) if guarded else None
     initial_loss, every_step = None, []
     for step in range(steps):
         if not track_meta_gradient:
-            fast = [_detached(weights, names) for weights, names in zip(fast, adapting)]
+            fast = [_detached(weights, () if compiling else names) for weights, names in zip(fast, adapting)]
         with torch.enable_grad():
-            composed = [algorithm.compose(b, weights) for b, weights in enumerate(fast)]
-            # the bank taps the weights it computes with as they are; the others (e.g. a context that
-            # compose turns into a bias) are differentiated where they are
-            tapped = [[name for name in names if name in used and used[name] is weights[name]]
-                      for names, used, weights in zip(adapting, composed, fast)]
-            direct = [[name for name in names if name not in bank_tapped]
-                      for names, bank_tapped in zip(adapting, tapped)]
-            loss, taps = banks.support_losses(composed, support, tapped)
-            tensors = [t for bank_taps in taps for t in bank_taps.tensors]
-            tensors += [fast[b][name] for b, names in enumerate(direct) for name in names]
-            grads = list(torch.autograd.grad(loss.sum(), tensors, create_graph=create_graph)) if tensors else []
+            loss, by_bank = gradients(banks, algorithm, fast, adapting, support, create_graph)
         if initial_loss is None:
             initial_loss = loss if create_graph else loss.detach()
-        by_bank = []
-        for bank_taps in taps:
-            count = len(bank_taps.tensors)
-            by_bank.append(bank_taps.gradients(grads[:count]))
-            grads = grads[count:]
-        for b, names in enumerate(direct):
-            by_bank[b].update(zip(names, grads[:len(names)]))
-            grads = grads[len(names):]
         if guard is not None:
             fast, by_bank = guard.review(fast, by_bank, _bank_losses(banks, guard, loss))
         if keep_steps and step:
@@ -98,6 +93,51 @@ def inner_loop(banks: BankSet, algorithm: Algorithm, fast: list[Weights], suppor
     if keep_steps and steps:
         every_step.append(fast)
     return fast, initial_loss, every_step
+
+
+def _tapped_gradients(banks: BankSet, algorithm: Algorithm, fast: list[Weights], adapting: list[tuple[str, ...]],
+                      support: Split, create_graph: bool) -> tuple[torch.Tensor, list[Gradients]]:
+    """The support losses ``[T, N]`` and, per bank, the gradients of its ``adapting`` weights, from
+    ONE ``torch.autograd.grad`` over the banks' taps (a low-rank weight's gradient read at its
+    layer's pre-activations) and the weights no bank taps."""
+    composed = [algorithm.compose(b, weights) for b, weights in enumerate(fast)]
+    # the bank taps the weights it computes with as they are; the others (e.g. a context that
+    # compose turns into a bias) are differentiated where they are
+    tapped = [[name for name in names if name in used and used[name] is weights[name]]
+              for names, used, weights in zip(adapting, composed, fast)]
+    direct = [[name for name in names if name not in bank_tapped] for names, bank_tapped in zip(adapting, tapped)]
+    loss, taps = banks.support_losses(composed, support, tapped)
+    tensors = [t for bank_taps in taps for t in bank_taps.tensors]
+    tensors += [fast[b][name] for b, names in enumerate(direct) for name in names]
+    grads = list(torch.autograd.grad(loss.sum(), tensors, create_graph=create_graph)) if tensors else []
+    by_bank = []
+    for bank_taps in taps:
+        count = len(bank_taps.tensors)
+        by_bank.append(bank_taps.gradients(grads[:count]))
+        grads = grads[count:]
+    for b, names in enumerate(direct):
+        by_bank[b].update(zip(names, grads[:len(names)]))
+        grads = grads[len(names):]
+    return loss, by_bank
+
+
+def _functional_gradients(banks: BankSet, algorithm: Algorithm, fast: list[Weights],
+                          adapting: list[tuple[str, ...]], support: Split, create_graph: bool
+                          ) -> tuple[torch.Tensor, list[Gradients]]:
+    """What :func:`_tapped_gradients` returns, in the form ``torch.compile`` captures:
+    :func:`torch.func.grad` of ``sum_{t, n} L_support(t, n)`` as a function of the dense adapting
+    weights (differentiable in them, so second order unless ``create_graph`` is off)."""
+
+    def summed_loss(adapted: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        weights = [{**bank_weights, **bank_adapted} for bank_weights, bank_adapted in zip(fast, adapted)]
+        loss, _ = banks.losses([algorithm.compose(b, w) for b, w in enumerate(weights)], support)
+        return loss.sum(), loss
+
+    adapted = [{name: fast[b][name] for name in names} for b, names in enumerate(adapting)]
+    grads, loss = torch.func.grad(summed_loss, has_aux=True)(adapted)
+    if not create_graph:
+        grads = [{name: grad.detach() for name, grad in bank_grads.items()} for bank_grads in grads]
+    return loss, grads
 
 
 def _bank_losses(banks: BankSet, guard: SupportGuard, loss: torch.Tensor) -> list[torch.Tensor | None]:

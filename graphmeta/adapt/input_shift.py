@@ -71,9 +71,10 @@ class InputStatistics(nn.Module):
             self.register_buffer(name, torch.zeros(len(columns)))
 
     @torch.no_grad()
-    def update(self, split: Split) -> None:
-        """Merge the rows of ``split`` into the statistics."""
-        x, present = self._columns(split)
+    def update(self, *splits: Split) -> None:
+        """Merge the rows of ``splits`` (of the same tasks) into the statistics, as one batch."""
+        columns = [self._columns(split) for split in splits]
+        x, present = torch.cat([c[0] for c in columns], dim=1), torch.cat([c[1] for c in columns], dim=1)
         count = present.sum((0, 1))
         mean = x.sum((0, 1)) / count.clamp(min=1)
         squared = (torch.where(present > 0, x - mean, 0.0) ** 2).sum((0, 1))

@@ -59,6 +59,8 @@ numbers per edge and task whatever its weights.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -86,11 +88,12 @@ class DirectedMessageRound(nn.Module):
         for layer in (self.self_weight, self.down, self.up, self.graph_level):
             layer.reset_parameters()
 
-    def forward(self, hidden: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
-        """``hidden [N, T, C]`` (node-major); ``means [2N, N]`` the sparse ``[A_pa; A_ch]`` (see module)."""
+    def forward(self, hidden: torch.Tensor, means: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``hidden [N, T, C]`` (node-major); ``means`` maps states ``H [N, T C]`` to ``[A_pa; A_ch] H``
+        (see module)."""
         N, T, C = hidden.shape
         rows = hidden.reshape(N * T, C)
-        from_parents, from_children = torch.sparse.mm(means, hidden.reshape(N, T * C)).view(2, N * T, C)
+        from_parents, from_children = means(hidden.reshape(N, T * C)).view(2, N * T, C)
         # per task: S's bias plus G times the mean over the task's nodes
         readout = torch.addmm(self.self_weight.bias, hidden.mean(0), self.graph_level.weight.t())
         local = torch.addmm(torch.addmm(rows.mm(self.self_weight.weight.t()), from_parents, self.down.weight.t()),
@@ -147,6 +150,18 @@ class ParameterMessagePassing(nn.Module):
         return torch.sparse_coo_tensor(self.means_index, self.means_weight.to(dtype),
                                        (2 * self.num_nodes, self.num_nodes), is_coalesced=True, check_invariants=False)
 
+    def neighbour_means(self, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``H -> [A_pa; A_ch] H`` for node states ``H [N, T C]`` in ``dtype``: one sparse product;
+        under ``torch.compile``, which does not capture sparse tensors, the same sums as one gather
+        and one ``index_add``."""
+        if not torch.compiler.is_compiling():
+            matrix = self.means(dtype)
+            return lambda states: torch.sparse.mm(matrix, states)
+        rows, columns = self.means_index
+        weight = self.means_weight.to(dtype)[:, None]
+        return lambda states: states.new_zeros(2 * self.num_nodes, states.shape[1]).index_add_(
+            0, rows, states.index_select(0, columns) * weight)
+
     def forward(self, initial: list[Weights], plain: list[Weights], statistics: torch.Tensor) -> list[Weights]:
         """The adapted weights of every bank with their heads corrected (see the module docstring).
 
@@ -159,7 +174,7 @@ class ParameterMessagePassing(nn.Module):
                    for b, encoder in enumerate(self.encoders)]
         hidden = encoded[0] if self.in_graph_order else torch.cat(encoded).index_select(0, self.to_graph_order)
         hidden = hidden + self.node_embedding[:, None]
-        means = self.means(hidden.dtype)
+        means = self.neighbour_means(hidden.dtype)
         for round_ in self.rounds:
             hidden = round_(hidden, means)
         corrected = []

@@ -34,6 +34,12 @@ through infinite derivatives, and the meta-gradient turns NaN there, as the loss
 without the guard; the outer step skips a non-finite gradient.)
 
 Closed-form banks (a conjugate posterior, ALPaCA's head) are exact and not guarded.
+
+**Host reads.** Which banks refused anything is read on the host, once per review, so a bank where
+every pair accepted keeps the proposal's tensors as they are. Under ``torch.compile``
+(``reads_host=False``), where such a read would break the captured graph, every guarded bank
+takes the ``torch.where`` selection and the shrink: the same values, and on accepted pairs the
+same gradients.
 """
 
 from __future__ import annotations
@@ -52,9 +58,11 @@ Gradients = Mapping[str, torch.Tensor | OuterProducts]
 @dataclass
 class SupportGuard:
     """The guard's state over the banks of one inner loop; ``guarded[b]``: bank ``b`` takes
-    gradient steps. :meth:`review` every loss of proposed weights, in order."""
+    gradient steps. :meth:`review` every loss of proposed weights, in order. ``reads_host=False``:
+    never read a tensor on the host (module docstring)."""
 
     guarded: Sequence[bool]
+    reads_host: bool = True
     kept: list[Weights] = field(default_factory=list)
     kept_gradients: list[Gradients] = field(default_factory=list)
     kept_loss: list[torch.Tensor | None] = field(default_factory=list)
@@ -74,7 +82,10 @@ class SupportGuard:
         accepted = [None if loss is None else _no_worse(loss.detach(), kept)
                     for loss, kept in zip(losses, self.kept_loss)]
         refusals = [~mask.all() for mask in accepted if mask is not None]
-        refused = iter(torch.stack(refusals).tolist() if refusals else [])  # one host sync per review
+        if not self.reads_host:
+            refused = iter([True] * len(refusals))
+        else:
+            refused = iter(torch.stack(refusals).tolist() if refusals else [])  # one host sync per review
         weights, steps = list(proposed), None if gradients is None else list(gradients)
         for b, mask in enumerate(accepted):
             if mask is None:

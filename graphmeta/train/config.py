@@ -129,6 +129,9 @@ class TrainConfig(CheckedSection):
             idle now. One thread by default: graphmeta's many small batched ops gain little from
             more, a machine shared with other jobs can make threads wait a hundredfold, and a
             fixed count keeps resumed runs bit-identical (see :mod:`.device`).
+        compile: run the meta-step through ``torch.compile`` (``model.compile()``): ``true``, ``false``, or
+            ``auto``, which times eager and compiled steps in a long run and keeps the faster (see
+            :mod:`.compilation`).
         progress: show a progress bar.
         on_nonfinite: on a non-finite loss or gradient, ``stop`` with a TrainingError or ``skip`` the step.
     """
@@ -155,6 +158,7 @@ class TrainConfig(CheckedSection):
     device: str | None = None
     backend: Annotated[str, OneOf(BACKENDS)] = "auto"
     threads: PositiveInt | Annotated[str, OneOf(("auto",))] = 1
+    compile: bool | Annotated[str, OneOf(("auto",))] = "auto"
     progress: bool = True
     on_nonfinite: Annotated[str, OneOf(NONFINITE_POLICIES)] = "stop"
     # experiment trackers besides metrics.jsonl (graphmeta.train.loggers); null: TensorBoard when installed

@@ -56,6 +56,7 @@ unit's agreement (during its checkpoint, say) is acted on after the next unit, i
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -64,6 +65,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DistributionShiftWarning, TrainingError
 from ..model import GraphMetaLearner
+from .compilation import RunCompilation
 from .config import EvaluateConfig, TrainConfig
 from .device import thread_count
 from .distributed import RankZeroCheckpoints, Replica
@@ -104,6 +106,8 @@ class RunLoop(RunState):
         self._replica: Replica | None = None
         self._details: dict[str, Any] = {}
         self._postfix: dict[str, str] = {}
+        #: Whether the run compiles its model (:mod:`.compilation`); set when ``fit`` starts.
+        self.compilation: RunCompilation | None = None
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(run={str(self.run.path)!r}, {self.unit}={self.step}/{self.total_units()}, "
@@ -177,6 +181,9 @@ class RunLoop(RunState):
         if self._replica is None:
             self._replica = self.parallel.replicate(self.model)
         state, total = self.loop_state, self.total_units()
+        if self.compilation is None:
+            self.compilation = RunCompilation(self.model, self.config.compile, self.parallel.world_size)
+            self.compilation.start()
         bar = tqdm(total=total, initial=state.step, desc=self.run.path.name, unit=self.unit,
                    disable=not (self.config.progress and self.parallel.is_writer), dynamic_ncols=True)
         state.start_clock()
@@ -184,8 +191,10 @@ class RunLoop(RunState):
             if self.validates and state.checkpointed_step is None:  # a new run's start is a candidate too
                 self._validate(bar)
             while state.step < total and not self._ending():
+                started = time.perf_counter()
                 metrics, self._details = self.run_unit()
                 state.step += 1
+                self.compilation.after_step(time.perf_counter() - started, total - state.step)
                 bar.update()
                 state.window.add(metrics)
                 self._ask_hooks("after_step", StepEvent(state.step, total, self.unit, metrics, self))

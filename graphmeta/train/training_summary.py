@@ -26,7 +26,8 @@ def write_training_summary(learner: Any) -> tuple[dict[str, Any], dict[str, torc
     summary: dict[str, Any] = {"status": status, **({"stop_reason": reason} if reason else {}),
                                **learner.summary_fields(), "updates": state.updates,
                                "skipped_updates": state.skipped_updates, "wall_time_s": round(learner.elapsed_s, 2),
-                               "world_size": learner.parallel.world_size}
+                               "world_size": learner.parallel.world_size,
+                               **({"compile": learner.compilation.record()} if learner.compilation else {})}
     checkpoints = {"last": str(run.last)}
     if learner.validates:
         summary.update(best_step=state.best_step, best_val_loss=state.best_loss)

@@ -111,10 +111,10 @@ def test_mamlpp_anneals_its_multi_step_loss_to_the_last_step():
     model = build(graph, "mamlpp", message_passing=True)
     algorithm = model.algorithm
     assert isinstance(algorithm, MAMLPlusPlus)
-    torch.testing.assert_close(algorithm.importances(4), torch.full((4,), 0.25))
+    torch.testing.assert_close(algorithm.importances(4), torch.full((4,), 0.25, dtype=torch.float64))  # the model's dtype
     algorithm.set_progress(1.0)
     annealed = algorithm.importances(4)
-    torch.testing.assert_close(annealed, torch.tensor([0.0075, 0.0075, 0.0075, 0.9775]))
+    torch.testing.assert_close(annealed, torch.tensor([0.0075, 0.0075, 0.0075, 0.9775], dtype=torch.float64))
     support, query = task_data(graph, 3, 4, 1), task_data(graph, 3, 4, 2)
     batch = gm.TaskBatch.from_tensors(graph, support, query)
     losses = []

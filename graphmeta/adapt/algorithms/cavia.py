@@ -58,7 +58,9 @@ class CAVIA(Algorithm):
         if str(index) not in self.projections:
             return fast
         projection = self.projections[str(index)]
-        context = projection.new_zeros(num_tasks, len(bank), self.context_dim).requires_grad_()
+        context = projection.new_zeros(num_tasks, len(bank), self.context_dim)
+        if not torch.compiler.is_compiling():  # the eager loop differentiates it; torch.func.grad needs no flag
+            context.requires_grad_()
         return {**fast, "context": context}
 
     def compose(self, index: int, fast: Weights) -> Weights:

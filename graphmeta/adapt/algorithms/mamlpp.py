@@ -70,18 +70,17 @@ class MAMLPlusPlus(Algorithm):
 
     def importances(self, steps: int) -> torch.Tensor:
         """``v [S]``: uniform at progress 0, the last step alone (up to the floors) once annealed."""
-        done = float(self.progress) / ANNEAL_FRACTION
-        floor = FLOOR / steps
-        earlier = max(1.0 / steps * (1 - done), floor)
-        weights = torch.full((steps,), earlier)
-        weights[-1] = 1.0 - earlier * (steps - 1) if steps > 1 else 1.0
-        return weights
+        if steps == 1:
+            return torch.ones_like(self.progress).reshape(1)
+        done = self.progress / ANNEAL_FRACTION  # tensors throughout, which torch.compile captures
+        earlier = (1.0 / steps * (1 - done)).clamp(min=FLOOR / steps)
+        return torch.cat([earlier.expand(steps - 1), (1.0 - earlier * (steps - 1)).reshape(1)])
 
     def outer_loss(self, query_loss: torch.Tensor, adaptation: Adaptation,
                    query_loss_of: Callable[[Sequence[Weights]], torch.Tensor]) -> torch.Tensor:
         steps = len(adaptation.steps)
         if steps < 2:
             return query_loss
-        importances = self.importances(steps).tolist()
+        importances = self.importances(steps)
         earlier = sum(v * query_loss_of(fast) for v, fast in zip(importances, adaptation.steps[:-1]))
         return earlier + importances[-1] * query_loss

@@ -244,7 +244,9 @@ class LearnerBank(nn.Module):
         weight = self.shot_weights(split, nodes, outputs.dtype)
         output_mask = self.output_mask if nodes is None else self.output_mask[nodes]
         is_classification = self.is_classification if nodes is None else self.is_classification[nodes]
-        kinds = self.kinds if nodes is None else (not bool(is_classification.all()), bool(is_classification.any()))
+        # the rows' own kinds, read from a buffer; under torch.compile, which cannot read one, the bank's (a superset)
+        kinds = self.kinds if nodes is None or torch.compiler.is_compiling() else (
+            not bool(is_classification.all()), bool(is_classification.any()))
         loss = self.weighted_losses(outputs, targets, weight, output_mask, is_classification, kinds)
         if not accuracy:
             return loss, None

@@ -139,7 +139,8 @@ class BankSet(nn.Module):
             return split, []
         fed: list[list] = [[] for _ in self]
         device = split.values.device
-        row_weights = {b: iter(bank.row_weights(fast[b], self.latent_rows[b].to(device), self.latent_sizes[b]))
+        # per bank, its latent rows' weights level by level, each level taking the first left
+        row_weights = {b: bank.row_weights(fast[b], self.latent_rows[b].to(device), self.latent_sizes[b])
                        for b, bank in enumerate(self) if bank.taps_fed_outputs and self.latent_sizes[b]}
         values = split.values
         for level in self.latent_levels:
@@ -147,7 +148,7 @@ class BankSet(nn.Module):
             for b, rows, output_columns, value_columns in level:
                 rows, output_columns, value_columns = (t.to(device) for t in (rows, output_columns, value_columns))
                 if b in row_weights:
-                    outputs, taps = self.banks[b].fed_forward(next(row_weights[b]), current, rows,
+                    outputs, taps = self.banks[b].fed_forward(row_weights[b].pop(0), current, rows,
                                                               () if names is None else names[b])  # [T, R, K, D]
                     if names is not None:
                         fed[b].append(taps)

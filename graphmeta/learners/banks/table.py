@@ -202,7 +202,11 @@ class TableBank(LearnerBank):
         value the nodes read is 0/1 (a one-hot, or all zeros for a missing value, whose shot the
         example mask drops); ``None`` when some parent value is a probability, which needs the
         mixture. The row is :math:`u = \sum_j s_j \prod_{i > j} c_i`, the parents' one-hots times
-        their place values: one product ``[T, K, parent columns] @ [parent columns, N_b']``."""
+        their place values: one product ``[T, K, parent columns] @ [parent columns, N_b']``. Under
+        ``torch.compile`` always ``None``: which case holds is read from the data, which a captured
+        graph cannot branch on, and the mixture of one-hot parents is the same row's value."""
+        if torch.compiler.is_compiling():
+            return None
         if nodes is None:
             return split.derived((self, "rows"), lambda: self._read_rows(split, None))
         return self._read_rows(split, nodes)

@@ -1,0 +1,104 @@
+"""The compiled engine (``model.compile()``) against the eager one: the same meta-loss, meta-gradients
+and adapted weights, second order where the algorithm is. Compiling takes tens of seconds per
+model here, so the default run compiles a few models and ``--slow`` every algorithm with and
+without message passing. ``aot_eager`` runs AOTAutograd, where double backward is lost, without
+inductor's code generation; one test compiles with inductor, PyTorch's default."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+import graphmeta as gm
+from graphmeta.adapt.algorithms import ALGORITHMS
+from graphmeta.testing.meta_gradients import assert_meta_gradients_close, meta_gradient
+from tests.test_latent import latent_data, latent_graph
+from tests.test_model import task_data
+from tests.test_reference import build, every_learner_graph
+
+#: Compiled by the default run (its meta-step; adapt compiles in the other tests): a second-order
+#: algorithm over every learner, with message passing.
+DEFAULT_RUN = {("maml", True)}
+
+
+@pytest.fixture(autouse=True)
+def fresh_compiler():
+    """Every test compiles afresh: PyTorch keeps at most ``cache_size_limit`` compiled versions of one
+    function (here the engine, shared by every model) and past them runs it eagerly, silently."""
+    torch._dynamo.reset()
+    counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
+def eager_and_compiled(algorithm: str, message_passing: bool, backend: str = "aot_eager",
+                       graph: gm.TaskGraph | None = None, adapt_steps: int = 3, data=task_data,
+                       compile_adapt: bool = True):
+    """The meta-loss, its meta-gradient and the weights adapted in ``adapt_steps`` steps, of one
+    float32 model run eagerly and of a copy run compiled (its ``adapt`` too with ``compile_adapt``),
+    on the same batch."""
+    graph = graph or every_learner_graph(conjugate=algorithm != "reptile")
+    eager = build(graph, algorithm, message_passing).float()
+    compiled = copy.deepcopy(eager)
+    compiled.compile(backend=backend, adapt=compile_adapt)
+    T, K = 3, 4
+    batch = gm.TaskBatch.from_tensors(graph, data(graph, T, K, 1), data(graph, T, K, 2))
+    results = []
+    for model in (eager, compiled):
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        loss, _ = model.meta_loss(batch, metrics=False)
+        results.append((meta_gradient(loss, parameters), model.adapt(batch, steps=adapt_steps)))
+    # both engines were captured whole, so nothing of them ran eagerly
+    assert counters["stats"]["unique_graphs"] == 1 + compile_adapt and not counters["graph_break"], \
+        dict(counters["graph_break"])
+    return results
+
+
+def assert_compiled_equals_eager(algorithm: str, message_passing: bool, **options) -> None:
+    (eager, eager_adapted), (compiled, compiled_adapted) = eager_and_compiled(algorithm, message_passing, **options)
+    torch.testing.assert_close(compiled.loss, eager.loss, rtol=1e-5, atol=1e-6)
+    assert_meta_gradients_close(compiled, eager, rtol=1e-5, atol=1e-5)
+    for eager_weights, compiled_weights in zip(eager_adapted.fast, compiled_adapted.fast, strict=True):
+        for name, weight in eager_weights.items():
+            torch.testing.assert_close(compiled_weights[name], weight, rtol=1e-5, atol=1e-5,
+                                       msg=lambda m, name=name: f"adapted {name}: {m}")
+
+
+@pytest.mark.parametrize("message_passing", [False, True])
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+def test_compiled_equals_eager(algorithm, message_passing, request):
+    """Every learner (MLP, GNN, Table, Linear; regression and classification) in one graph."""
+    slow = request.config.getoption("--slow")
+    if (algorithm, message_passing) not in DEFAULT_RUN and not slow:
+        pytest.skip("compiles for tens of seconds: runs with --slow")
+    assert_compiled_equals_eager(algorithm, message_passing, compile_adapt=slow)  # adapt: the other tests
+
+
+def test_compiled_meta_gradient_is_second_order():
+    """The known trap: AOTAutograd over ``autograd.grad(create_graph=True)`` returns the first-order
+    gradient. Compiled MAML's meta-gradient equals eager MAML's and differs from first-order MAML's
+    on the same weights."""
+    graph = gm.TaskGraph().add_subtask("y", in_dim=1, learner=gm.MLP(hidden=(8,), activation="tanh"))
+    (eager, _), (compiled, _) = eager_and_compiled("maml", False, graph=graph)
+    first_order = build(graph, "fomaml", False).float()
+    batch = gm.TaskBatch.from_tensors(graph, task_data(graph, 3, 4, 1), task_data(graph, 3, 4, 2))
+    loss, _ = first_order.meta_loss(batch, metrics=False)
+    fomaml = meta_gradient(loss, [p for p in first_order.parameters() if p.requires_grad])
+    assert_meta_gradients_close(compiled, eager, rtol=1e-5, atol=1e-6)
+    differences = [float((a - b).abs().max()) for a, b in zip(compiled.grads, fomaml.grads) if a is not None]
+    assert max(differences) > 1e-3
+
+
+def test_inductor_compiled_equals_eager():
+    """PyTorch's default backend, as ``model.compile()`` uses it, on a sinusoid-sized MLP."""
+    graph = gm.TaskGraph().add_subtask("y", in_dim=1, learner=gm.MLP(hidden=(40, 40)))
+    assert_compiled_equals_eager("maml", False, backend="inductor", graph=graph)
+
+
+@pytest.mark.slow
+def test_compiled_equals_eager_with_latent_nodes():
+    """Latent nodes filled level by level inside the compiled step."""
+    assert_compiled_equals_eager("maml", True, graph=latent_graph(), data=latent_data)
