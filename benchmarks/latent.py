@@ -186,7 +186,8 @@ def relative_lines(scores: dict[str, torch.Tensor], targets: bool) -> list[str]:
     """The graph's mean sink MSE against the monolithic and the fully supervised learner's; with
     ``targets``, whether it meets those of compositional-dag-latent (30% below monolithic, within 1.5x)."""
     graph, mono, full = (mean_interval(scores[label])[0] for label in LABELS)
-    lines = [f"- graph vs monolithic: {100 * (1 - graph / mono):+.1f}% lower",
+    change = 100 * abs(1 - graph / mono)
+    lines = [f"- graph vs monolithic: {graph / mono:.2f}x ({change:.1f}% {'lower' if graph <= mono else 'higher'})",
              f"- graph vs fully supervised: {graph / full:.2f}x"]
     if targets:
         lines[0] += f" (target: at least 30% lower): {'met' if graph <= 0.7 * mono else 'missed'}"

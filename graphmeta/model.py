@@ -171,8 +171,8 @@ class GraphMetaLearner(nn.Module):
         second_order = self.algorithm.second_order and self.training
         adaptation = self._adapt(batch.support, self.inner_steps, create_graph=second_order,
                                  track_meta_gradient=True)
-        query_after, accuracy_after = self.banks.losses(self._composed(adaptation.final), batch.query,
-                                                        accuracy=metrics)
+        query_after, accuracy_after, noise = self.banks.query_losses(self._composed(adaptation.final), batch.query,
+                                                                     accuracy=metrics)
         query_rows = self.banks.example_mask(batch.query).sum(-1).to(query_after.dtype)
         weight = query_rows if self.loss_weighting == "row" else (query_rows > 0).to(query_after.dtype)
 
@@ -180,7 +180,6 @@ class GraphMetaLearner(nn.Module):
             return _mean(self.banks.losses(self._composed(fast), batch.query)[0], weight)
 
         loss = self.algorithm.outer_loss(_mean(query_after, weight), adaptation, query_loss_of)
-        noise = self.banks.noise_losses(self._composed(adaptation.final), batch.query)
         if noise is not None:  # its gradient alone joins: it reaches the noise scales (module docstring)
             noise_loss = _mean(noise, weight)
             loss = loss + (noise_loss - noise_loss.detach())

@@ -4,7 +4,7 @@
 ``torch.compile``: the same values and meta-gradients, and a one-time cost before its first step
 (for a 64-node graph on 2 CPU cores, 74 s on a cold compile cache and 4.9 s on a warm one). Whether
 the compiled step is faster depends on the work: there a compiled sinusoid step (one small MLP) took
-3.48 ms against 7.52 eager, while a 64-node graph's took 92.78 ms against 55.57, since the compiled
+3.58 ms against 7.16 eager, while a 64-node graph's took 84.32 ms against 41.31, since the compiled
 form does not keep the eager engine's low-rank fast weights (``python benchmarks/compiled.py``; see
 :mod:`graphmeta.adapt.inner_loop`). So ``train.compile``:
 

@@ -278,15 +278,24 @@ class LearnerBank(nn.Module):
         log_std = self.log_noise_std if nodes is None else self.log_noise_std[nodes]
         return torch.distributions.Normal(outputs, log_std.exp()[:, None, :], validate_args=False)
 
-    def noise_loss(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor | None:
+    def losses_and_noise(self, weights: Weights, split: Split, nodes: torch.Tensor | None = None,
+                         accuracy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """:meth:`losses` and :meth:`noise_loss` from one forward pass (``None`` for the noise loss of a
+        bank without a learned noise scale). A bank that learns a noise scale scores its outputs
+        with :meth:`output_losses`, as :meth:`losses` does here."""
+        if self.log_noise_std is None:
+            return (*self.losses(weights, split, nodes, accuracy), None)
+        outputs = self(weights, split, nodes)
+        return (*self.output_losses(outputs, split, nodes, accuracy), self.noise_loss(outputs.detach(), split, nodes))
+
+    def noise_loss(self, outputs: torch.Tensor, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor | None:
         """Per (task, node) ``[T, N_b']`` (of the bank rows ``nodes``) the Gaussian negative log-likelihood
-        per counting row of the residuals of ``weights`` on ``split``, taken as data, under the learned
-        noise scale (module docstring): its gradient reaches ``log_noise_std`` alone; 0 for
-        classification nodes. ``None`` where the bank learns no noise scale."""
+        per counting row of the residuals of ``outputs`` (of this bank's forward pass on ``split``,
+        detached: taken as data) under the learned noise scale (module docstring): its gradient
+        reaches ``log_noise_std`` alone; 0 for classification nodes. ``None`` where the bank learns no
+        noise scale."""
         if self.log_noise_std is None:
             return None
-        with torch.no_grad():
-            outputs = self(weights, split, nodes)
         nll = self.row_nll(self.noise_model(outputs, nodes), split, nodes)
         return nll.masked_fill(self.is_classification if nodes is None else self.is_classification[nodes], 0.0)
 

@@ -162,11 +162,32 @@ class BankSet(nn.Module):
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per (task, node) loss and, with ``accuracy``, accuracy: ``[T, N]`` in ``graph.names`` order
         (latent nodes: 0, and their parents predicted; module docstring)."""
+        loss, accuracies, _ = self.query_losses(fast, split, accuracy, noise=False)
+        return loss, accuracies
+
+    def query_losses(self, fast: list[Weights], split: Split, accuracy: bool = False, noise: bool = True
+                     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """:meth:`losses` and, with ``noise``, the loss ``[T, N]`` that trains the learned noise scales
+        (:meth:`LearnerBank.losses_and_noise`, 0 for nodes without one; ``None`` when no bank learns one),
+        from one forward pass: the noise loss reads the same outputs, taken as data."""
         split = self.filled(fast, split)
-        results = [bank.losses(weights, split, None if rows is None else rows[0], accuracy=accuracy)
-                   for bank, weights, rows in zip(self, fast, self.loss_rows)]
-        loss = self._graph_order([r[0] for r in results], "loss")
-        return loss, (self._graph_order([r[1] for r in results], "accuracy") if accuracy else None)
+        losses, accuracies, noises = [], [], []
+        for bank, weights, rows in zip(self, fast, self.loss_rows):
+            nodes = None if rows is None else rows[0]
+            if noise:
+                loss, bank_accuracy, noise_loss = bank.losses_and_noise(weights, split, nodes, accuracy=accuracy)
+            else:
+                (loss, bank_accuracy), noise_loss = bank.losses(weights, split, nodes, accuracy=accuracy), None
+            losses.append(loss)
+            accuracies.append(bank_accuracy)
+            noises.append(noise_loss)
+        loss = self._graph_order(losses, "loss")
+        accuracy_by_node = self._graph_order(accuracies, "accuracy") if accuracy else None
+        if all(result is None for result in noises):
+            return loss, accuracy_by_node, None
+        return loss, accuracy_by_node, self._graph_order(
+            [torch.zeros_like(bank_loss) if result is None else result for bank_loss, result in zip(losses, noises)],
+            "loss")
 
     def regression_scores(self, fast: list[Weights], split: Split) -> tuple[torch.Tensor, torch.Tensor]:
         """Per (task, node) squared error and predictive negative log-likelihood per row ``[T, N]`` in
@@ -174,19 +195,6 @@ class BankSet(nn.Module):
         split = self.filled(fast, split)
         results = [bank.regression_scores(weights, split) for bank, weights in zip(self, fast)]
         return self._graph_order([r[0] for r in results]), self._graph_order([r[1] for r in results])
-
-    def noise_losses(self, fast: list[Weights], split: Split) -> torch.Tensor | None:
-        """Per (task, node) ``[T, N]`` the loss that trains the learned noise scales
-        (:meth:`LearnerBank.noise_loss`), 0 for nodes without one; ``None`` when no bank learns one."""
-        with torch.no_grad():  # the noise loss takes the outputs as data
-            split = self.filled(fast, split)
-        results = [bank.noise_loss(weights, split, None if rows is None else rows[0])
-                   for bank, weights, rows in zip(self, fast, self.loss_rows)]
-        if all(result is None for result in results):
-            return None
-        return self._graph_order([split.values.new_zeros(split.num_tasks, len(bank) if rows is None else len(rows[0]))
-                                  if result is None else result
-                                  for bank, result, rows in zip(self, results, self.loss_rows)], "loss")
 
     def support_losses(self, fast: list[Weights], split: Split, names: list[Sequence[str]]
                        ) -> tuple[torch.Tensor, list[GradientTaps]]:
