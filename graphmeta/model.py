@@ -109,10 +109,7 @@ class GraphMetaLearner(nn.Module):
         self.input_statistics = InputStatistics(graph)
         settings = InnerLoopSettings(float(inner_lr), inner_steps, bool(learn_inner_lr), min_rate, max_rate)
         self.algorithm = build_algorithm(algorithm, self.banks, settings, options)
-        latent = set(graph.latent)
-        for bank in self.banks:
-            # a closed-form fit reads the node's own targets and its inputs from the support data as given
-            reading = [name for name in bank.names if name in latent or latent & set(graph.parents(name))]
+        for bank, reading in zip(self.banks, self.banks.latent_readers):
             if reading and self.algorithm.solves(bank):
                 raise ConfigError(f"subtask(s) {', '.join(map(repr, reading))} cannot adapt in closed form "
                                   f"({algorithm!r} with {type(bank).__name__}): a closed-form fit needs the node's "

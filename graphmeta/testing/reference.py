@@ -355,7 +355,7 @@ class _Reference:
     def guarded(self, name: str) -> bool:
         """Whether node ``name`` keeps only the steps that do not raise its support loss: those that
         are gradient steps (not a conjugate learner's or a closed-form fit)."""
-        return not self.conjugate(name) and not self.algorithm.closed_form
+        return not self.conjugate(name) and not self.algorithm.fits(self, name)
 
     def fitted_head(self, name: str, weights: NodeWeights, data: Data, observed: Data | None,
                     t: int) -> NodeWeights:

@@ -42,7 +42,9 @@ order).
   ``log_softmax(algorithm.log_mixture.<bank>[node])``. With ``A = phi^T phi / s + P_m``,
   ``R = Y - phi mu_m``, ``G = phi^T R / s``: ``w_m = mu_m + A^{-1} G``, evidence
   ``-1/2 (sum_o (R_o.R_o / s - G_o . A^{-1} G_o) + O (log det A - log det P_m))``, and the head is
-  ``sum_m r_m w_m`` with ``r = softmax(log mixing + evidence)``; later steps keep it.
+  ``sum_m r_m w_m`` with ``r = softmax(log mixing + evidence)``; later steps keep it. A node of a
+  bank that holds a latent node or a child of one takes MAML's step on its output layer alone
+  instead, at ``inner_lr``, every step.
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ class ReferenceAlgorithm:
     def initial(self, ref: Any, name: str, theta: NodeWeights) -> NodeWeights:
         """Node ``name``'s weights before the first step, from its meta-initialisation ``theta``."""
         return theta
+
+    def fits(self, ref: Any, name: str) -> bool:
+        """Whether node ``name``'s step is a closed-form fit (exact, never refused): :attr:`closed_form`."""
+        return self.closed_form
 
     def adapted_names(self, ref: Any, name: str) -> list[str]:
         """The weights of node ``name`` that adapt, in the order of the bank's parameters."""
@@ -215,9 +221,17 @@ class ALPaCADefinition(ReferenceAlgorithm):
     def adapted_names(self, ref: Any, name: str) -> list[str]:
         return [weight for weight in ref.theta(name) if weight.startswith("head_")]
 
+    def fits(self, ref: Any, name: str) -> bool:
+        """A node of a bank holding a latent node or a child of one steps its head by gradient instead."""
+        bank = next(bank for bank in ref.model.banks if name in bank.names)
+        latent = set(ref.graph.latent)
+        return not any(node in latent or latent & set(ref.graph.parents(node)) for node in bank.names)
+
     def inner_step(self, ref: Any, name: str, weights: NodeWeights, loss: torch.Tensor, step: int, steps: int,
                    create_graph: bool, fit: Callable[[NodeWeights], NodeWeights], factor: float = 1.0
                    ) -> NodeWeights:
+        if not self.fits(ref, name):  # MAML's step on the head alone, at inner_lr
+            return super().inner_step(ref, name, weights, loss, step, steps, create_graph, fit, factor)
         return fit(weights) if step == 0 else weights
 
 

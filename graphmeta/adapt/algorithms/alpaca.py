@@ -42,6 +42,12 @@ at the start), :math:`\log \sigma^2` (0 at the start) and :math:`\log \pi` (unif
 The head is fitted at the first inner step and kept; more steps change nothing, so
 ``inner_steps`` only needs to be 1 (0 keeps the head at ``theta``), and ``inner_lr`` is not
 read. Closed-form learners (Table, Linear) keep their own conjugate update.
+
+**Latent subtasks.** A fit needs the node's own targets and its inputs as observed, so a bank
+holding a latent node or a child of one (:attr:`BankSet.latent_readers
+<graphmeta.learners.banks.bank_set.BankSet.latent_readers>`) adapts its head by gradient steps
+instead, ``theta^h <- theta^h - inner_lr * grad L_support``, MAML's step on the head alone (as
+ANIL), ``inner_steps`` of them; its prior parameters above are then not used.
 """
 
 from __future__ import annotations
@@ -69,6 +75,9 @@ class ALPaCA(Algorithm):
     def __init__(self, banks: BankSet, settings: InnerLoopSettings, *, prior_components: PositiveInt = 1) -> None:
         super().__init__(banks, settings)
         self.components = prior_components
+        #: The banks whose heads take gradient steps instead of the fit (module docstring).
+        self.stepped_banks = frozenset(tuple(bank.names) for bank, reading in zip(banks, banks.latent_readers)
+                                       if reading and not bank.closed_form)
         fitted = {str(index): bank for index, bank in enumerate(banks) if not bank.closed_form}
         self.mean_offsets = nn.ParameterDict({
             index: nn.Parameter(torch.empty(len(bank), self.components - 1, *_head_shape(bank)))
@@ -83,7 +92,8 @@ class ALPaCA(Algorithm):
         self.reset_parameters()
 
     def build_rates(self, banks: BankSet, settings: InnerLoopSettings) -> None:
-        """No inner rates are read (every head is fitted exactly), so none is learned."""
+        """No inner rate is learned: a fitted head reads none, and a stepped head (latent subtasks,
+        module docstring) takes ``inner_lr``."""
 
     def reset_parameters(self) -> None:
         """The means ``mu_m`` (m > 1) spread around ``theta``'s head as ``nn.Linear`` spreads a head;
@@ -98,6 +108,10 @@ class ALPaCA(Algorithm):
 
     def adapting_names(self, bank: LearnerBank) -> tuple[str, ...]:
         return bank.head
+
+    def solves(self, bank: LearnerBank) -> bool:
+        """Every bank's head is fitted, except where it takes gradient steps (module docstring)."""
+        return bank.closed_form or tuple(bank.names) not in self.stepped_banks
 
     def solve(self, index: int, bank: LearnerBank, fast: Weights, support: Split) -> Weights:
         """A conjugate bank's own posterior; a gradient bank's fast weights with the head replaced

@@ -76,6 +76,10 @@ class BankSet(nn.Module):
         self.latent_sizes = [[len(rows) for rows in bank_rows] for bank_rows in by_level]
         #: Per bank, whether it holds a latent node.
         self.holds_latent = [any(name in latent for name in bank.names) for bank in self]
+        #: Per bank, its nodes that are latent or read a latent parent: those no closed-form fit can
+        #: adapt, which needs a node's own targets and its inputs as observed.
+        self.latent_readers = [[name for name in bank.names if name in latent or latent & set(graph.parents(name))]
+                               for bank in self]
         # per bank that taps its latent rows' passes and holds observed nodes too, its observed and its
         # latent rows: its loss passes compute the observed ones alone (a latent node's loss is 0)
         self.loss_rows = [
