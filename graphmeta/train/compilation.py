@@ -56,6 +56,8 @@ class RunCompilation:
 
     def after_step(self, seconds: float, remaining: int) -> None:
         if self.decision is not None:
+            if self.compile_s is None and self.compiled:  # compiled from the start: the first step compiles
+                self.compile_s = seconds
             return
         if not self.model.is_compiled:
             self.eager_steps.append(seconds)

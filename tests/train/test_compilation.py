@@ -66,7 +66,9 @@ def test_auto_never_compiles_a_short_run():
                                                              (False, 1, []), ("auto", 2, [])])
 def test_true_and_false_decide_at_the_start(setting, processes, calls):
     compilation = run(setting, eager_s=1.0, compiled_s=0.01, steps=TRIAL_STEPS * 3, processes=processes)
-    assert compilation.model.calls == calls and compilation.record()["decision"] is not None
+    record = compilation.record()
+    assert compilation.model.calls == calls and record["decision"] is not None
+    assert record["compile_s"] == (30.0 if calls else None)  # a compiled run's first step is its compile
 
 
 def test_a_compiled_run_trains_compiled_and_says_so(make_trainer, monkeypatch):
