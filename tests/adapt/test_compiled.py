@@ -102,3 +102,17 @@ def test_inductor_compiled_equals_eager():
 def test_compiled_equals_eager_with_latent_nodes():
     """Latent nodes filled level by level inside the compiled step."""
     assert_compiled_equals_eager("maml", True, graph=latent_graph(), data=latent_data)
+
+
+def test_new_sizes_recompile_a_bounded_number_of_times():
+    """A new support size compiles once more, after which PyTorch makes that size dynamic; so does a
+    new number of tasks. Five shapes, at most three compiles, and the last two reuse them."""
+    family = gm.load_family("sinusoid", seed=0)
+    model = gm.GraphMetaLearner(family.graph, "maml", message_passing=False)
+    model.compile(backend="aot_eager", adapt=False)
+    graphs = []
+    for shots, tasks in ((5, 8), (7, 8), (5, 12), (9, 8), (11, 16)):
+        loss, _ = model(family.sample(tasks, shots=shots, query=10), metrics=False)
+        loss.backward()
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[-1] <= 3 and graphs[-1] == graphs[2], graphs
