@@ -121,14 +121,20 @@ def test_posterior_follows_a_change_of_units(network):
     np.testing.assert_allclose(b.noise_variance, 100 * a.noise_variance, rtol=1e-4)
 
 
+def sites_of_a_line(seed: int, sites: int, rows: int, spread: list[float]) -> np.ndarray:
+    """``[sites, rows, 2]`` columns ``(x, y)``: ``y = w0 + w1 x + 0.5 e`` with each site's ``(w0, w1)``
+    drawn from ``N((1, -0.5), diag(spread)^2)``."""
+    rng = np.random.default_rng(seed)
+    weights = np.array([1.0, -0.5]) + rng.standard_normal((sites, 2)) * spread
+    x = rng.standard_normal((sites, rows))
+    y = weights[:, :1] + weights[:, 1:] * x + 0.5 * rng.standard_normal((sites, rows))
+    return np.stack([x, y], -1)
+
+
 def test_empirical_bayes_prior_matches_the_sites_spread():
     """Sites whose coefficients are N(m, C) with known noise: the prior's mean, s^2 Lambda^-1 and noise come back."""
-    rng = np.random.default_rng(0)
-    sites, count = 400, 200
-    weights = np.array([1.0, -0.5]) + rng.standard_normal((sites, 2)) * [0.3, 0.2]
-    x = rng.standard_normal((sites, count))
-    y = weights[:, :1] + weights[:, 1:] * x + 0.5 * rng.standard_normal((sites, count))
-    prior = empirical_bayes_prior(site_statistics(np.stack([x, y], -1), [[], [0]])[1])
+    prior = empirical_bayes_prior(site_statistics(sites_of_a_line(seed=0, sites=400, rows=200, spread=[0.3, 0.2]),
+                                                  [[], [0]])[1])
     np.testing.assert_allclose(prior.mean, [1.0, -0.5], atol=0.05)
     covariance = prior.scale / prior.shape * np.linalg.inv(prior.precision)
     np.testing.assert_allclose(np.sqrt(np.diag(covariance)), [0.3, 0.2], rtol=0.15)
@@ -138,12 +144,7 @@ def test_empirical_bayes_prior_matches_the_sites_spread():
 
 def test_marginal_likelihood_prior_recovers_the_sites_prior_from_few_rows_each():
     """Sites of 6 rows: their own fits are poor, the marginal likelihood of all rows still finds the prior."""
-    rng = np.random.default_rng(1)
-    sites, count = 600, 6
-    weights = np.array([1.0, -0.5]) + rng.standard_normal((sites, 2)) * [0.4, 0.3]
-    x = rng.standard_normal((sites, count))
-    y = weights[:, :1] + weights[:, 1:] * x + 0.5 * rng.standard_normal((sites, count))
-    statistics = site_statistics(np.stack([x, y], -1), [[], [0]])
+    statistics = site_statistics(sites_of_a_line(seed=1, sites=600, rows=6, spread=[0.4, 0.3]), [[], [0]])
     start = [empirical_bayes_prior(s) for s in statistics]
     prior = marginal_likelihood_priors(statistics, start)[1]
     np.testing.assert_allclose(prior.mean, [1.0, -0.5], atol=0.05)
