@@ -1,7 +1,7 @@
 """The compiled engine (``model.compile()``) against the eager one: the same meta-loss, meta-gradients
 and adapted weights, second order where the algorithm is. Compiling takes tens of seconds per
-model here, so the default run compiles a few models and ``--slow`` every algorithm with and
-without message passing. ``aot_eager`` runs AOTAutograd, where double backward is lost, without
+model here, so the default run compiles two small models (second order, inductor) and ``--slow``
+every algorithm with and without message passing, latent nodes and new sizes. ``aot_eager`` runs AOTAutograd, where double backward is lost, without
 inductor's code generation; one test compiles with inductor, PyTorch's default."""
 
 from __future__ import annotations
@@ -19,10 +19,6 @@ from tests.test_latent import latent_data, latent_graph
 from tests.test_model import task_data
 from tests.test_reference import build, every_learner_graph
 
-#: Compiled by the default run (its meta-step; adapt compiles in the other tests): a second-order
-#: algorithm over every learner, with message passing.
-DEFAULT_RUN = {("maml", True)}
-
 
 @pytest.fixture(autouse=True)
 def fresh_compiler():
@@ -35,15 +31,13 @@ def fresh_compiler():
 
 
 def eager_and_compiled(algorithm: str, message_passing: bool, backend: str = "aot_eager",
-                       graph: gm.TaskGraph | None = None, adapt_steps: int = 3, data=task_data,
-                       compile_adapt: bool = True):
+                       graph: gm.TaskGraph | None = None, adapt_steps: int = 3, data=task_data):
     """The meta-loss, its meta-gradient and the weights adapted in ``adapt_steps`` steps, of one
-    float32 model run eagerly and of a copy run compiled (its ``adapt`` too with ``compile_adapt``),
-    on the same batch."""
+    float32 model run eagerly and of a copy run compiled (its ``adapt`` too), on the same batch."""
     graph = graph or every_learner_graph(conjugate=algorithm != "reptile")
     eager = build(graph, algorithm, message_passing).float()
     compiled = copy.deepcopy(eager)
-    compiled.compile(backend=backend, adapt=compile_adapt)
+    compiled.compile(backend=backend)
     T, K = 3, 4
     batch = gm.TaskBatch.from_tensors(graph, data(graph, T, K, 1), data(graph, T, K, 2))
     results = []
@@ -52,8 +46,7 @@ def eager_and_compiled(algorithm: str, message_passing: bool, backend: str = "ao
         loss, _ = model.meta_loss(batch, metrics=False)
         results.append((meta_gradient(loss, parameters), model.adapt(batch, steps=adapt_steps)))
     # both engines were captured whole, so nothing of them ran eagerly
-    assert counters["stats"]["unique_graphs"] == 1 + compile_adapt and not counters["graph_break"], \
-        dict(counters["graph_break"])
+    assert counters["stats"]["unique_graphs"] == 2 and not counters["graph_break"], dict(counters["graph_break"])
     return results
 
 
@@ -67,14 +60,12 @@ def assert_compiled_equals_eager(algorithm: str, message_passing: bool, **option
                                        msg=lambda m, name=name: f"adapted {name}: {m}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("message_passing", [False, True])
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
-def test_compiled_equals_eager(algorithm, message_passing, request):
+def test_compiled_equals_eager(algorithm, message_passing):
     """Every learner (MLP, GNN, Table, Linear; regression and classification) in one graph."""
-    slow = request.config.getoption("--slow")
-    if (algorithm, message_passing) not in DEFAULT_RUN and not slow:
-        pytest.skip("compiles for tens of seconds: runs with --slow")
-    assert_compiled_equals_eager(algorithm, message_passing, compile_adapt=slow)  # adapt: the other tests
+    assert_compiled_equals_eager(algorithm, message_passing)
 
 
 def test_compiled_meta_gradient_is_second_order():
@@ -106,6 +97,7 @@ def test_compiled_equals_eager_with_latent_nodes():
     assert_compiled_equals_eager("maml", True, graph=latent_graph(), data=latent_data)
 
 
+@pytest.mark.slow
 def test_new_sizes_recompile_a_bounded_number_of_times():
     """A new support size compiles once more, after which PyTorch makes that size dynamic; so does a
     new number of tasks. Five shapes, at most three compiles, and the last two reuse them."""
