@@ -58,8 +58,10 @@ class AdaptedGraph:
 
         ``mse`` and ``nll`` are NaN for classification nodes, whose ``loss`` is already the negative
         log-likelihood of their predicted class probabilities. Every mean is over the rows where
-        the node and its observed parents are observed (0 where there is none); a latent node is not
-        scored: NaN throughout."""
+        the node and its observed parents are observed (0 where there is none), or, where a parent's
+        value is missing in a row and ``query.fill_missing`` allows (by default), wherever the node is
+        observed, the missing value predicted through that parent (:class:`~graphmeta.data.Split`); a
+        latent node is not scored: NaN throughout."""
         split = query.query if isinstance(query, TaskBatch) else query
         split = self._on_device(split)
         self._check_tasks(split.num_tasks)
@@ -78,7 +80,8 @@ class AdaptedGraph:
 
         ``inputs``: ``{node: x}`` own features ``[T, K, in_dim]`` (``[K, in_dim]`` for one
         adapted task; a list of PyG ``Data`` for GNN nodes). ``observed``: ``{node: y}`` known
-        values, used for their children instead of predictions (labels for classification).
+        values, used for their children instead of predictions (labels for classification); a
+        missing cell (NaN, or a label below 0) is predicted there, like an unobserved node.
         ``shots``: K, needed only when no node has inputs or observations.
         Returns ``{node: [T, K, out_dim]}`` regression outputs or ``[T, K, num_classes]``
         class probabilities (without the T axis for one task).
@@ -87,9 +90,6 @@ class AdaptedGraph:
         for name in [*inputs, *observed]:
             self.graph.subtask(name)
         split, single = self._prediction_split(inputs, observed, shots)
-        observed_columns = torch.zeros(self.layout.value_width, dtype=torch.bool, device=split.values.device)
-        for name in observed:
-            observed_columns[self.layout.value_slices[name]] = True
         values, predicted = split.values, torch.zeros_like(split.values)
         with torch.no_grad():
             for level in self._level_plans:
@@ -98,14 +98,11 @@ class AdaptedGraph:
                     rows, output_columns, value_columns = (t.to(values.device) for t in
                                                            (rows, output_columns, value_columns))
                     current = Split(split.features, values, split.observed, split.graphs)
-                    outputs = bank(self.fast[bank_index], current, rows)  # [T, R, K, D]
-                    logits = outputs.masked_fill(~bank.output_mask[rows][:, None, :], float("-inf"))
-                    classification = bank.is_classification[rows][:, None, None]
-                    outputs = torch.where(classification, logits.softmax(-1), outputs)
+                    outputs = bank.predicted_values(bank(self.fast[bank_index], current, rows), rows)  # [T, R, K, D]
                     flat = outputs.transpose(1, 2).reshape(*outputs.shape[:1], outputs.shape[2], -1)
                     level_values = flat.index_select(-1, output_columns)
                     predicted = predicted.index_copy(-1, value_columns, level_values)
-                    keep = observed_columns[value_columns]
+                    keep = split.observed.index_select(-1, self.banks.value_nodes[value_columns])
                     values = values.index_copy(-1, value_columns, torch.where(keep, values[..., value_columns],
                                                                                level_values))
         predictions = {name: predicted[..., self.layout.value_slices[name]] for name in self.graph.names}
@@ -154,13 +151,16 @@ class AdaptedGraph:
                     raise DataError(f"inputs of node {name!r} have shape {tuple(x.shape)}, "
                                     f"expected {(num_tasks, shots, spec.in_dim)} (tasks, shots, in_dim)")
                 features[..., self.layout.feature_slices[name]] = x
-            if y is not None:
+            if y is not None:  # a missing cell (NaN, or a class below 0) is predicted like an unobserved node
                 y = torch.as_tensor(y, device=device)
                 y = y.unsqueeze(0) if single else y
                 if spec.num_classes is not None:  # a classification node
-                    y = torch.nn.functional.one_hot(y.long(), spec.num_classes)
-                values[..., self.layout.value_slices[name]] = y.to(dtype)
-                mask[..., n] = True
+                    present = y >= 0
+                    y = torch.nn.functional.one_hot(y.long().clamp(min=0), spec.num_classes)
+                else:
+                    present = ~torch.isnan(y).any(-1)
+                values[..., self.layout.value_slices[name]] = torch.where(present[..., None], y, 0).to(dtype)
+                mask[..., n] = present
         return Split(features, values, mask, graphs), single
 
     def _check_tasks(self, num_tasks: int) -> None:

@@ -49,7 +49,13 @@ class Split:
     ``features``: ``[T, K, F]`` own features of all non-GNN nodes (``ColumnLayout.feature_slices``);
     ``values``: ``[T, K, W]`` every node's value, classification one-hot (``ColumnLayout.value_slices``);
     ``observed``: ``[T, K, N]`` bool, node ``n``'s value is present at shot ``k`` of task ``t``;
-    ``graphs``: ``{node: DenseGraphs}`` inputs of GNN nodes.
+    ``graphs``: ``{node: DenseGraphs}`` inputs of GNN nodes;
+    ``fill_missing``: how a node observed at a shot where a value its input reads is not (a parent's
+    missing cell) counts there. ``True``: the missing value is filled with that parent's prediction,
+    level by level, and the shot counts wherever the node itself is observed; ``False``: the shot
+    does not count; ``None`` (the default): ``True`` where the split has such shots
+    (:meth:`~graphmeta.learners.banks.bank_set.BankSet.resolved`). Conjugate learners (Table, Linear)
+    fit and score the shots whose inputs are all observed, either way.
 
     A split's tensors are not changed after it is made, so what depends on its data alone (a
     bank's targets, example mask, table rows) is computed once per split (:meth:`derived`),
@@ -60,6 +66,7 @@ class Split:
     values: torch.Tensor
     observed: torch.Tensor
     graphs: dict[str, DenseGraphs] = field(default_factory=dict)
+    fill_missing: bool | None = None
     _derived: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def derived(self, key: Hashable, compute: Callable[[], Derived]) -> Derived:
@@ -94,11 +101,12 @@ class Split:
             self.values.to(*args, **kwargs),
             self.observed.to(features.device),
             {name: g.to(*args, **kwargs) for name, g in self.graphs.items()},
+            self.fill_missing,
         )
 
     def select(self, tasks: torch.Tensor) -> Split:
         return Split(self.features[tasks], self.values[tasks], self.observed[tasks],
-                     {name: g.select(tasks) for name, g in self.graphs.items()})
+                     {name: g.select(tasks) for name, g in self.graphs.items()}, self.fill_missing)
 
 
 @dataclass(frozen=True)
@@ -267,7 +275,9 @@ def _build_split(
                 raise DataError(f"{where}: features must be floating point, got {x.dtype}")
             _check_shape(where + " features", x, (num_tasks, shots, spec.in_dim))
             _check_finite(where + " features", x, present)
-            features[:, :, layout.feature_slices[name]] = torch.where(present.unsqueeze(-1), x, 0).to(float_dtype)
+            # kept where finite, also where the node's value is missing: its prediction reads them there
+            usable = present.unsqueeze(-1) | torch.isfinite(x).all(-1, keepdim=True)
+            features[:, :, layout.feature_slices[name]] = torch.where(usable, x, 0).to(float_dtype)
         elif x is not None:
             raise DataError(f"{where}: in_dim is 0 but features x were given; pass y alone or (None, y)")
     return Split(features, values, mask, graphs), single

@@ -31,6 +31,7 @@ The model composes these three; it knows no algorithm and no learner type by nam
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Annotated, Any
 
 import torch
@@ -131,6 +132,8 @@ class GraphMetaLearner(nn.Module):
         self.check_graph(batch.graph)
         batch = self._on_device(batch)
         self._check_packing(batch.support)
+        # decided here, on the host, so that a compiled engine branches on a constant
+        batch = replace(batch, support=self.banks.resolved(batch.support), query=self.banks.resolved(batch.query))
         return self._engine("meta_loss")(batch, metrics)
 
     def compile(self, *args: Any, adapt: bool = True, **kwargs: Any) -> None:
@@ -324,7 +327,7 @@ class GraphMetaLearner(nn.Module):
                             f"got {type(support).__name__}")
         split: Split = self._on_device(support)
         self._check_packing(split)
-        return split
+        return self.banks.resolved(split)
 
     def _on_device(self, data: Any) -> Any:
         parameter = next(self.parameters())

@@ -266,7 +266,8 @@ class DataFrameFamily(TaskFamily):
     def predict(self, adapted: AdaptedGraph, rows: pd.DataFrame) -> pd.DataFrame:
         """Every node's prediction for ``rows`` of the one task ``adapted`` was adapted to, from its
         parents' and features' values in the same row: a number in the column's own units, or the
-        likeliest state. NaN where a parent or feature of the node is missing in that row."""
+        likeliest state. A parent's missing cell is predicted through that parent, in turn; NaN where
+        a feature of the node, or of a missing parent it is predicted through, is missing."""
         if adapted.num_tasks != 1:
             raise DataError(f"predict takes rows of one task, but the weights were adapted to {adapted.num_tasks}: "
                             "adapt to one task's support (batch_from_frames, or family.sample(1, ...))")
@@ -275,16 +276,20 @@ class DataFrameFamily(TaskFamily):
         split = self._split_of_frames([rows], "rows")
         inputs = {name: split.features[0, :, self.layout.feature_slices[name]]
                   for name in self.graph.names if self.graph.subtask(name).in_dim}
-        observed = {}
-        for name in self.graph.names:
+        observed, usable = {}, {}
+        for name in self.graph.names:  # parents first
             value = split.values[0, :, self.layout.value_slices[name]]
-            observed[name] = value.argmax(-1) if self.codings[name].kind == "classification" else value
+            present = torch.from_numpy(all_present(rows, [name]))
+            observed[name] = (torch.where(present, value.argmax(-1), -1) if self.codings[name].kind == "classification"
+                              else torch.where(present[:, None], value, math.nan))
+            usable[name] = all_present(rows, self.features_of(name))
+            for parent in self.graph.parents(name):
+                usable[name] &= all_present(rows, [parent]) | usable[parent]
         predicted = adapted.predict(inputs=inputs, observed=observed, shots=len(rows))
         frame = pd.DataFrame(index=rows.index)
         for name in self.graph.names:
-            inputs_present = all_present(rows, [*self.graph.parents(name), *self.features_of(name)])
             decoded = self.codings[name].decode(predicted[name].cpu().double().numpy())
-            frame[name] = pd.Series(decoded, index=rows.index).where(inputs_present)
+            frame[name] = pd.Series(decoded, index=rows.index).where(usable[name])
         return frame
 
     def errors(self, adapted: AdaptedGraph, batch: TaskBatch) -> pd.DataFrame:

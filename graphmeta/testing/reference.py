@@ -28,6 +28,14 @@ summed support loss ``sum_i L_i`` (a node's own loss, and for a latent node its 
 through its value), and the guard below compares each node's own loss; a refused node keeps its
 loss and gradient as they were (only an observed node is ever refused, and nothing reads its output).
 
+**Missing inputs** (``fill_missing``, by default where the data have them: a node that is not a
+conjugate learner observed at a shot where a value its input reads is not). The data are then
+filled at every node with children, parents before children: where the node is observed its value
+as given, elsewhere its prediction (class probabilities for a classification node), and a shot counts
+for a node that is not a conjugate learner wherever the node itself is observed. A conjugate learner,
+and a head fitted in closed form (ALPaCA's), count the shots where every value the input reads is
+observed, as without filling.
+
 **Node learners** (by the registered name of a node's learner type): their outputs, what their
 output layer reads, and for a conjugate learner (Table, Linear) its closed-form update, are its
 definition in :mod:`.reference_learners`.
@@ -83,7 +91,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +110,15 @@ EPSILON = 1e-12
 COUNT_SCALES = (1.0, 10.0, 100.0)
 
 
+class FilledEntry(NamedTuple):
+    """A node's data after filling: its own ``x`` and ``y`` (labels stay the node's targets) and
+    ``value``, ``[T, K, width]``, what its children read."""
+
+    x: Any
+    y: Any
+    value: torch.Tensor
+
+
 @dataclass
 class ReferenceAdaptation:
     """Per ``(t, node)``: ``initial`` weights, the weights after every step (``steps``, the last
@@ -116,19 +133,21 @@ class ReferenceAdaptation:
 
 
 def reference_meta_loss(model: Any, support: Data, query: Data, support_observed: Data | None = None,
-                        query_observed: Data | None = None, create_graph: bool | None = None) -> torch.Tensor:
+                        query_observed: Data | None = None, create_graph: bool | None = None,
+                        fill_missing: bool | None = None) -> torch.Tensor:
     """The meta-loss of ``model`` on one meta-batch, task by task and node by node (see the module)."""
-    reference = _Reference(model)
+    reference = _Reference(model, fill_missing)
     if create_graph is None:
         create_graph = reference.algorithm.second_order and model.training
-    adaptation = reference_adapt(model, support, support_observed, create_graph=create_graph)
+    adaptation = reference_adapt(model, support, support_observed, create_graph=create_graph,
+                                 fill_missing=fill_missing)
 
     def query_loss(weights: dict[tuple[int, str], NodeWeights]) -> torch.Tensor:
         total, pairs = 0, 0
         for t in range(_num_tasks(model.graph, query)):
-            filled = reference.filled({name: weights[t, name] for name in model.graph.names}, query, t)
+            filled = reference.filled({name: weights[t, name] for name in model.graph.names}, query, query_observed, t)
             for name in model.graph.names:
-                counted = bool(_counting_shots(model.graph, name, query, query_observed, t).any())
+                counted = bool(reference.counting_shots(name, query, query_observed, t).any())
                 total = total + counted * reference.loss(name, weights[t, name], filled, query_observed, t)
                 pairs += counted
         return total / max(pairs, 1)
@@ -136,9 +155,9 @@ def reference_meta_loss(model: Any, support: Data, query: Data, support_observed
     def noise_loss(weights: dict[tuple[int, str], NodeWeights]) -> torch.Tensor:
         total, pairs = 0, 0
         for t in range(_num_tasks(model.graph, query)):
-            filled = reference.filled({name: weights[t, name] for name in model.graph.names}, query, t)
+            filled = reference.filled({name: weights[t, name] for name in model.graph.names}, query, query_observed, t)
             for name in model.graph.names:
-                counting = _counting_shots(model.graph, name, query, query_observed, t)
+                counting = reference.counting_shots(name, query, query_observed, t)
                 pairs += bool(counting.any())
                 b, row, _ = unpadded_slices(model, name)
                 log_std = reference.parameters.get(f"banks.banks.{b}.log_noise_std")
@@ -156,10 +175,10 @@ def reference_meta_loss(model: Any, support: Data, query: Data, support_observed
 
 
 def reference_adapt(model: Any, support: Data, support_observed: Data | None = None, steps: int | None = None,
-                    create_graph: bool = True) -> ReferenceAdaptation:
+                    create_graph: bool = True, fill_missing: bool | None = None) -> ReferenceAdaptation:
     """The inner loop of every (task, node), then message passing when the model has it on."""
     graph, config = model.graph, model.config
-    reference = _Reference(model)
+    reference = _Reference(model, fill_missing)
     steps = config["inner_steps"] if steps is None else steps
     keys = [(t, name) for t in range(_num_tasks(graph, support)) for name in graph.names]
     initial = {(t, name): reference.initial(name) for t, name in keys}
@@ -201,33 +220,35 @@ def reference_adapt(model: Any, support: Data, support_observed: Data | None = N
 
 
 def reference_adapted_weights(model: Any, support: Data, support_observed: Data | None = None,
-                              steps: int | None = None) -> dict[tuple[int, str], NodeWeights]:
+                              steps: int | None = None, fill_missing: bool | None = None
+                              ) -> dict[tuple[int, str], NodeWeights]:
     """The weights every (task, node) predicts with after ``model.adapt`` (detached, unpadded;
     a CAVIA context folded into the first layer's bias as ``b + c W_c``)."""
-    adaptation = reference_adapt(model, support, support_observed, steps, create_graph=False)
+    adaptation = reference_adapt(model, support, support_observed, steps, create_graph=False,
+                                 fill_missing=fill_missing)
     reference = _Reference(model)
     return {(t, name): {key: w.detach() for key, w in reference.composed(name, weights).items()}
             for (t, name), weights in adaptation.final.items()}
 
 
 def reference_evaluate(model: Any, weights: Mapping[tuple[int, str], NodeWeights], data: Data,
-                       observed: Data | None = None) -> dict[str, torch.Tensor]:
+                       observed: Data | None = None, fill_missing: bool | None = None) -> dict[str, torch.Tensor]:
     """What ``AdaptedGraph.evaluate`` gives for the per-(task, node) ``weights`` (e.g. of
     :func:`reference_adapted_weights`): the query ``loss`` and ``accuracy`` ``[T, N]`` with parents
     teacher-forced; accuracy is the fraction of counting shots whose largest output is the
     label, NaN for regression and where a node has no counting shot."""
     graph = model.graph
-    reference = _Reference(model)
+    reference = _Reference(model, fill_missing)
     num_tasks = _num_tasks(graph, data)
     loss = torch.zeros(num_tasks, len(graph), dtype=torch.float64)
     accuracy = torch.full_like(loss, math.nan)
     for t in range(num_tasks):
-        filled = reference.filled({name: weights[t, name] for name in graph.names}, data, t)
+        filled = reference.filled({name: weights[t, name] for name in graph.names}, data, observed, t)
         for n, name in enumerate(graph.names):
             loss[t, n] = reference.loss(name, weights[t, name], filled, observed, t).detach()
             if not graph.subtask(name).observed:
                 loss[t, n] = math.nan  # not scored
-            counting = _counting_shots(graph, name, data, observed, t)
+            counting = reference.counting_shots(name, data, observed, t)
             if graph.subtask(name).kind == "classification" and counting.any():
                 outputs = reference.outputs(name, weights[t, name], filled, t).detach()
                 hits = outputs.argmax(-1) == _unpack(data[name])[1][t].long()
@@ -236,15 +257,16 @@ def reference_evaluate(model: Any, weights: Mapping[tuple[int, str], NodeWeights
 
 
 def reference_metrics(model: Any, support: Data, query: Data, support_observed: Data | None = None,
-                      query_observed: Data | None = None) -> dict[str, torch.Tensor]:
+                      query_observed: Data | None = None, fill_missing: bool | None = None) -> dict[str, torch.Tensor]:
     """The metrics of ``model.meta_loss``, ``[N]`` each: ``loss_before`` and ``loss_after`` (the query
     loss of the initial and of the adapted weights) and ``accuracy_after``, each node's mean over
     the tasks where it has a counting query shot (NaN where it has none, and for regression accuracy)."""
-    adaptation = reference_adapt(model, support, support_observed, create_graph=False)
-    before = reference_evaluate(model, adaptation.initial, query, query_observed)
-    after = reference_evaluate(model, adaptation.final, query, query_observed)
+    adaptation = reference_adapt(model, support, support_observed, create_graph=False, fill_missing=fill_missing)
+    before = reference_evaluate(model, adaptation.initial, query, query_observed, fill_missing)
+    after = reference_evaluate(model, adaptation.final, query, query_observed, fill_missing)
     graph = model.graph
-    counted = torch.tensor([[bool(_counting_shots(graph, name, query, query_observed, t).any()) for name in graph.names]
+    reference = _Reference(model, fill_missing)
+    counted = torch.tensor([[bool(reference.counting_shots(name, query, query_observed, t).any()) for name in graph.names]
                             for t in range(_num_tasks(graph, query))])
 
     def task_mean(values: torch.Tensor) -> torch.Tensor:
@@ -294,8 +316,9 @@ def unpadded_slices(model: Any, name: str) -> tuple[int, int, dict[str, tuple[sl
 class _Reference:
     """The formulas of the module docstring for one model, reading its parameters by name."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, fill_missing: bool | None = None) -> None:
         self.model = model
+        self.fill_missing = fill_missing
         self.graph = model.graph
         self.config = model.config
         name = model.config["algorithm"]
@@ -361,34 +384,70 @@ class _Reference:
                     t: int) -> NodeWeights:
         """The output layer fitted in closed form to the counting support shots (ALPaCA's)."""
         own, parents, shots = self.inputs(name, data, t)
-        counting = _counting_shots(self.graph, name, data, observed, t)
+        counting = self.counting_shots(name, data, observed, t, strict=True)
         features = self.head_input(name, weights, own, parents, shots)[counting]
         phi = torch.cat([features, features.new_ones(features.shape[0], 1)], dim=1)  # [K', D]
         y = _value(self.graph, name, data, t)[counting].to(phi.dtype)  # [K', O]
         return alpaca_head(self, name, weights, phi, y)
 
     # ------------------------------------------------------------------ loss
-    def filled(self, weights: Mapping[str, NodeWeights], data: Data, t: int) -> Data:
-        """``data`` with each latent node's values in task ``t`` its prediction from ``weights`` (by
-        node), parents before children (0 in the other tasks); ``data`` itself without latent nodes."""
-        latent = [name for name in self.graph.names if not self.graph.subtask(name).observed]
-        if not latent:
+    def fills(self, observed: Data | None) -> bool:
+        """Whether data with the masks ``observed`` are filled where a value is missing (module
+        docstring): ``fill_missing`` where given, else whether a node that is not a conjugate learner
+        is observed at a shot where a value its input reads is not."""
+        if self.fill_missing is not None:
+            return self.fill_missing
+        if not observed:
+            return False
+        for name in self.graph.names:
+            if self.conjugate(name) or not self.graph.subtask(name).observed:
+                continue
+            own = torch.as_tensor(observed[name], dtype=torch.bool) if name in observed else True
+            for read in _read_nodes(self.graph, name):
+                if read in observed and bool((own & ~torch.as_tensor(observed[read], dtype=torch.bool)).any()):
+                    return True
+        return False
+
+    def counting_shots(self, name: str, data: Data, observed: Data | None, t: int, strict: bool = False
+                       ) -> torch.Tensor:
+        """``[K]`` bool: the shots of task ``t`` that count for node ``name`` (module docstring); with
+        ``strict``, only those where every value its input reads is observed, as for a conjugate learner."""
+        relaxed = not strict and not self.conjugate(name) and self.fills(observed)
+        return _counting_shots(self.graph, name, data, observed, t, relaxed)
+
+    def filled(self, weights: Mapping[str, NodeWeights], data: Data, observed: Data | None, t: int) -> Data:
+        """``data`` with task ``t``'s values filled from ``weights`` (by node), parents before children:
+        each latent node's, and where the data are filled (:meth:`fills`) each missing value of a node
+        with children, its prediction (0 in the other tasks); ``data`` itself where nothing is filled."""
+        fill = self.fills(observed)
+        names = [name for name in self.graph.names  # graph.names is topological
+                 if not self.graph.subtask(name).observed or (fill and self.graph.children(name))]
+        if not names:
             return data
         labels = _unpack(data[_first_observed(self.graph)])[1]
         num_tasks, shots = labels.shape[:2]
         filled = dict(data)
-        for name in latent:  # graph.names is topological
+        for name in names:
+            spec = self.graph.subtask(name)
             x = data[name][0] if name in data else None  # (x, None): features without labels
             parents = [_value(self.graph, p, filled, t) for p in self.graph.parents(name)]
             prediction = self.forward(name, weights[name], self.own_inputs(name, x, t, shots), parents, shots)
-            filled[name] = (x, torch.stack([prediction if s == t else torch.zeros_like(prediction)
-                                            for s in range(num_tasks)]))
+            if spec.kind == "classification":
+                prediction = prediction.softmax(-1)
+            if not spec.observed:
+                value = _in_task(prediction, t, num_tasks)
+                filled[name] = FilledEntry(x, value, value)  # no labels: its loss counts no shot
+                continue
+            kept = (torch.as_tensor(observed[name][t], dtype=torch.bool) if observed and name in observed
+                    else torch.ones(shots, dtype=torch.bool))
+            value = torch.where(kept[:, None], _value(self.graph, name, data, t), prediction)
+            filled[name] = FilledEntry(x, _unpack(data[name])[1], _in_task(value, t, num_tasks))
         return filled
 
     def task_losses(self, weights: Mapping[str, NodeWeights], data: Data, observed: Data | None,
                     t: int) -> dict[str, torch.Tensor]:
         """Every node's loss in task ``t`` on the data filled from ``weights`` (by node)."""
-        filled = self.filled(weights, data, t)
+        filled = self.filled(weights, data, observed, t)
         return {name: self.loss(name, weights[name], filled, observed, t) for name in self.graph.names}
 
     def outputs(self, name: str, weights: NodeWeights, data: Data, t: int) -> torch.Tensor:
@@ -412,9 +471,6 @@ class _Reference:
         """Node ``name``'s values ``[T, K, ...]`` in ``data`` (class indices for classification)."""
         return _unpack(data[name])[1]
 
-    def counting_shots(self, name: str, data: Data, observed: Data | None, t: int) -> torch.Tensor:
-        return _counting_shots(self.graph, name, data, observed, t)
-
     def forward(self, name: str, weights: NodeWeights, own: Any, parents: list[torch.Tensor],
                 shots: int) -> torch.Tensor:
         """``[K, width]``: regression outputs, logits, or a Table's log-probabilities, from the
@@ -429,7 +485,7 @@ class _Reference:
 
     def loss(self, name: str, weights: NodeWeights, data: Data, observed: Data | None, t: int) -> torch.Tensor:
         """The node's mean loss over its counting shots (0 without one); each shot's is its learner's."""
-        counting = _counting_shots(self.graph, name, data, observed, t)
+        counting = self.counting_shots(name, data, observed, t)
         per_shot = self.learners[name].shot_losses(self, name, self.composed(name, weights),
                                                    *self.inputs(name, data, t), self.labels(name, data)[t])
         return (per_shot * counting.to(per_shot.dtype)).sum() / max(int(counting.sum()), 1)
@@ -446,7 +502,7 @@ class _Reference:
             b, _, _ = unpadded_slices(self.model, name)
             phi, theta = plain[t, name], initial[t, name]
             statistic = support_loss[t, name]
-            shots = _counting_shots(self.graph, name, support, observed, t).sum().to(statistic.dtype)
+            shots = self.counting_shots(name, support, observed, t).sum().to(statistic.dtype)
             if constant:
                 phi, theta, statistic = ({k: w.detach() for k, w in phi.items()},
                                          {k: w.detach() for k, w in theta.items()}, statistic.detach())
@@ -552,7 +608,10 @@ def _unpack(entry: Any) -> tuple[Any, torch.Tensor]:
 
 
 def _value(graph: Any, name: str, data: Data, t: int) -> torch.Tensor:
-    """Node ``name``'s value in task ``t`` as its children read it: ``[K, width]``, one-hot for classification."""
+    """Node ``name``'s value in task ``t`` as its children read it: ``[K, width]``, one-hot for
+    classification, or what filling gave it (:class:`FilledEntry`)."""
+    if isinstance(data[name], FilledEntry):
+        return data[name].value[t]
     _, y = _unpack(data[name])
     spec = graph.subtask(name)
     if spec.kind == "classification":
@@ -560,10 +619,14 @@ def _value(graph: Any, name: str, data: Data, t: int) -> torch.Tensor:
     return y[t].double()
 
 
-def _counting_shots(graph: Any, name: str, data: Data, observed: Data | None, t: int) -> torch.Tensor:
-    """``[K]`` bool: the shots of task ``t`` where ``name`` and all the observed values its input reads
-    are observed: its observed parents', and a latent parent's own (none for a latent node)."""
-    counting = torch.full((_unpack(data[_first_observed(graph)])[1].shape[1],), graph.subtask(name).observed)
+def _in_task(value: torch.Tensor, t: int, num_tasks: int) -> torch.Tensor:
+    """``value`` ``[K, width]`` of task ``t`` as ``[T, K, width]``, 0 in the other tasks."""
+    return torch.stack([value if s == t else torch.zeros_like(value) for s in range(num_tasks)])
+
+
+def _read_nodes(graph: Any, name: str) -> list[str]:
+    """The observed nodes whose values node ``name``'s input reads: its observed parents, and a latent
+    parent's, in turn."""
     read, frontier = [], list(graph.parents(name))
     while frontier:
         parent = frontier.pop()
@@ -571,7 +634,15 @@ def _counting_shots(graph: Any, name: str, data: Data, observed: Data | None, t:
             read.append(parent)
         else:
             frontier += graph.parents(parent)
-    for node in [name, *read]:
+    return read
+
+
+def _counting_shots(graph: Any, name: str, data: Data, observed: Data | None, t: int,
+                    relaxed: bool = False) -> torch.Tensor:
+    """``[K]`` bool: the shots of task ``t`` where ``name`` and all the observed values its input reads
+    (:func:`_read_nodes`) are observed (none for a latent node); ``relaxed``: where ``name`` is."""
+    counting = torch.full((_unpack(data[_first_observed(graph)])[1].shape[1],), graph.subtask(name).observed)
+    for node in [name] if relaxed else [name, *_read_nodes(graph, name)]:
         if observed is not None and node in observed:
             counting &= torch.as_tensor(observed[node][t], dtype=torch.bool)
     return counting

@@ -509,12 +509,15 @@ def _query_loss(model: GraphMetaLearner, tasks: TaskBatch, adapted: AdaptedGraph
 
 def query_results(model: GraphMetaLearner, tasks: TaskBatch, tasks_per_batch: int,
                   adapt: Callable[[TaskBatch], AdaptedGraph]) -> MethodResult:
-    """The query results of ``adapt(support)``, taken ``tasks_per_batch`` tasks at a time."""
+    """The query results of ``adapt(support)``, taken ``tasks_per_batch`` tasks at a time, scored on
+    the query rows where the node and every value its input reads are observed (``fill_missing=False``):
+    the rows the classical methods, which need complete rows, are scored on too."""
     names = ("loss", "accuracy", "mse", "nll")
     results: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for chunk in _chunks(tasks, tasks_per_batch):
-        metrics = adapt(chunk).evaluate(chunk)
-        present = model.banks.example_mask(chunk.query.to(metrics["loss"].device)).any(-1)
+        query = dataclasses.replace(chunk.query, fill_missing=False)
+        metrics = adapt(chunk).evaluate(query)
+        present = model.banks.example_mask(query.to(metrics["loss"].device)).any(-1)
         nan = torch.full_like(metrics["loss"], math.nan)
         for name in names:
             results[name].append(torch.where(present, metrics[name], nan).cpu())

@@ -288,7 +288,11 @@ def test_errors_and_predictions_are_in_the_columns_units():
     rows.loc[rows.index[0], "dose"] = np.nan
     predicted = family.predict(adapted, rows)
     assert predicted["group"].isin(["high", "low"]).all()
-    assert math.isnan(predicted["response"].iloc[0])  # a parent is missing there
+    # a missing parent is predicted through that parent: dose's own prediction (it has no inputs)
+    through_dose = adapted.predict(observed={"group": torch.tensor([family.codings["group"].states.index(
+        rows["group"].iloc[0])])}, shots=1)["response"][0, 0].item()
+    assert predicted["response"].iloc[0] == pytest.approx(family.codings["response"].mean
+                                                          + family.codings["response"].std * through_dose, rel=1e-5)
     standardised = adapted.predict(observed={"dose": torch.tensor([[0.0]]), "group": torch.tensor([0])},
                                    shots=1)["dose"][0, 0].item()
     assert predicted["dose"].iloc[1] == pytest.approx(family.codings["dose"].mean

@@ -53,6 +53,7 @@ ANIL), ``inner_steps`` of them; its prior parameters above are then not used.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -115,9 +116,12 @@ class ALPaCA(Algorithm):
 
     def solve(self, index: int, bank: LearnerBank, fast: Weights, support: Split) -> Weights:
         """A conjugate bank's own posterior; a gradient bank's fast weights with the head replaced
-        by the posterior mean ``sum_m r_m w_m``."""
+        by the posterior mean ``sum_m r_m w_m``, fitted on the support rows whose inputs are all
+        observed (a missing parent value is never filled into a fit)."""
         if bank.closed_form:
             return super().solve(index, bank, fast, support)
+        if support.fill_missing:
+            support = replace(support, fill_missing=False)
         key = str(index)
         weight_name, bias_name = bank.head
         mask = bank.example_mask(support).to(fast[bias_name].dtype).unsqueeze(-1)  # [T, N, K, 1]

@@ -183,12 +183,15 @@ class LearnerBank(nn.Module):
     def example_mask(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """``[T, N_b, K]``: the node's value and every value its input reads are observed (its
         parents', or through a latent parent, predicted, that parent's inputs; a latent node counts
-        nowhere); one gather
-        per slot of ``requires_observed`` (the node, then its parents, padded with the always-observed
-        column ``N``) from the node-major mask ``[T, N + 1, K]``, laid out like the losses (see targets)."""
+        nowhere); on a split whose missing inputs are filled (``split.fill_missing``) the node's value
+        alone, unless the bank adapts in closed form (``closed_form``), which reads observed inputs
+        only. One gather per slot of ``requires_observed`` (the node, then its parents, padded with the
+        always-observed column ``N``) from the node-major mask ``[T, N + 1, K]``, laid out like the
+        losses (see targets)."""
+        index = self.requires_observed[:, :1] if split.fill_missing and not self.closed_form else self.requires_observed
         if nodes is None:
-            return split.derived((self, "example_mask"), lambda: self._example_mask(split, self.requires_observed))
-        return self._example_mask(split, self.requires_observed[nodes])
+            return split.derived((self, "example_mask"), lambda: self._example_mask(split, index))
+        return self._example_mask(split, index[nodes])
 
     @staticmethod
     def _example_mask(split: Split, index: torch.Tensor) -> torch.Tensor:
@@ -198,6 +201,15 @@ class LearnerBank(nn.Module):
         for slot in range(1, index.shape[1]):
             mask &= by_node.index_select(1, index[:, slot])
         return mask
+
+    def predicted_values(self, outputs: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
+        """What children read of the outputs ``[T, N_b', K, D_out]`` of the bank rows ``nodes``: a
+        regression node's outputs, a classification node's class probabilities (the softmax over its
+        own classes) in place of a one-hot value."""
+        if not self.kinds[1]:
+            return outputs
+        logits = outputs.masked_fill(~self.output_mask[nodes][:, None, :], float("-inf"))
+        return torch.where(self.is_classification[nodes][:, None, None], logits.softmax(-1), outputs)
 
     def targets(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """``[T, N_b, K, D_out]``: regression targets, or one-hot labels, padded with 0."""

@@ -29,12 +29,26 @@ latent node, and a bank of latent nodes alone, is tapped at its weights themselv
 (:func:`~graphmeta.learners.banks.bank.weight_tapped_loss`, made dense where they are low-rank),
 its loss pass computing every row. The banks without latent nodes keep their own taps, since
 their outputs reach their own losses alone. A graph without latent nodes takes the plain path, unchanged.
+
+**Partly observed nodes.** Where a node is observed at a shot but a value its input reads is not
+(a table row with a parent's cell missing), a split with ``fill_missing`` (:meth:`BankSet.resolved`
+sets it where the data have such shots) is filled the same way at every node that has children,
+its prediction taking the missing cells alone (class probabilities for a classification node):
+
+.. math::
+    v_j \leftarrow m_j \odot y_j + (1 - m_j) \odot f_j(x_j, v_{pa(j)};\ \phi_j)
+
+with ``m_j`` the node's observed mask, so a node's loss counts wherever the node itself is observed
+and its gradient reaches the parents it filled from. Every bank is then tapped at its weights
+(dense), whose gradient sums both uses. Conjugate banks (``closed_form``) still fit and score the
+shots whose inputs are all observed.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -52,6 +66,10 @@ class BankSet(nn.Module):
     Per-node results of the banks are concatenated in bank order and put back into
     ``graph.names`` order with one fixed permutation, so no step loops over nodes.
     """
+
+    # buffers (register_buffer), declared for the type checker
+    value_nodes: torch.Tensor
+    input_pairs: torch.Tensor
 
     def __init__(self, graph: TaskGraph) -> None:
         groups: dict[LearnerSpec, list[str]] = {}
@@ -87,6 +105,18 @@ class BankSet(nn.Module):
              torch.tensor([i for i, name in enumerate(bank.names) if name in latent]))
             if held and bank.taps_fed_outputs and not set(bank.names) <= latent else None
             for bank, held in zip(self, self.holds_latent)]
+        #: Per topological level, the nodes with children: what a split with missing inputs fills.
+        self.fill_levels = self.level_plans(graph, {name for name in graph.names if graph.children(name)})
+        layout = self.banks[0].layout
+        value_nodes = torch.empty(layout.value_width, dtype=torch.long)
+        for n, name in enumerate(graph.names):
+            value_nodes[layout.value_slices[name]] = n
+        self.register_buffer("value_nodes", value_nodes, persistent=False)
+        # every (node of a gradient bank, observed value its input reads): where a split may miss an input
+        pairs = [(layout.index[name], layout.index[read]) for bank in self if not bank.closed_form
+                 for name in bank.names for read in graph.observed_inputs(name)]
+        self.register_buffer("input_pairs", torch.tensor(pairs, dtype=torch.long).reshape(-1, 2).T.contiguous(),
+                             persistent=False)
         order = torch.cat([bank.node_index if rows is None else bank.node_index[torch.cat(rows)]
                            for bank, rows in zip(self, self.loss_rows)])
         self.register_buffer("to_graph_order_with_latent", torch.argsort(order), persistent=False)
@@ -129,9 +159,23 @@ class BankSet(nn.Module):
                 plans.append(level_plan)
         return plans
 
+    def resolved(self, split: Split) -> Split:
+        """``split`` with its ``fill_missing`` decided where it is ``None``: whether a node of a gradient
+        bank is observed at a shot where a value its input reads is not (one read of the mask on the host)."""
+        if split.fill_missing is not None:
+            return split
+
+        def decided() -> Split:
+            node, read = self.input_pairs
+            missing = bool(node.numel()) and bool((split.observed[..., node] & ~split.observed[..., read]).any())
+            return replace(split, fill_missing=missing)
+
+        return split.derived((self, "resolved"), decided)  # the same split each time, so what it derives is kept
+
     def filled(self, fast: list[Weights], split: Split) -> Split:
-        """``split`` with each latent node's value columns set to its prediction, level by level (module
-        docstring), differentiable in the fast weights; ``split`` itself for a graph without latent nodes."""
+        """``split`` with each latent node's value columns set to its prediction, level by level, and
+        with ``fill_missing`` every missing value a child reads (module docstring), differentiable in the
+        fast weights; ``split`` itself where there is nothing to fill."""
         return self._filled(fast, split)[0]
 
     def _filled(self, fast: list[Weights], split: Split, names: list[Sequence[str]] | None = None
@@ -139,16 +183,20 @@ class BankSet(nn.Module):
         """:meth:`filled`, and with ``names`` (per bank, the weights to find gradients of) per bank the
         taps of its latent rows' passes where it taps its outputs (``taps_fed_outputs``; such a bank
         reads its latent rows' weights of every level at once, ``row_weights``)."""
-        if not self.latent_levels:
+        resolved = self.resolved(split)
+        fill = bool(resolved.fill_missing)
+        levels = self.fill_levels if fill else self.latent_levels
+        if not levels:
             return split, []
+        split = resolved
         fed: list[list] = [[] for _ in self]
         device = split.values.device
         # per bank, its latent rows' weights level by level, each level taking the first left
         row_weights = {b: bank.row_weights(fast[b], self.latent_rows[b].to(device), self.latent_sizes[b])
-                       for b, bank in enumerate(self) if bank.taps_fed_outputs and self.latent_sizes[b]}
+                       for b, bank in enumerate(self) if bank.taps_fed_outputs and self.latent_sizes[b] and not fill}
         values = split.values
-        for level in self.latent_levels:
-            current = split if values is split.values else Split(split.features, values, split.observed, split.graphs)
+        for level in levels:
+            current = split if values is split.values else replace(split, values=values)
             for b, rows, output_columns, value_columns in level:
                 rows, output_columns, value_columns = (t.to(device) for t in (rows, output_columns, value_columns))
                 if b in row_weights:
@@ -157,10 +205,14 @@ class BankSet(nn.Module):
                     if names is not None:
                         fed[b].append(taps)
                 else:
-                    outputs = self.banks[b](fast[b], current, rows)
+                    outputs = self.banks[b].predicted_values(self.banks[b](fast[b], current, rows), rows)
                 flat = outputs.transpose(1, 2).reshape(*outputs.shape[:1], outputs.shape[2], -1)
-                values = values.index_copy(-1, value_columns, flat.index_select(-1, output_columns))
-        return Split(split.features, values, split.observed, split.graphs), fed
+                predicted = flat.index_select(-1, output_columns)
+                if fill:  # the observed cells keep their values
+                    observed = split.observed.index_select(-1, self.value_nodes[value_columns])
+                    predicted = torch.where(observed, values.index_select(-1, value_columns), predicted)
+                values = values.index_copy(-1, value_columns, predicted)
+        return replace(split, values=values), fed
 
     def losses(self, fast: list[Weights], split: Split, accuracy: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -174,7 +226,7 @@ class BankSet(nn.Module):
         """:meth:`losses` and, with ``noise``, the loss ``[T, N]`` that trains the learned noise scales
         (:meth:`LearnerBank.losses_and_noise`, 0 for nodes without one; ``None`` when no bank learns one),
         from one forward pass: the noise loss reads the same outputs, taken as data."""
-        split = self.filled(fast, split)
+        split = self.filled(fast, self.resolved(split))
         losses, accuracies, noises = [], [], []
         for bank, weights, rows in zip(self, fast, self.loss_rows):
             nodes = None if rows is None else rows[0]
@@ -196,7 +248,7 @@ class BankSet(nn.Module):
     def regression_scores(self, fast: list[Weights], split: Split) -> tuple[torch.Tensor, torch.Tensor]:
         """Per (task, node) squared error and predictive negative log-likelihood per row ``[T, N]`` in
         ``graph.names`` order (:meth:`LearnerBank.regression_scores`)."""
-        split = self.filled(fast, split)
+        split = self.filled(fast, self.resolved(split))
         results = [bank.regression_scores(weights, split) for bank, weights in zip(self, fast)]
         return self._graph_order([r[0] for r in results]), self._graph_order([r[1] for r in results])
 
@@ -205,11 +257,13 @@ class BankSet(nn.Module):
         """Per (task, node) loss ``[T, N]`` in ``graph.names`` order and, per bank, where one
         ``autograd.grad`` finds the gradients of its weights ``names[b]`` (with latent nodes: see the
         module docstring)."""
-        if not self.latent_levels:
+        split = self.resolved(split)
+        fill = bool(split.fill_missing)
+        if not self.latent_levels and not fill:
             results = [bank.support_loss(weights, split, bank_names)
                        for bank, weights, bank_names in zip(self, fast, names)]
             return self._graph_order([r[0] for r in results]), [r[1] for r in results]
-        weight_tapped = [latent and rows is None for latent, rows in zip(self.holds_latent, self.loss_rows)]
+        weight_tapped = [fill or (latent and rows is None) for latent, rows in zip(self.holds_latent, self.loss_rows)]
         fast = [{name: _dense_tap(w) if tapped and name in bank_names and isinstance(w, LowRankWeight) else w
                  for name, w in weights.items()} for weights, bank_names, tapped in zip(fast, names, weight_tapped)]
         split, fed = self._filled(fast, split, names)
@@ -218,10 +272,12 @@ class BankSet(nn.Module):
                    else bank.support_loss(weights, split, bank_names)
                    for b, (bank, weights, bank_names, tapped, rows)
                    in enumerate(zip(self, fast, names, weight_tapped, self.loss_rows))]
-        return self._graph_order([r[0] for r in results], "loss"), [r[1] for r in results]
+        return self._graph_order([r[0] for r in results], None if fill else "loss"), [r[1] for r in results]
 
     def example_mask(self, split: Split) -> torch.Tensor:
-        """``[T, N, K]``: which shots count for each node (value and parents observed)."""
+        """``[T, N, K]``: which shots count for each node (value and parents observed; with
+        ``fill_missing``, see :meth:`LearnerBank.example_mask`)."""
+        split = self.resolved(split)
         return self._graph_order([bank.example_mask(split) for bank in self])
 
     def _graph_order(self, per_bank: list[torch.Tensor], latent: str | None = None) -> torch.Tensor:
