@@ -6,7 +6,8 @@ query MSE on the observed sinks of the same held-out tasks:
 
 * *graph*: the task graph with its latent nodes, adapted and meta-trained end to end;
 * *monolithic*: one MLP node from all the graph's inputs (every node's own features) to all the
-  sinks' values, the same family's data without structure;
+  sinks' values, the same family's data without structure (``gm.MonolithicFamily``, the baseline
+  ``graphmeta evaluate`` trains for a graph with latent subtasks), scored per sink;
 * *fully supervised*: the same graph with every node observed (``family.supervised()``).
 
 Each held-out task's score is its mean query MSE over the sinks; the table gives the mean over the
@@ -46,26 +47,9 @@ from graphmeta.data import Split, TaskBatch
 RESULTS = ROOT / "benchmarks" / "results" / "latent.md"
 
 
-def monolithic_graph(family: gm.TaskFamily, sinks: list[str]) -> gm.TaskGraph:
-    """One node from every node's own features to all the sinks' values."""
-    return gm.TaskGraph("monolithic").add_subtask("outputs", in_dim=family.layout.feature_width, out_dim=len(sinks))
-
-
-def monolithic_batch(graph: gm.TaskGraph, batch: TaskBatch, family: gm.TaskFamily, sinks: list[str]) -> TaskBatch:
-    """``batch`` re-packed for :func:`monolithic_graph`: the same inputs and sink values."""
-    columns = torch.tensor([c for name in sinks for c in range(family.layout.value_slices[name].start,
-                                                               family.layout.value_slices[name].stop)])
-
-    def split(side: Split) -> Split:
-        return Split(side.features, side.values[..., columns], side.observed[..., :1].clone().fill_(True))
-
-    return TaskBatch(graph, split(batch.support), split(batch.query))
-
-
-def sink_mse(model: gm.GraphMetaLearner, batch: TaskBatch, positions: list[int] | None) -> torch.Tensor:
-    """Per held-out task ``[T]`` the mean query MSE over the sink nodes (``positions``; ``None``: every output)."""
-    mse = model.adapt(batch).evaluate(batch)["mse"]
-    return (mse if positions is None else mse[:, positions]).mean(1)
+def sink_mse(model: gm.GraphMetaLearner, batch: TaskBatch, positions: list[int]) -> torch.Tensor:
+    """Per held-out task ``[T]`` the mean query MSE over the sink nodes (``positions``)."""
+    return model.adapt(batch).evaluate(batch)["mse"][:, positions].mean(1)
 
 
 def mean_interval(values: torch.Tensor) -> tuple[float, float]:
@@ -94,25 +78,25 @@ def quality(card: str, steps: int, tasks: int, shots: int, query: int, seed: int
     graph = family.graph
     sinks = [name for name in graph.names if graph.subtask(name).observed]
     positions = [graph.names.index(name) for name in sinks]
-    mono = monolithic_graph(family, sinks)
+    mono = gm.MonolithicFamily(family)
     test = family.sample(64, shots, query, split="test", seed=seed)
     test_full = supervised.sample(64, shots, query, split="test", seed=seed)
     scores, seconds = {}, {}
-    for label, learner_graph, sample, convert in zip(LABELS, (graph, mono, supervised.graph),
-                                                     (family, family, supervised), (None, True, None)):
+    for label, sample in zip(LABELS, (family, mono, supervised)):
         torch.manual_seed(seed)
-        model = gm.GraphMetaLearner(learner_graph, algorithm="maml", inner_steps=1, inner_lr=0.1,
+        model = gm.GraphMetaLearner(sample.graph, algorithm="maml", inner_steps=1, inner_lr=0.1,
                                     message_passing=False)
 
-        def batches(step: int, sample=sample, convert=convert) -> TaskBatch:
-            batch = sample.sample(tasks, shots, query, seed=seed * 100_000 + step)
-            return monolithic_batch(mono, batch, family, sinks) if convert else batch
+        def batches(step: int, sample=sample) -> TaskBatch:
+            return sample.sample(tasks, shots, query, seed=seed * 100_000 + step)
 
         start = time.perf_counter()
         train(model, batches, steps, lr=1e-3)
-        held_out = test_full if sample is supervised else test
-        held_out = monolithic_batch(mono, held_out, family, sinks) if convert else held_out
-        scores[label] = sink_mse(model, held_out, None if convert else positions)
+        if sample is mono:  # scored per sink, as the graph is
+            held_out = mono.repacked(test)
+            scores[label] = mono.scores(model.adapt(held_out), held_out)["mse"][:, positions].mean(1)
+        else:
+            scores[label] = sink_mse(model, test_full if sample is supervised else test, positions)
         seconds[label] = time.perf_counter() - start
     return scores, seconds
 

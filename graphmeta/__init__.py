@@ -26,7 +26,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "AdaptedGraph": "adapted_graph", "DataFrameFamily": "families.dataframe", "GNN": "learners",
     "GaussianNetMetaLearner": "bayesnet",
-    "GraphMetaLearner": "model", "Hook": "train", "Linear": "learners", "MLP": "learners", "OnlineMetaLearner": "train",
+    "GraphMetaLearner": "model", "Hook": "train", "Linear": "learners", "MLP": "learners",
+    "MonolithicFamily": "families.monolithic", "OnlineMetaLearner": "train",
     "Subtask": "taskgraph", "Table": "learners",
     "TaskBatch": "data", "TaskGraph": "taskgraph", "Trainer": "train", "draw": "viz.draw",
     "load_family": "families.cards", "taskgraph_from_data": "interop.structure_learning",

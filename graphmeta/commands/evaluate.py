@@ -14,7 +14,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Evaluate the run in RUN_DIR on held-out tasks: per-node and total query loss (and "
                     "accuracy for classification), mean ± 95% CI over tasks, without adaptation, after "
                     "adaptation, trained from scratch on the support set and, when the run uses message "
-                    "passing, the same configuration trained without it (trained once into RUN_DIR/ablation). "
+                    "passing, the same configuration trained without it (trained once into RUN_DIR/ablation); "
+                    "with latent subtasks, one MLP from every input to the observed sinks, trained alike "
+                    "(once, into RUN_DIR/monolithic). "
                     "Prints a table; writes RUN_DIR/evaluation-<split>-<k>steps.json (k: the adaptation "
                     "steps, so evaluations with other steps are kept) and figures.",
     )
@@ -25,6 +27,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--num-tasks", type=int, help="number of tasks (default: the run config's)")
     parser.add_argument("--no-ablation", dest="ablation", action="store_false", default=None,
                         help="skip the run trained without message passing")
+    parser.add_argument("--no-monolithic", dest="monolithic", action="store_false", default=None,
+                        help="skip the monolithic MLP baseline of a graph with latent subtasks")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override an evaluate key, e.g. --set adapt_steps=10 (repeatable)")
     parser.add_argument("--per-node", action="store_true", help="also print the per-node losses")
@@ -53,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         if section != "evaluate":
             raise ConfigError(f"graphmeta evaluate takes evaluate keys only, got --set {text}")
         options[key] = value
-    flags = {"split": args.split, "num_tasks": args.num_tasks, "ablation": args.ablation}
+    flags = {"split": args.split, "num_tasks": args.num_tasks, "ablation": args.ablation, "monolithic": args.monolithic}
     options.update({key: value for key, value in flags.items() if value is not None})
     online = load_run_config(args.run_dir).train.mode == "online"
     trainer = (OnlineMetaLearner if online else Trainer).from_run(args.run_dir, checkpoint=args.checkpoint)

@@ -14,12 +14,13 @@ from .dataframe import ColumnCoding, DataFrameFamily
 from .functions import FunctionsFamily
 from .gaussian import GaussianNetFamily
 from .graph_subtasks import GraphSubtasksFamily
+from .monolithic import MonolithicFamily
 from .sinusoid import SinusoidFamily
 
 __all__ = [
     "ARML2DFamily",
     "BayesNetFamily", "CPDTable", "Card", "ColumnCoding", "CompositionalFamily", "DataFrameFamily", "FAMILIES",
     "FamilySection", "FunctionsFamily", "GaussianNetFamily",
-    "GraphSubtasksFamily", "SPLITS", "SinusoidFamily", "TaskFamily", "available_cards", "batch_from_dataframes",
+    "GraphSubtasksFamily", "MonolithicFamily", "SPLITS", "SinusoidFamily", "TaskFamily", "available_cards", "batch_from_dataframes",
     "load_card", "load_family",
 ]

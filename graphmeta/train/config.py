@@ -192,6 +192,8 @@ class EvaluateConfig(CheckedSection):
             validation tasks (see :mod:`graphmeta.train.evaluation`).
         ablation: with message passing on, also train (once, in ``RUN/ablation``) and evaluate
             the same configuration with message passing off.
+        monolithic: with latent subtasks, also train (once, in ``RUN/monolithic``) and evaluate one
+            MLP from every input to the observed sinks, with the same configuration.
         tasks_per_batch: tasks adapted together (bounds memory).
     """
 
@@ -202,6 +204,7 @@ class EvaluateConfig(CheckedSection):
     scratch_steps: NonNegativeInt | None = None
     scratch_lr: NonNegativeFloat | None = None
     ablation: bool = True
+    monolithic: bool = True
     tasks_per_batch: PositiveInt = 64
 
 

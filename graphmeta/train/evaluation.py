@@ -20,7 +20,9 @@ methods share each task's difficulty.
 Methods: ``no_adaptation`` (the meta-learned initialisation, zero inner steps), ``adapted``
 (the inner loop, and message passing when on), ``from_scratch`` (fresh learners trained with
 Adam on each task's support set alone) and ``no_message_passing`` (the ablation: the same
-configuration meta-trained with message passing off).
+configuration meta-trained with message passing off). A graph with latent subtasks also meets
+``monolithic``: one MLP from every input to the observed sinks, meta-trained with the same
+configuration (:class:`~graphmeta.families.monolithic.MonolithicFamily`), scored on the sinks.
 
 A baseline is only as fair as its settings. Unless the user fixes them, ``from_scratch`` trains
 at the rate and step count, from ``SCRATCH_RATES`` x ``SCRATCH_STEPS``, with the lowest query
@@ -72,6 +74,7 @@ from tqdm.auto import tqdm
 from ..adapted_graph import AdaptedGraph
 from ..data import Split, TaskBatch
 from ..families.base import TaskFamily
+from ..families.monolithic import MonolithicFamily, unsupported
 from ..model import GraphMetaLearner
 from .baseline_cache import CACHE_FOLDER, cached, digest
 from .classical_baselines import CLASSICAL_METHODS, classical_baselines, grouped_training_rows
@@ -84,6 +87,7 @@ METHODS = {
     "adapted": "after adaptation",
     "from_scratch": "trained from scratch",
     "no_message_passing": "ablation: no message passing",
+    "monolithic": "monolithic MLP, no graph",
     "pooled": "pooled model, no adaptation",
     **CLASSICAL_METHODS,
 }
@@ -304,6 +308,10 @@ def evaluate_run(learner: Any, options: EvaluateConfig) -> EvaluationReport:
     model, config, sampler, run, group = learner.model, learner.config, learner.sampler, learner.run, learner.parallel
     started = perf_counter()
     ablation = learner.train_ablation() if options.ablation and model.config["message_passing"] else None
+    monolithic = None
+    if options.monolithic and unsupported(model.graph) is None:
+        trained = train_monolithic(learner)
+        monolithic = (trained, MonolithicFamily(learner.family))
     steps = model.config["inner_steps"] if options.adapt_steps is None else options.adapt_steps
     fixed = learner.family.fixed_tasks(options.split) if isinstance(learner.family, TaskFamily) else None
     num_tasks = options.num_tasks or (fixed[0] if fixed else DEFAULT_TASKS)
@@ -311,7 +319,7 @@ def evaluate_run(learner: Any, options: EvaluateConfig) -> EvaluationReport:
     report = evaluate_methods(model, tasks, steps, sampler.fixed("val", config.val_tasks), options.tasks_per_batch,
                               config.seed, run.path.name, options.split, options.scratch_steps, options.scratch_lr,
                               ablation, group, pooled_rows(learner.family), config.progress and group.is_writer,
-                              run.path.parent / CACHE_FOLDER, grouped_training_rows(learner.family))
+                              run.path.parent / CACHE_FOLDER, grouped_training_rows(learner.family), monolithic)
     asked = torch.as_tensor(sampler.fixed_shots(num_tasks, options.shots))
     capped = int((tasks.support.task_rows < asked).sum()) if fixed else 0
     report = dataclasses.replace(report, wall_time_s=round(perf_counter() - started, 2), capped_tasks=capped,
@@ -329,12 +337,43 @@ def train_ablation(learner: Any) -> GraphMetaLearner:
     when that changed on resume); its model."""
     torch.manual_seed(learner.config.seed)
     model = GraphMetaLearner(learner.model.graph, **{**learner.model.config, "message_passing": False})
-    train = learner.config.replace(run_dir=str(learner.run.ablation.parent), name=learner.run.ablation.name)
+    return _train_beside(learner, model, learner.family, learner.run.ablation)
+
+
+def _train_beside(learner: Any, model: GraphMetaLearner, family: Any, folder: Path) -> GraphMetaLearner:
+    """``model`` trained on ``family`` by a learner of ``learner``'s kind and configuration into the run
+    folder ``folder`` (resumed if interrupted, reloaded when done, following the run's config when that
+    changed on resume); the trained model."""
+    train = learner.config.replace(run_dir=str(folder.parent), name=folder.name)
     sections = {name: getattr(learner, name) for name in learner.sections}
-    ablation = type(learner)(model, learner.family, train, **sections)
-    ablation.family_spec = learner.family_spec
-    ablation.fit(resume=True, allow_changes=True)
-    return ablation.model
+    beside = type(learner)(model, family, train, **sections)
+    beside.family_spec = learner.family_spec
+    beside.fit(resume=True, allow_changes=True)
+    return beside.model
+
+
+def train_monolithic(learner: Any) -> GraphMetaLearner:
+    """The monolithic baseline of the run of ``learner`` (module docstring): one MLP on the run's family
+    repacked (:class:`~graphmeta.families.monolithic.MonolithicFamily`), with the run's model settings
+    but message passing (one node has no neighbours), seeded alike and trained by the same kind of
+    learner into ``RUN/monolithic`` once; its model."""
+    torch.manual_seed(learner.config.seed)
+    family = MonolithicFamily(learner.family)
+    model = GraphMetaLearner(family.graph, **{**learner.model.config, "message_passing": False})
+    return _train_beside(learner, model, family, learner.run.monolithic)
+
+
+def monolithic_results(model: GraphMetaLearner, family: MonolithicFamily, tasks: TaskBatch, tasks_per_batch: int,
+                       adapt_steps: int) -> MethodResult:
+    """The query results of the monolithic ``model`` on ``tasks`` (of the wrapped graph), per sink."""
+    model.eval()
+    results: dict[str, list[torch.Tensor]] = {name: [] for name in ("loss", "accuracy", "mse", "nll")}
+    for chunk in _chunks(tasks, tasks_per_batch):
+        repacked = family.repacked(chunk)
+        scores = family.scores(model.adapt(repacked, steps=adapt_steps), repacked)
+        for name, values in results.items():
+            values.append(scores[name])
+    return MethodResult(*(torch.cat(results[name]) for name in ("loss", "accuracy", "mse", "nll")))
 
 
 def pooled_rows(family: Family) -> Split | None:
@@ -348,20 +387,23 @@ def evaluate_methods(model: GraphMetaLearner, tasks: TaskBatch, adapt_steps: int
                      scratch_lr: float | None = None, ablation: GraphMetaLearner | None = None,
                      group: DataParallelGroup = SINGLE_PROCESS, pooled_rows: Split | None = None,
                      progress: bool = False, cache: Path | None = None,
-                     grouped_rows: Split | None = None) -> EvaluationReport:
+                     grouped_rows: Split | None = None,
+                     monolithic: tuple[GraphMetaLearner, MonolithicFamily] | None = None) -> EvaluationReport:
     """Evaluate ``model`` (and the ``ablation`` model, if given) and the baselines on ``tasks``,
     both models in eval mode; ``name`` and ``split`` label the report. The from-scratch baseline
     trains ``scratch_steps`` Adam steps at ``scratch_lr``, each chosen on the ``validation`` tasks
     where ``None``; with a table's training rows (``pooled_rows``) the pooled baseline joins
     (module docstring), and with them task by task (``grouped_rows``) the classical ones
-    (:mod:`.classical_baselines`). Each process of ``group`` evaluates its share of the tasks; with ``progress``
+    (:mod:`.classical_baselines`); with a ``monolithic`` learner and the family that repacks its tasks, the
+    monolithic baseline. Each process of ``group`` evaluates its share of the tasks; with ``progress``
     a progress bar counts the stages (one per method). ``cache``: the folder of the
     :mod:`.baseline_cache` that keeps the from-scratch baseline (``None``: none)."""
     for evaluated in (model, ablation):
         if evaluated is not None:
             evaluated.eval()
     share = group.take(tasks)
-    stages = 3 + (pooled_rows is not None) * 2 + (grouped_rows is not None) + (ablation is not None)
+    stages = (3 + (pooled_rows is not None) * 2 + (grouped_rows is not None) + (ablation is not None)
+              + (monolithic is not None))
     with tqdm(total=stages, desc=f"evaluating {name}", unit="stage", disable=not progress, dynamic_ncols=True,
               leave=False) as bar:
         def stage(label: str, result: Any) -> Any:
@@ -396,6 +438,9 @@ def evaluate_methods(model: GraphMetaLearner, tasks: TaskBatch, adapt_steps: int
         if ablation is not None:
             methods["no_message_passing"] = stage("ablation", query_results(
                 ablation, share, tasks_per_batch, lambda chunk: ablation.adapt(chunk, steps=adapt_steps)))
+        if monolithic is not None:
+            methods["monolithic"] = stage("monolithic", monolithic_results(*monolithic, share, tasks_per_batch,
+                                                                            adapt_steps))
     methods = {key: MethodResult(*(group.gather_tasks(getattr(result, name), tasks.num_tasks)
                                    for name in ("loss", "accuracy", "mse", "nll")))
                for key, result in methods.items()}

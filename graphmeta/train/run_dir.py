@@ -14,6 +14,7 @@
         .writer.lock           held by the process writing the run (.run_lock): one writer at a time
         tensorboard/           event files: scalars, hyperparameters, figures (train.loggers, see .loggers)
         ablation/              the same layout: the run's configuration without message passing
+        monolithic/            the same layout: the monolithic baseline (a graph with latent subtasks)
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class RunDirectory:
         self.figures = self.path / "figures"
         self.summary = self.path / "summary.json"
         self.ablation = self.path / "ablation"
+        self.monolithic = self.path / "monolithic"
         self._loggers: list[Logger] | None = None
 
     def __repr__(self) -> str:

@@ -65,10 +65,14 @@ def test_graphmeta_train_scores_only_the_observed_nodes(tmp_path, capsys, latent
     for record in (record for record in records if record["split"] == "val"):
         assert all(record["per_node"][name] is None for name in latent)
         assert all(math.isfinite(record["per_node"][name]) for name in observed)
-    adapted = json.loads((run.path / "evaluation-test-1step.json").read_text())["methods"]["adapted"]["per_node"]
-    assert all(adapted[name]["loss"]["tasks"] == 0 for name in latent)  # nothing to score: no labels
-    assert all(adapted[name]["loss"]["tasks"] == 4 and math.isfinite(adapted[name]["loss"]["mean"])
-               for name in observed)
+    methods = json.loads((run.path / "evaluation-test-1step.json").read_text())["methods"]
+    for method in ("adapted", "monolithic"):  # the monolithic MLP baseline, trained alike, scores the sinks
+        per_node = methods[method]["per_node"]
+        assert all(per_node[name]["loss"]["tasks"] == 0 for name in latent)  # nothing to score: no labels
+        assert all(per_node[name]["loss"]["tasks"] == 4 and math.isfinite(per_node[name]["loss"]["mean"])
+                   for name in observed)
+        assert all(math.isfinite(per_node[name]["nll"]["mean"]) for name in observed)
+    assert RunDirectory(run.monolithic).read_summary()["training"]["status"] == "completed"
 
 
 def test_the_trainer_moves_the_latent_learners_through_their_children(tmp_path, latent_and_observed):
