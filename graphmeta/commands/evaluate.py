@@ -16,7 +16,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "adaptation, trained from scratch on the support set and, when the run uses message "
                     "passing, the same configuration trained without it (trained once into RUN_DIR/ablation); "
                     "with latent subtasks, one MLP from every input to the observed sinks, trained alike "
-                    "(once, into RUN_DIR/monolithic). "
+                    "(once, into RUN_DIR/monolithic), and where the family can label them, the graph trained "
+                    "with them labelled (RUN_DIR/supervised). "
                     "Prints a table; writes RUN_DIR/evaluation-<split>-<k>steps.json (k: the adaptation "
                     "steps, so evaluations with other steps are kept) and figures.",
     )
@@ -29,6 +30,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="skip the run trained without message passing")
     parser.add_argument("--no-monolithic", dest="monolithic", action="store_false", default=None,
                         help="skip the monolithic MLP baseline of a graph with latent subtasks")
+    parser.add_argument("--no-supervised", dest="supervised", action="store_false", default=None,
+                        help="skip the reference trained with a graph's latent subtasks labelled")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override an evaluate key, e.g. --set adapt_steps=10 (repeatable)")
     parser.add_argument("--per-node", action="store_true", help="also print the per-node losses")
@@ -57,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         if section != "evaluate":
             raise ConfigError(f"graphmeta evaluate takes evaluate keys only, got --set {text}")
         options[key] = value
-    flags = {"split": args.split, "num_tasks": args.num_tasks, "ablation": args.ablation, "monolithic": args.monolithic}
+    flags = {"split": args.split, "num_tasks": args.num_tasks, "ablation": args.ablation, "monolithic": args.monolithic,
+             "supervised": args.supervised}
     options.update({key: value for key, value in flags.items() if value is not None})
     online = load_run_config(args.run_dir).train.mode == "online"
     trainer = (OnlineMetaLearner if online else Trainer).from_run(args.run_dir, checkpoint=args.checkpoint)

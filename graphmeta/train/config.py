@@ -194,6 +194,8 @@ class EvaluateConfig(CheckedSection):
             the same configuration with message passing off.
         monolithic: with latent subtasks, also train (once, in ``RUN/monolithic``) and evaluate one
             MLP from every input to the observed sinks, with the same configuration.
+        supervised: with latent subtasks whose family can label them (``family.supervised()``), also
+            train (once, in ``RUN/supervised``) and evaluate the graph with them labelled, a reference.
         tasks_per_batch: tasks adapted together (bounds memory).
     """
 
@@ -205,6 +207,7 @@ class EvaluateConfig(CheckedSection):
     scratch_lr: NonNegativeFloat | None = None
     ablation: bool = True
     monolithic: bool = True
+    supervised: bool = True
     tasks_per_batch: PositiveInt = 64
 
 

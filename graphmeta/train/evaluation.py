@@ -22,7 +22,10 @@ Methods: ``no_adaptation`` (the meta-learned initialisation, zero inner steps), 
 Adam on each task's support set alone) and ``no_message_passing`` (the ablation: the same
 configuration meta-trained with message passing off). A graph with latent subtasks also meets
 ``monolithic``: one MLP from every input to the observed sinks, meta-trained with the same
-configuration (:class:`~graphmeta.families.monolithic.MonolithicFamily`), scored on the sinks.
+configuration (:class:`~graphmeta.families.monolithic.MonolithicFamily`), scored on the sinks; and
+where its family can label the hidden nodes (``family.supervised()``, the same tasks with every node
+observed), the reference ``supervised``: the graph meta-trained with those labels, scored on the
+same tasks' observed nodes (what the latent nodes cost).
 
 A baseline is only as fair as its settings. Unless the user fixes them, ``from_scratch`` trains
 at the rate and step count, from ``SCRATCH_RATES`` x ``SCRATCH_STEPS``, with the lowest query
@@ -62,7 +65,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -76,6 +79,7 @@ from ..data import Split, TaskBatch
 from ..families.base import TaskFamily
 from ..families.monolithic import MonolithicFamily, unsupported
 from ..model import GraphMetaLearner
+from ..taskgraph import TaskGraph
 from .baseline_cache import CACHE_FOLDER, cached, digest
 from .classical_baselines import CLASSICAL_METHODS, classical_baselines, grouped_training_rows
 from .config import EvaluateConfig
@@ -88,6 +92,7 @@ METHODS = {
     "from_scratch": "trained from scratch",
     "no_message_passing": "ablation: no message passing",
     "monolithic": "monolithic MLP, no graph",
+    "supervised": "reference: hidden nodes labelled",
     "pooled": "pooled model, no adaptation",
     **CLASSICAL_METHODS,
 }
@@ -308,18 +313,16 @@ def evaluate_run(learner: Any, options: EvaluateConfig) -> EvaluationReport:
     model, config, sampler, run, group = learner.model, learner.config, learner.sampler, learner.run, learner.parallel
     started = perf_counter()
     ablation = learner.train_ablation() if options.ablation and model.config["message_passing"] else None
-    monolithic = None
-    if options.monolithic and unsupported(model.graph) is None:
-        trained = train_monolithic(learner)
-        monolithic = (trained, MonolithicFamily(learner.family))
     steps = model.config["inner_steps"] if options.adapt_steps is None else options.adapt_steps
     fixed = learner.family.fixed_tasks(options.split) if isinstance(learner.family, TaskFamily) else None
     num_tasks = options.num_tasks or (fixed[0] if fixed else DEFAULT_TASKS)
-    tasks = sampler.fixed(options.split, num_tasks, options.shots, query=fixed[1] if fixed else None)
+    query = fixed[1] if fixed else None
+    tasks = sampler.fixed(options.split, num_tasks, options.shots, query=query)
+    peers = trained_peers(learner, options, steps, num_tasks, query)
     report = evaluate_methods(model, tasks, steps, sampler.fixed("val", config.val_tasks), options.tasks_per_batch,
                               config.seed, run.path.name, options.split, options.scratch_steps, options.scratch_lr,
                               ablation, group, pooled_rows(learner.family), config.progress and group.is_writer,
-                              run.path.parent / CACHE_FOLDER, grouped_training_rows(learner.family), monolithic)
+                              run.path.parent / CACHE_FOLDER, grouped_training_rows(learner.family), peers)
     asked = torch.as_tensor(sampler.fixed_shots(num_tasks, options.shots))
     capped = int((tasks.support.task_rows < asked).sum()) if fixed else 0
     report = dataclasses.replace(report, wall_time_s=round(perf_counter() - started, 2), capped_tasks=capped,
@@ -352,6 +355,27 @@ def _train_beside(learner: Any, model: GraphMetaLearner, family: Any, folder: Pa
     return beside.model
 
 
+def trained_peers(learner: Any, options: EvaluateConfig, steps: int, num_tasks: int, query: int | None
+                  ) -> dict[str, Peer]:
+    """The monolithic baseline and the supervised reference of the run of ``learner`` where they apply
+    and ``options`` ask for them (module docstring), trained first; each scores ``num_tasks`` fixed tasks
+    of ``options.split`` with ``query`` query rows, adapted ``steps`` steps."""
+    graph, group, tasks_per_batch = learner.model.graph, learner.parallel, options.tasks_per_batch
+    peers: dict[str, Peer] = {}
+    if options.monolithic and unsupported(graph) is None:
+        monolithic, repacking = train_monolithic(learner), MonolithicFamily(learner.family)
+        peers["monolithic"] = lambda share: monolithic_results(monolithic, repacking, share, tasks_per_batch, steps)
+    labelled = supervised_family(learner.family)
+    if options.supervised and labelled is not None:
+        supervised, same_draws = train_supervised(learner, labelled), copy.copy(learner.sampler)
+        same_draws.family = labelled
+        labelled_tasks = same_draws.fixed(options.split, num_tasks, options.shots, query=query)
+        peers["supervised"] = lambda share: observed_only(query_results(  # the share's tasks, labelled
+            supervised, group.take(labelled_tasks), tasks_per_batch,
+            lambda chunk: supervised.adapt(chunk, steps=steps)), graph)
+    return peers
+
+
 def train_monolithic(learner: Any) -> GraphMetaLearner:
     """The monolithic baseline of the run of ``learner`` (module docstring): one MLP on the run's family
     repacked (:class:`~graphmeta.families.monolithic.MonolithicFamily`), with the run's model settings
@@ -361,6 +385,28 @@ def train_monolithic(learner: Any) -> GraphMetaLearner:
     family = MonolithicFamily(learner.family)
     model = GraphMetaLearner(family.graph, **{**learner.model.config, "message_passing": False})
     return _train_beside(learner, model, family, learner.run.monolithic)
+
+
+def supervised_family(family: Family) -> Family | None:
+    """The family's tasks with their hidden nodes labelled (``family.supervised()``) where it has latent
+    subtasks and can; else ``None``."""
+    return family.supervised() if family.graph.latent and hasattr(family, "supervised") else None
+
+
+def train_supervised(learner: Any, family: Family) -> GraphMetaLearner:
+    """The fully supervised reference of the run of ``learner`` (module docstring): the run's model
+    settings on ``family`` (its family with the hidden nodes labelled), seeded alike and trained by the
+    same kind of learner into ``RUN/supervised`` once; its model."""
+    torch.manual_seed(learner.config.seed)
+    model = GraphMetaLearner(family.graph, **learner.model.config)
+    return _train_beside(learner, model, family, learner.run.supervised).eval()
+
+
+def observed_only(result: MethodResult, graph: TaskGraph) -> MethodResult:
+    """``result`` with ``graph``'s latent nodes not scored (NaN), as a graph with them scores them."""
+    latent = torch.tensor([not graph.subtask(name).observed for name in graph.names])
+    return MethodResult(*(getattr(result, name).masked_fill(latent, math.nan)
+                          for name in ("loss", "accuracy", "mse", "nll")))
 
 
 def monolithic_results(model: GraphMetaLearner, family: MonolithicFamily, tasks: TaskBatch, tasks_per_batch: int,
@@ -376,6 +422,11 @@ def monolithic_results(model: GraphMetaLearner, family: MonolithicFamily, tasks:
     return MethodResult(*(torch.cat(results[name]) for name in ("loss", "accuracy", "mse", "nll")))
 
 
+#: A learner trained beside the run, scored on the same tasks in its own form: its results on a
+#: process's share of the evaluated tasks (:meth:`DataParallelGroup.take`), given that share.
+Peer = Callable[[TaskBatch], MethodResult]
+
+
 def pooled_rows(family: Family) -> Split | None:
     """The training rows of a family that holds a table (``family.pooled_rows``), for the pooled
     baseline of :func:`evaluate_methods`; else ``None``."""
@@ -388,22 +439,22 @@ def evaluate_methods(model: GraphMetaLearner, tasks: TaskBatch, adapt_steps: int
                      group: DataParallelGroup = SINGLE_PROCESS, pooled_rows: Split | None = None,
                      progress: bool = False, cache: Path | None = None,
                      grouped_rows: Split | None = None,
-                     monolithic: tuple[GraphMetaLearner, MonolithicFamily] | None = None) -> EvaluationReport:
+                     peers: Mapping[str, Peer] | None = None) -> EvaluationReport:
     """Evaluate ``model`` (and the ``ablation`` model, if given) and the baselines on ``tasks``,
     both models in eval mode; ``name`` and ``split`` label the report. The from-scratch baseline
     trains ``scratch_steps`` Adam steps at ``scratch_lr``, each chosen on the ``validation`` tasks
     where ``None``; with a table's training rows (``pooled_rows``) the pooled baseline joins
     (module docstring), and with them task by task (``grouped_rows``) the classical ones
-    (:mod:`.classical_baselines`); with a ``monolithic`` learner and the family that repacks its tasks, the
-    monolithic baseline. Each process of ``group`` evaluates its share of the tasks; with ``progress``
-    a progress bar counts the stages (one per method). ``cache``: the folder of the
+    (:mod:`.classical_baselines`); ``peers``, the learners trained beside the run on its tasks in another
+    form (the monolithic baseline, the supervised reference), by name. Each process of ``group``
+    evaluates its share of the tasks; with ``progress`` a progress bar counts the stages (one per method). ``cache``: the folder of the
     :mod:`.baseline_cache` that keeps the from-scratch baseline (``None``: none)."""
     for evaluated in (model, ablation):
         if evaluated is not None:
             evaluated.eval()
     share = group.take(tasks)
     stages = (3 + (pooled_rows is not None) * 2 + (grouped_rows is not None) + (ablation is not None)
-              + (monolithic is not None))
+              + len(peers or {}))
     with tqdm(total=stages, desc=f"evaluating {name}", unit="stage", disable=not progress, dynamic_ncols=True,
               leave=False) as bar:
         def stage(label: str, result: Any) -> Any:
@@ -438,9 +489,8 @@ def evaluate_methods(model: GraphMetaLearner, tasks: TaskBatch, adapt_steps: int
         if ablation is not None:
             methods["no_message_passing"] = stage("ablation", query_results(
                 ablation, share, tasks_per_batch, lambda chunk: ablation.adapt(chunk, steps=adapt_steps)))
-        if monolithic is not None:
-            methods["monolithic"] = stage("monolithic", monolithic_results(*monolithic, share, tasks_per_batch,
-                                                                            adapt_steps))
+        for key, peer in (peers or {}).items():
+            methods[key] = stage(key, peer(share))
     methods = {key: MethodResult(*(group.gather_tasks(getattr(result, name), tasks.num_tasks)
                                    for name in ("loss", "accuracy", "mse", "nll")))
                for key, result in methods.items()}

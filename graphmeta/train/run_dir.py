@@ -15,6 +15,7 @@
         tensorboard/           event files: scalars, hyperparameters, figures (train.loggers, see .loggers)
         ablation/              the same layout: the run's configuration without message passing
         monolithic/            the same layout: the monolithic baseline (a graph with latent subtasks)
+        supervised/            the same layout: the graph with its latent subtasks labelled, a reference
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class RunDirectory:
         self.summary = self.path / "summary.json"
         self.ablation = self.path / "ablation"
         self.monolithic = self.path / "monolithic"
+        self.supervised = self.path / "supervised"
         self._loggers: list[Logger] | None = None
 
     def __repr__(self) -> str:

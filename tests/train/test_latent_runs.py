@@ -66,13 +66,16 @@ def test_graphmeta_train_scores_only_the_observed_nodes(tmp_path, capsys, latent
         assert all(record["per_node"][name] is None for name in latent)
         assert all(math.isfinite(record["per_node"][name]) for name in observed)
     methods = json.loads((run.path / "evaluation-test-1step.json").read_text())["methods"]
-    for method in ("adapted", "monolithic"):  # the monolithic MLP baseline, trained alike, scores the sinks
+    # the monolithic MLP baseline and the reference with the hidden nodes labelled, trained alike, score the sinks
+    for method in ("adapted", "monolithic", "supervised"):
         per_node = methods[method]["per_node"]
         assert all(per_node[name]["loss"]["tasks"] == 0 for name in latent)  # nothing to score: no labels
         assert all(per_node[name]["loss"]["tasks"] == 4 and math.isfinite(per_node[name]["loss"]["mean"])
                    for name in observed)
         assert all(math.isfinite(per_node[name]["nll"]["mean"]) for name in observed)
-    assert RunDirectory(run.monolithic).read_summary()["training"]["status"] == "completed"
+    for beside in (run.monolithic, run.supervised):
+        assert RunDirectory(beside).read_summary()["training"]["status"] == "completed"
+    assert methods["supervised"]["loss"]["mean"] != methods["adapted"]["loss"]["mean"]
 
 
 def test_the_trainer_moves_the_latent_learners_through_their_children(tmp_path, latent_and_observed):
@@ -123,3 +126,20 @@ def test_two_processes_train_a_family_with_latent_nodes_as_one_does(tmp_path, on
         # its children only, and small), summed in another order, into a move of a few 1e-6
         assert float((one[name] - start[name]).abs().max()) > 1e-3, f"{name} did not train"
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=lambda text: f"{name}: {text}")
+
+
+def test_the_supervised_reference_is_scored_on_the_same_tasks_with_the_hidden_nodes_labelled():
+    from graphmeta.train.episode_sampler import EpisodeSampler
+    from graphmeta.train.evaluation import supervised_family
+
+    family = gm.load_family(CARD["name"], num_nodes=CARD["num_nodes"])
+    labelled = supervised_family(family)
+    assert labelled is not None and not labelled.graph.latent
+    assert supervised_family(labelled) is None  # nothing hidden: no reference to train
+    tasks, same = (EpisodeSampler(f, 4, 3, 5, seed=7).fixed("test", 6) for f in (family, labelled))
+    observed = [family.graph.names.index(name) for name in family.graph.names if name not in family.graph.latent]
+    for side in ("support", "query"):
+        hidden, shown = getattr(tasks, side), getattr(same, side)
+        torch.testing.assert_close(hidden.features, shown.features)
+        torch.testing.assert_close(hidden.observed[..., observed], shown.observed[..., observed])
+        assert shown.observed.all() and not hidden.observed.all()
