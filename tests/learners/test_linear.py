@@ -16,6 +16,7 @@ from scipy.stats import multivariate_t
 
 import graphmeta as gm
 from graphmeta.adapt.algorithms import ALGORITHMS
+from graphmeta.learners.banks import linear as linear_bank
 from graphmeta.testing.reference import reference_adapted_weights, reference_meta_loss, unpadded_slices
 from tests.test_model import observed_masks, task_data
 
@@ -153,10 +154,16 @@ def test_predictions_are_the_posterior_predictive_mean():
 
 
 @pytest.mark.parametrize("message_passing", [False, True])
-def test_engine_equals_reference_to_1e_9(message_passing):
-    """Meta-loss, meta-gradient and the adapted weights of every node, missing cells included."""
+@pytest.mark.parametrize("bank_cost", [None, 0])
+def test_engine_equals_reference_to_1e_9(message_passing, bank_cost, monkeypatch):
+    """Meta-loss, meta-gradient and the adapted weights of every node, missing cells included; with a
+    bank costing nothing, ``y`` and ``z`` (designs 8 and 3 wide) in banks of their own."""
+    if bank_cost is not None:
+        monkeypatch.setattr(linear_bank, "BANK_COST", bank_cost)
     graph = linear_graph(in_dim=2, out_dim=2)
     model = build(graph, message_passing=message_passing)
+    linear_banks = [bank.names for bank in model.banks if isinstance(bank, linear_bank.LinearBank)]
+    assert linear_banks == ([["y", "z"]] if bank_cost is None else [["z"], ["y"]])
     support, query = task_data(graph, 3, 4, 1), task_data(graph, 3, 4, 2)
     s_obs, q_obs = observed_masks(graph, 3, 4, 3), observed_masks(graph, 3, 4, 4)
     batch = gm.TaskBatch.from_tensors(graph, support, query, s_obs, q_obs)
@@ -172,6 +179,26 @@ def test_engine_equals_reference_to_1e_9(message_passing):
         for key, expected in weights.items():
             torch.testing.assert_close(adapted.fast[b][key][t, row][slices[key]], expected, rtol=1e-9, atol=1e-12,
                                        msg=lambda m, key=key, name=name: f"{name}.{key}: {m}")
+
+
+def test_nodes_with_many_parents_get_a_bank_of_their_own_when_padding_costs_more():
+    """96 one-parent nodes and 11 six-parent ones (arth150's shape): one bank would pad every design
+    to 7 columns, so the wide ones split off; a few nodes stay together."""
+    graph = gm.TaskGraph().add_subtask("root", learner="linear")
+    roots = [f"r{i}" for i in range(6)]
+    for name in roots:
+        graph.add_subtask(name, learner="linear").add_dependency("root", name)
+    for i in range(96):
+        graph.add_subtask(f"a{i}", learner="linear").add_dependency("root", f"a{i}")
+    for i in range(11):
+        graph.add_subtask(f"w{i}", learner="linear")
+        for parent in roots:
+            graph.add_dependency(parent, f"w{i}")
+    names = graph.names
+    partition = linear_bank.LinearBank.partition(graph, names)
+    assert [len(part) for part in partition] == [103, 11]
+    assert partition[1] == [f"w{i}" for i in range(11)]
+    assert linear_bank.LinearBank.partition(graph, ["root", "a0", "w0"]) == [["root", "a0", "w0"]]
 
 
 # ----------------------------------------------------------------------- message passing

@@ -44,6 +44,7 @@ from ...data import Split
 from ...taskgraph import TaskGraph
 from ..table import Table
 from .bank import LearnerBank, Weights, gather_columns, packed_source
+from .partition import cheapest_banks
 
 #: The fixed cost of one more bank in a meta-step (its own ops, their launches and their
 #: backward), in padded table numbers per node and task: measured on hailfinder, one bank costs
@@ -60,34 +61,13 @@ class TableBank(LearnerBank):
     @classmethod
     def partition(cls, graph: TaskGraph, names: Sequence[str]) -> list[list[str]]:
         r"""The Table nodes ``names`` as the node lists of several banks (each in ``names`` order),
-        smallest tables first, so that padding stays bounded.
-
-        With :math:`C_n` node :math:`n`'s table rows (its parents' joint configurations) and
-        :math:`D_n` its class count, a bank :math:`b` costs :math:`N_b C_b D_b + \beta` with
-        :math:`C_b = \max_{n \in b} C_n`, :math:`D_b = \max_{n \in b} D_n` and :math:`\beta` =
-        :data:`BANK_COST`. Ordering the distinct sizes :math:`(C, D)` by :math:`C D` (then
-        :math:`C`), the banks are the runs of consecutive sizes of least total cost, found by
-        dynamic programming over the distinct sizes: one bank when padding is cheap (small
-        networks), several when a few nodes have far larger tables than the rest.
+        smallest tables first, so that padding stays bounded (:func:`~.partition.cheapest_banks`):
+        node :math:`n`'s size is its table rows :math:`C_n` (its parents' joint configurations) and
+        class count :math:`D_n`, a node costs :math:`C D` and a bank :data:`BANK_COST` more.
         """
         size = {name: (math.prod(graph.subtask(p).width for p in graph.parents(name)), graph.subtask(name).width)
                 for name in names}
-        sizes = sorted(set(size.values()), key=lambda s: (s[0] * s[1], s[0]))
-        members = [sum(size[name] == s for name in names) for s in sizes]
-        # best[j]: the least cost of the first j sizes; start[j]: where the last of those banks starts
-        best, start = [0.0] + [math.inf] * len(sizes), [0] * (len(sizes) + 1)
-        for j in range(1, len(sizes) + 1):
-            rows = classes = nodes = 0
-            for i in range(j - 1, -1, -1):
-                rows, classes, nodes = max(rows, sizes[i][0]), max(classes, sizes[i][1]), nodes + members[i]
-                cost = best[i] + nodes * rows * classes + BANK_COST
-                if cost < best[j]:
-                    best[j], start[j] = cost, i
-        bounds, j = [], len(sizes)
-        while j > 0:
-            bounds.append((start[j], j))
-            j = start[j]
-        return [[name for name in names if size[name] in sizes[i:j]] for i, j in reversed(bounds)]
+        return cheapest_banks(names, size, math.prod, BANK_COST)
 
     def __init__(self, graph: TaskGraph, names: Sequence[str], spec: Table) -> None:
         super().__init__(graph, names)
