@@ -70,7 +70,6 @@ from ..linear_prior import SiteStatistics, empirical_bayes_priors
 from .bank import LearnerBank, Weights, gather_columns, packed_source
 from .partition import cheapest_banks
 
-
 #: The fixed cost of one more Linear bank in a meta-step (its own ops, their launches and their
 #: backward), in per-node design numbers :math:`D (D + O)`. On arth150-gaussian (107 nodes, designs
 #: 1 to 7 wide) it splits off the 11 nodes of 3 to 6 parents, which made a meta-step about 20%
