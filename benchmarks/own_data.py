@@ -129,7 +129,7 @@ def run_fold(table: pd.DataFrame, test: str, val: str, shots_list: tuple[int, ..
         scored |= {method: MethodResult(**classical[method]) for method in METHODS if method in classical}
         results[shots] = {}
         for method, result in scored.items():
-            frame = family.query_errors(result.loss, result.accuracy)
+            frame = family.query_errors(result.mse, result.accuracy)
             frame.insert(0, "query loss", nanmean(result.loss, dim=1).numpy())
             results[shots][method] = frame
         print(f"  {test}, K={shots}: scratch {scratch_steps} steps at {scratch_rate:g}; query loss "

@@ -297,22 +297,22 @@ class DataFrameFamily(TaskFamily):
         NaN for a node without an observed query row (value and parents) in a task."""
         metrics = adapted.evaluate(batch)
         scored = adapted.banks.example_mask(batch.query.to(metrics["loss"].device)).any(-1)
-        return self.query_errors(*(torch.where(scored, metrics[key], math.nan) for key in ("loss", "accuracy")))
+        return self.query_errors(*(torch.where(scored, metrics[key], math.nan) for key in ("mse", "accuracy")))
 
-    def query_errors(self, loss: torch.Tensor, accuracy: torch.Tensor) -> pd.DataFrame:
+    def query_errors(self, mse: torch.Tensor, accuracy: torch.Tensor) -> pd.DataFrame:
         """Per-node query errors in the table's units, one row per task, from the standardised
-        per (task, node) ``loss`` and ``accuracy`` ``[T, N]`` (of ``AdaptedGraph.evaluate`` or the
-        evaluation's methods): ``"<node> rmse"`` in the column's own units for a regression node
+        per (task, node) squared error ``mse`` and ``accuracy`` ``[T, N]`` (of ``AdaptedGraph.evaluate``
+        or the evaluation's methods): ``"<node> rmse"`` in the column's own units for a regression node
         (standardising is affine, so :math:`\\mathrm{RMSE} = \\sigma_{train} \\sqrt{\\mathrm{MSE}_{std}}`),
         ``"<node> accuracy"`` for a classification node. NaN where a task had no observed query row."""
-        loss, accuracy = loss.detach().cpu().double(), accuracy.detach().cpu().double()
+        mse, accuracy = mse.detach().cpu().double(), accuracy.detach().cpu().double()
         errors = {}
         for n, name in enumerate(self.graph.names):
             coding = self.codings[name]
             if coding.kind == "classification":
                 errors[f"{name} accuracy"] = accuracy[:, n].numpy()
             else:
-                errors[f"{name} rmse"] = coding.std * loss[:, n].sqrt().numpy()
+                errors[f"{name} rmse"] = coding.std * mse[:, n].sqrt().numpy()
         return pd.DataFrame(errors)
 
     def features_of(self, node: str) -> tuple[str, ...]:

@@ -1,7 +1,8 @@
 """Evaluation against baselines: per-node and total query loss and accuracy over held-out tasks.
 
 For every task ``t`` and node ``n`` with observed query examples, ``L[t, n]`` is the query
-loss (parents teacher-forced) after a method has seen the support set, ``A[t, n]`` the
+loss (parents teacher-forced) after a method has seen the support set (of a regression node its
+squared error, whatever its learner's own loss, so that every method is on one scale), ``A[t, n]`` the
 accuracy of classification nodes. A regression node is also scored as a statistician scores a
 model (:meth:`~graphmeta.AdaptedGraph.evaluate`): its mean squared error ``MSE[t, n]`` and the
 negative log-likelihood per query row of its predictive distribution ``NLL[t, n]`` (Gaussian with
@@ -513,7 +514,7 @@ def scratch_baseline(model: GraphMetaLearner, tasks: TaskBatch, validation: Task
         return {"steps": chosen_steps, "rate": chosen_rate, "loss": result.loss, "accuracy": result.accuracy,
                 "mse": result.mse}
 
-    key = digest("from_scratch", tasks, validation, tasks_per_batch, seed, steps, rate, SCRATCH_RATES,
+    key = digest("from_scratch", "squared-error loss", tasks, validation, tasks_per_batch, seed, steps, rate, SCRATCH_RATES,
                  SCRATCH_STEPS, str(device), torch.__version__)
     return cached(cache, key, compute, required=("mse",))
 
@@ -606,12 +607,16 @@ def query_results(model: GraphMetaLearner, tasks: TaskBatch, tasks_per_batch: in
                   adapt: Callable[[TaskBatch], AdaptedGraph]) -> MethodResult:
     """The query results of ``adapt(support)``, taken ``tasks_per_batch`` tasks at a time, scored on
     the query rows where the node and every value its input reads are observed (``fill_missing=False``):
-    the rows the classical methods, which need complete rows, are scored on too."""
+    the rows the classical methods, which need complete rows, are scored on too. A regression node's
+    ``loss`` is its squared error (a Linear node's own loss, its NLL, is in ``nll``), as the classical
+    methods' is."""
     names = ("loss", "accuracy", "mse", "nll")
     results: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for chunk in _chunks(tasks, tasks_per_batch):
         query = dataclasses.replace(chunk.query, fill_missing=False)
         metrics = adapt(chunk).evaluate(query)
+        # one scale for every method: a regression node's squared error, whatever its learner's own loss
+        metrics["loss"] = torch.where(metrics["mse"].isnan(), metrics["loss"], metrics["mse"])
         present = model.banks.example_mask(query.to(metrics["loss"].device)).any(-1)
         nan = torch.full_like(metrics["loss"], math.nan)
         for name in names:
