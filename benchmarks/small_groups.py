@@ -112,7 +112,13 @@ def equal_batch(pooled: Split, graph: gm.TaskGraph, support: int, query: int, rn
 def speed(table: pd.DataFrame, schools: dict[str, list[str]], timed: int) -> tuple[list[str], bool]:
     family = family_of(table, schools)
     unbucketed = family_of(table, schools)
-    unbucketed._size_circle = lambda pool, rng: rng.permutation(pool)  # windows of a random order: no bucketing
+
+    def schools_of_any_size(num_tasks: int, split: str, seed: int | None) -> tuple[dict, np.random.Generator]:
+        """``num_tasks`` training schools drawn regardless of size: no bucketing."""
+        params_rng, examples_rng = unbucketed.generators(split, seed)
+        return {"task": params_rng.permutation(unbucketed._split_indices(split))[:num_tasks]}, examples_rng
+
+    unbucketed.draw_tasks = schools_of_any_size
     torch.manual_seed(0)
     model = gm.GraphMetaLearner(family.graph)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
