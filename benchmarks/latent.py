@@ -76,9 +76,8 @@ def quality(card: str, steps: int, tasks: int, shots: int, query: int, seed: int
     family = gm.load_family(card)
     supervised = family.supervised()
     graph = family.graph
-    sinks = [name for name in graph.names if graph.subtask(name).observed]
-    positions = [graph.names.index(name) for name in sinks]
     mono = gm.MonolithicFamily(family)
+    positions = [graph.names.index(name) for name in mono.sinks]
     test = family.sample(64, shots, query, split="test", seed=seed)
     test_full = supervised.sample(64, shots, query, split="test", seed=seed)
     scores, seconds = {}, {}

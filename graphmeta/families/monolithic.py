@@ -54,19 +54,15 @@ class MonolithicFamily:
             raise ConfigError(f"no monolithic baseline for task graph {graph.name or '(unnamed)'!r}: {reason}")
         self.family = family
         layout = ColumnLayout(graph)
-        self.sinks = [name for name in graph.names if graph.subtask(name).observed and not graph.children(name)]
+        self.sinks = observed_sinks(graph)
         read = [name for name in graph.names if graph.subtask(name).observed and graph.children(name)]
         self.input_columns = _columns(layout, read)
         self.output_columns = _columns(layout, self.sinks)
         self.sink_index = torch.tensor([graph.names.index(name) for name in self.sinks])
         self.num_nodes = len(graph)
-        #: Per sink, its columns among the outputs.
-        self.sink_slices = []
-        start = 0
-        for name in self.sinks:
-            width = graph.subtask(name).width
-            self.sink_slices.append(slice(start, start + width))
-            start += width
+        #: ``[W, S]``: which sink each output column belongs to.
+        owners = torch.tensor([s for s, name in enumerate(self.sinks) for _ in range(graph.subtask(name).width)])
+        self.sink_columns = torch.nn.functional.one_hot(owners, len(self.sinks)).double()
         self.graph = TaskGraph(f"{graph.name or 'graph'}-monolithic").add_subtask(
             OUTPUTS, in_dim=layout.feature_width + len(self.input_columns), out_dim=len(self.output_columns))
 
@@ -106,33 +102,39 @@ class MonolithicFamily:
         outputs = adapted.predict({OUTPUTS: query.features}, shots=query.shots)[OUTPUTS]  # [T, K, W]
         targets = query.values.to(outputs.dtype)
         counting = query.observed[..., 0].to(outputs.dtype)  # [T, K]
-        rows = counting.sum(-1).clamp(min=1)
+        share = counting / counting.sum(-1, keepdim=True).clamp(min=1)  # each row's share of its task's mean
+        membership = self.sink_columns.to(outputs)  # [W, S]
+
+        def per_sink(per_column: torch.Tensor) -> torch.Tensor:
+            """``[T, K, W]`` summed over each sink's columns and averaged over the counting rows: ``[T, S]``."""
+            return torch.einsum("tk,tkw,ws->ts", share, per_column, membership)
+
+        mse = per_sink((outputs - targets) ** 2) / membership.sum(0)
         bank = adapted.banks[0]
-        log_std = bank.log_noise_std[0] if bank.log_noise_std is not None else None
-        mse = torch.full((query.num_tasks, self.num_nodes), math.nan, dtype=outputs.dtype)
-        nll = torch.full_like(mse, math.nan)
-        for sink, columns in zip(self.sink_index.tolist(), self.sink_slices):
-            squared = (outputs[..., columns] - targets[..., columns]).pow(2).mean(-1)
-            mse[:, sink] = ((squared * counting).sum(-1) / rows).cpu()
-            if log_std is not None:
-                std = log_std[columns].exp()
-                per_row = -torch.distributions.Normal(outputs[..., columns], std).log_prob(targets[..., columns]).sum(-1)
-                nll[:, sink] = ((per_row * counting).sum(-1) / rows).cpu()
-        present = (counting.sum(-1) > 0).cpu()[:, None]
-        mse = torch.where(present, mse, math.nan)
-        nll = torch.where(present, nll, math.nan)
-        return {"loss": mse, "mse": mse, "nll": nll, "accuracy": torch.full_like(mse, math.nan)}
+        nll = (per_sink(-bank.noise_model(outputs.unsqueeze(1)).log_prob(targets.unsqueeze(1)).squeeze(1))
+               if bank.log_noise_std is not None else torch.full_like(mse, math.nan))
+        present = counting.sum(-1, keepdim=True) > 0
+        scores = {}
+        for key, values in (("mse", mse), ("nll", nll)):
+            by_node = torch.full((query.num_tasks, self.num_nodes), math.nan, dtype=outputs.dtype)
+            by_node[:, self.sink_index] = torch.where(present, values, math.nan).cpu()
+            scores[key] = by_node
+        return {"loss": scores["mse"], **scores, "accuracy": torch.full_like(scores["mse"], math.nan)}
 
 
 def unsupported(graph: TaskGraph) -> str | None:
     """Why ``graph`` has no monolithic baseline (module docstring), or ``None`` where it has one."""
     if not graph.latent:
         return "it has no latent subtask"
-    sinks = [name for name in graph.names if graph.subtask(name).observed and not graph.children(name)]
-    classification = [name for name in sinks if graph.subtask(name).kind != "regression"]
+    classification = [name for name in observed_sinks(graph) if graph.subtask(name).kind != "regression"]
     if classification:
         return f"its sink(s) {', '.join(map(repr, classification))} are classification subtasks (one MLP regresses)"
     return None
+
+
+def observed_sinks(graph: TaskGraph) -> list[str]:
+    """The observed nodes without children: what the monolithic learner predicts."""
+    return [name for name in graph.names if graph.subtask(name).observed and not graph.children(name)]
 
 
 def _columns(layout: ColumnLayout, names: Sequence[str]) -> torch.Tensor:

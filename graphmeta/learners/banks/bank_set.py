@@ -226,7 +226,7 @@ class BankSet(nn.Module):
         """:meth:`losses` and, with ``noise``, the loss ``[T, N]`` that trains the learned noise scales
         (:meth:`LearnerBank.losses_and_noise`, 0 for nodes without one; ``None`` when no bank learns one),
         from one forward pass: the noise loss reads the same outputs, taken as data."""
-        split = self.filled(fast, self.resolved(split))
+        split = self.filled(fast, split)
         losses, accuracies, noises = [], [], []
         for bank, weights, rows in zip(self, fast, self.loss_rows):
             nodes = None if rows is None else rows[0]
@@ -248,7 +248,7 @@ class BankSet(nn.Module):
     def regression_scores(self, fast: list[Weights], split: Split) -> tuple[torch.Tensor, torch.Tensor]:
         """Per (task, node) squared error and predictive negative log-likelihood per row ``[T, N]`` in
         ``graph.names`` order (:meth:`LearnerBank.regression_scores`)."""
-        split = self.filled(fast, self.resolved(split))
+        split = self.filled(fast, split)
         results = [bank.regression_scores(weights, split) for bank, weights in zip(self, fast)]
         return self._graph_order([r[0] for r in results]), self._graph_order([r[1] for r in results])
 
