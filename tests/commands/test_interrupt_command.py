@@ -83,7 +83,9 @@ def test_sigterm_checkpoints_prints_the_resume_command_and_exits_143(write_confi
     assert load_checkpoint(tmp_path / "runs" / "stopped" / "checkpoints" / "last.pt")["step"] == 100
 
 
-@pytest.mark.parametrize("signals", [(signal.SIGINT,), (signal.SIGTERM, signal.SIGTERM)],
+# each case starts two processes (15-18 s); the second runs with --slow
+@pytest.mark.parametrize("signals", [(signal.SIGINT,), pytest.param((signal.SIGTERM, signal.SIGTERM),
+                                                                    marks=pytest.mark.slow)],
                          ids=["SIGINT: after the step", "SIGTERM twice: at once"])
 def test_a_run_on_two_processes_stops_as_a_run_on_one_does(write_config, tmp_path, signals):
     """The signals go to the launcher's process group, as a Ctrl-C at the terminal does."""
@@ -149,7 +151,8 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("moment", ["after the agreement", "ending one process at once"])
+@pytest.mark.parametrize("moment", ["after the agreement",
+                                    pytest.param("ending one process at once", marks=pytest.mark.slow)])
 def test_a_signal_one_process_takes_at_another_moment_still_ends_both(write_config, tmp_path, moment):
     """Rank 1 alone takes a SIGINT while step 2 is checkpointed, after the processes agreed to go
     on: both stop after step 3. Or rank 1 ends on it at once (as a process still starting would):

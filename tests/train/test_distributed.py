@@ -103,6 +103,7 @@ def test_two_processes_train_as_one_and_their_checkpoints_load_in_one(root, one_
     assert changes == [{"after": 20, "unit": "step", "from": 2, "to": 1}]
 
 
+@pytest.mark.slow  # two processes, about 27 s
 def test_evaluation_split_over_two_processes_gives_the_one_process_table(root, one_process):
     trainer = train_one_process(root, "evaluated")
     alone = trainer.evaluate().to_dict()
@@ -144,6 +145,7 @@ raise SystemExit(graphmeta.cli.main(["train", "tiny.yaml", "--no-evaluate", "--s
 """
 
 
+@pytest.mark.slow  # two processes and a restart, about 34 s; one process killed and resumed runs by default
 def test_a_killed_process_is_restarted_by_torchrun_and_ends_where_the_uninterrupted_run_does(root):
     worker = root / "worker.py"
     worker.write_text(textwrap.dedent(WORKER.format(kill_at=17)))  # after the checkpoint at step 15

@@ -110,6 +110,7 @@ def one_process(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.mark.slow  # two processes, 17-23 s; the two-process run itself is tested in test_distributed.py
 def test_two_processes_train_a_family_with_latent_nodes_as_one_does(tmp_path, one_process):
     write_config(tmp_path)
     run_processes(sys.executable, "-m", "graphmeta", "train", "latent.yaml", "--nproc", "2", "--no-evaluate",
