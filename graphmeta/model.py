@@ -5,7 +5,8 @@ One meta-training step on a :class:`~graphmeta.data.TaskBatch` of T tasks:
 1. the algorithm's initial fast weights (``theta`` for every (task, node)), then
    ``inner_steps`` batched steps ``phi <- phi - alpha * grad L_support(phi)`` (see
    :mod:`graphmeta.adapt.inner_loop` and :mod:`graphmeta.adapt.algorithms`);
-2. with message passing on, ``phi <- phi + g * MP(phi - theta)`` along the task graph
+2. where priors read a task factor, every factored node's prior moved to where the task's
+   support rows place it (see :mod:`graphmeta.adapt.task_factor`); with message passing on, ``phi <- phi + g * MP(phi - theta)`` along the task graph
    (see :mod:`graphmeta.adapt.message_passing`);
 3. the algorithm's meta-loss from the query loss of ``phi`` (observed parents teacher-forced,
    latent ones predicted level by level: :mod:`graphmeta.learners.banks.bank_set`),
@@ -41,6 +42,7 @@ from .adapt.algorithms import ALGORITHMS, Adaptation, InnerLoopSettings, build_a
 from .adapt.inner_loop import inner_loop
 from .adapt.input_shift import InputStatistics
 from .adapt.message_passing import ParameterMessagePassing
+from .adapt.task_factor import shared_task_factor, task_factor_size
 from .adapted_graph import AdaptedGraph
 from .allocator import reuse_large_allocations_once
 from .data import Split, TaskBatch
@@ -116,6 +118,8 @@ class GraphMetaLearner(nn.Module):
                                   f"({algorithm!r} with {type(bank).__name__}): a closed-form fit needs the node's "
                                   "own targets and observed inputs, and these are or read a latent subtask; use a "
                                   "gradient algorithm (e.g. 'maml') and a gradient learner (e.g. MLP) there")
+        #: How many task factors the Linear priors share (:mod:`graphmeta.adapt.task_factor`; 0: none).
+        self.task_factors = task_factor_size(self.banks)
         self.message_passing = None
         if message_passing:
             self.message_passing = ParameterMessagePassing(
@@ -280,7 +284,7 @@ class GraphMetaLearner(nn.Module):
 
     # ---------------------------------------------------------------- engine
     def _adapt(self, support: Split, steps: int, create_graph: bool, track_meta_gradient: bool) -> Adaptation:
-        """The inner loop, then message passing. Where theta takes its meta-gradient from the
+        """The inner loop, then the task factor, then message passing. Where theta takes its meta-gradient from the
         algorithm's own rule (Reptile) or none is tracked, message passing reads the updates
         and statistics as constants."""
         if support.values.device.type == "cpu" and not torch.compiler.is_compiling():
@@ -289,14 +293,19 @@ class GraphMetaLearner(nn.Module):
         plain, support_loss, every_step = inner_loop(
             self.banks, self.algorithm, initial, support, steps, create_graph, track_meta_gradient,
             keep_steps=self.algorithm.uses_every_step and track_meta_gradient)
+        start = initial
+        if self.task_factors and support_loss is not None:  # the priors move with the task (None: zero steps)
+            start, plain, _ = shared_task_factor(self.banks, initial, plain)
+            if every_step:
+                every_step[-1] = plain
         final = plain
         if self.message_passing is not None and support_loss is not None:  # None for zero steps
             constant = not (self.algorithm.query_trains_theta and track_meta_gradient)
             shots = self.banks.example_mask(support).sum(-1).to(support_loss.dtype)
             statistics = torch.stack([support_loss, shots], dim=-1)
-            start, base = initial, plain
+            base = plain
             if constant:  # theta learns by the algorithm's own rule: messages read constants, theta included
-                start = [{name: w.detach() for name, w in weights.items()} for weights in initial]
+                start = [{name: w.detach() for name, w in weights.items()} for weights in start]
                 base = [{name: w.detach() for name, w in weights.items()} for weights in plain]
                 statistics = statistics.detach()
             final = self.message_passing(start, base, statistics)

@@ -16,10 +16,13 @@ adaptation. It starts at the empirical-Bayes prior of the training sites, which 
 for every Linear node (:func:`~graphmeta.learners.linear_prior.empirical_bayes_priors`): the method
 of moments on their own least-squares fits refined to the largest marginal likelihood of all their
 rows, which estimates the Bayes-optimal prior when sites differ by independent perturbations of every
-coefficient (the ``independent`` families). When sites differ through a shared factor (the ``latent`` families),
-message passing along the network (``message_passing=True``, the default) reads every
-variable's support statistics and moves each prior mean before its own rows are added, so
-as a variable's rows grow its estimate still goes to its own least-squares fit.
+coefficient (the ``independent`` families). Sites often also differ through a few shared causes
+(a site's conditions move every variable at once, the ``latent`` families): with ``task_factors``
+(2 by default) every prior mean also moves along meta-learned loadings by the site's factor, placed
+from all the variables' support rows together before each variable's own update
+(:mod:`graphmeta.adapt.task_factor`); message passing along the network (``message_passing=True``,
+the default) then reads every variable's support statistics and moves each prior mean again. As a
+variable's rows grow, its estimate still goes to its own least-squares fit.
 
 Variables are standardised with the mean and standard deviation of the training sites' rows
 (:class:`~graphmeta.families.DataFrameFamily`'s coding); the posterior is reported back in the
@@ -109,6 +112,8 @@ class GaussianNetMetaLearner(NetworkMetaLearner):
             used), a bundled network's name (``"ecoli70"``), a networkx ``DiGraph`` or a
             :class:`~graphmeta.TaskGraph` (its nodes and edges; every node becomes a scalar
             Linear regression).
+        task_factors: how many numbers per site move every variable's prior (module docstring); 0:
+            each variable's prior is its own.
         message_passing, message_channels, message_rounds: the
             :class:`~graphmeta.GraphMetaLearner` arguments of the same names.
 
@@ -124,9 +129,10 @@ class GaussianNetMetaLearner(NetworkMetaLearner):
     run_prefix = "graphmeta-gaussian-net-"
 
     @checked
-    def __init__(self, structure: Any, *, message_passing: bool = True, message_channels: PositiveInt = 64,
-                 message_rounds: NonNegativeInt = 2) -> None:
-        self.graph = linear_graph(structure)
+    def __init__(self, structure: Any, *, task_factors: NonNegativeInt = 2, message_passing: bool = True,
+                 message_channels: PositiveInt = 64, message_rounds: NonNegativeInt = 2) -> None:
+        self.learner = Linear(task_factors=task_factors)
+        self.graph = linear_graph(structure, self.learner)
         self.config: dict[str, Any] = {"message_passing": message_passing, "message_channels": message_channels,
                                        "message_rounds": message_rounds}
         self.model = GraphMetaLearner(self.graph, **ADAPTATION, **self.config)
@@ -139,7 +145,7 @@ class GaussianNetMetaLearner(NetworkMetaLearner):
 
     def __repr__(self) -> str:
         options = ", ".join(f"{key}={value!r}" for key, value in self.config.items())
-        return f"GaussianNetMetaLearner({self.graph!r}, {options})"
+        return f"GaussianNetMetaLearner({self.graph!r}, task_factors={self.learner.task_factors}, {options})"
 
     # ------------------------------------------------------------------ verbs
     meta_fit = meta_fit_method(
@@ -201,7 +207,9 @@ class GaussianNetMetaLearner(NetworkMetaLearner):
     def load(cls, path: str | Path) -> GaussianNetMetaLearner:
         """A learner saved with :meth:`save`."""
         def build(state: Mapping[str, Any]) -> GaussianNetMetaLearner:
-            learner = cls(TaskGraph.from_dict(state["graph"]), **state["config"])
+            graph = TaskGraph.from_dict(state["graph"])  # its Linear spec holds the task factors
+            spec = graph.subtask(graph.names[0]).learner
+            learner = cls(graph, task_factors=spec.task_factors if isinstance(spec, Linear) else 0, **state["config"])
             units = [state[key].double().numpy() for key in ("column_mean", "column_std")]
             if any(unit.shape != (len(learner.graph),) for unit in units):
                 raise DataError(f"its column units hold {[unit.shape for unit in units]} numbers for "
@@ -220,7 +228,7 @@ class GaussianNetMetaLearner(NetworkMetaLearner):
         training = {f"train {i}": frame for i, frame in enumerate(train)}
         held_out = {f"val {i}": frame for i, frame in enumerate(val)}
         family = DataFrameFamily({**training, **held_out}, graph=self.graph, val_tasks=tuple(held_out),
-                                 test_fraction=0.0, learner=Linear(), seed=seed)
+                                 test_fraction=0.0, learner=self.learner, seed=seed)
         self.column_mean = np.array([family.codings[name].mean for name in self.graph.names])
         self.column_std = np.array([family.codings[name].std for name in self.graph.names])
         return family, len(val)
@@ -254,8 +262,9 @@ class GaussianNetMetaLearner(NetworkMetaLearner):
         return (out - self.column_mean) / self.column_std
 
 
-def linear_graph(structure: Any) -> TaskGraph:
-    """The task graph of ``structure`` (module docstring of the class) with every node a scalar Linear regression."""
+def linear_graph(structure: Any, learner: Linear) -> TaskGraph:
+    """The task graph of ``structure`` (module docstring of the class) with every node a scalar
+    regression of ``learner``."""
     from pgmpy.base import DAG
 
     if isinstance(structure, (str, DAG)):
@@ -269,7 +278,7 @@ def linear_graph(structure: Any) -> TaskGraph:
                          f"networkx DiGraph or a TaskGraph, got {type(structure).__name__}")
     return TaskGraph.from_dict({"name": graph.name or "gaussian-network",
                                 "subtasks": {str(name): {"learner": "linear"} for name in graph.names},
-                                "dependencies": [[str(p), str(c)] for p, c in graph.edges]})
+                                "dependencies": [[str(p), str(c)] for p, c in graph.edges]}).with_learner(learner)
 
 
 def _split(values: np.ndarray, layout: ColumnLayout) -> Split:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from ..errors import GraphError, SpecError
-from ..validation import Gt, checked
+from ..validation import Gt, NonNegativeInt, checked
 from .registry import LearnerSpec, LearnerType, register
 
 
@@ -34,6 +34,14 @@ class Linear(LearnerSpec):
     rows: a linear mixed model's fit, :mod:`graphmeta.learners.linear_prior`), which
     meta-training only refines.
 
+    **Task factors** (``task_factors=r``): where tasks (sites, groups) differ through a few causes
+    that move every node at once, each output's prior mean also moves along meta-learned loadings
+    :math:`A_o` ``[D, r]`` by :math:`r` numbers :math:`u` per task that the graph's Linear nodes
+    share, :math:`w_o \mid u \sim N(m_o + A_o u, s_o^2 \Lambda^{-1})`, :math:`u \sim N(0, I_r)`.
+    Adaptation then reads every node's support rows to place the task (the exact posterior mean
+    of :math:`u`, :mod:`graphmeta.adapt.task_factor`) before each node's own update. 0 (the
+    default): every node's prior is its own.
+
     The subtask must be a regression subtask; its parents may be of either kind.
     """
 
@@ -41,6 +49,7 @@ class Linear(LearnerSpec):
     noise_shape: Annotated[float, Gt(0)] = 2.0
     noise_scale: Annotated[float, Gt(0)] = 1.0
     empirical_bayes: bool = True
+    task_factors: NonNegativeInt = 0
 
     def check_subtask(self, subtask: Any) -> None:
         if subtask.kind != "regression":

@@ -56,6 +56,11 @@ and its support loss ``L(w')``: if ``L(w')`` is finite and not above ``L(w)``, `
 ``c`` doubles, up to 1; otherwise the node stays at ``w`` and halves ``c``. The weights after step
 ``s`` are the accepted ones.
 
+**Task factor** (Linear nodes with ``task_factors``, after at least one step), per task: every such
+node's rows, given the factor ``u`` and the noise at ``b / a``, are Gaussian in ``u``; ``u`` is put at
+its posterior mean under ``N(0, I)`` (:meth:`_Reference.place_task`), each such node's prior mean at
+``m + A u``, and its update redone from there. Message passing reads that prior as ``theta``.
+
 **Message passing** (``message_passing=True``, after at least one step), per task, over the
 task graph's adjacency ``A[j, i] = 1`` for every edge ``j -> i``. Node ``i`` of bank ``b``
 has the updates ``delta_m = phi_m - theta_m`` of its adapted weights (a context's, for CAVIA),
@@ -208,11 +213,18 @@ def reference_adapt(model: Any, support: Data, support_observed: Data | None = N
                     factors[name] /= 2
                 every_step[t, name].append(weights[name])
     plain = {key: every[-1] if every else initial[key] for key, every in every_step.items()}
+    start = initial
+    if reference.factored and steps > 0:
+        start, plain = dict(initial), dict(plain)
+        for t in range(_num_tasks(graph, support)):
+            reference.place_task(t, start, plain, support, support_observed)
+        for key, every in every_step.items():
+            every[-1] = plain[key]
     final = plain
     if config["message_passing"] and steps > 0:
         final = {}
         for t in range(_num_tasks(graph, support)):
-            final.update(reference.message_passing(t, initial, plain, support_loss, support, support_observed,
+            final.update(reference.message_passing(t, start, plain, support_loss, support, support_observed,
                                                    reference.algorithm.constant_messages))
         for key, every in every_step.items():
             every[-1] = final[key]
@@ -489,6 +501,30 @@ class _Reference:
         per_shot = self.learners[name].shot_losses(self, name, self.composed(name, weights),
                                                    *self.inputs(name, data, t), self.labels(name, data)[t])
         return (per_shot * counting.to(per_shot.dtype)).sum() / max(int(counting.sum()), 1)
+
+    # ------------------------------------------------------------ task factor
+    @property
+    def factored(self) -> list[str]:
+        """The nodes whose prior reads the task factor."""
+        return [name for name in self.graph.names if getattr(self.graph.subtask(name).learner, "task_factors", 0)]
+
+    def place_task(self, t: int, initial: dict[tuple[int, str], NodeWeights], plain: dict[tuple[int, str], NodeWeights],
+                   data: Data, observed: Data | None) -> None:
+        """Task ``t``'s factor ``u``: its posterior mean ``(I + sum H)^-1 sum g`` given every factored
+        node's rows (each node's curvature ``H`` and slope ``g``, padded to the most factors); each
+        such node's prior moved to ``m + A u`` in ``initial`` and its update redone from it in ``plain``."""
+        size = max(self.graph.subtask(name).learner.task_factors for name in self.factored)
+        precision = torch.eye(size, dtype=torch.float64)
+        information = torch.zeros(size, dtype=torch.float64)
+        for name in self.factored:
+            curvature, slope = self.learners[name].factor_evidence(self, name, initial[t, name], data, observed, t)
+            r = len(slope)
+            precision = precision + torch.nn.functional.pad(curvature, (0, size - r, 0, size - r))
+            information = information + torch.nn.functional.pad(slope, (0, size - r))
+        factor = torch.linalg.solve(precision, information)
+        for name in self.factored:
+            initial[t, name] = self.learners[name].factor_moved(initial[t, name], factor)
+            plain[t, name] = self.learners[name].posterior(self, name, initial[t, name], data, observed, t)
 
     # ------------------------------------------------------- message passing
     def message_passing(self, t: int, initial: dict[tuple[int, str], NodeWeights],

@@ -26,7 +26,11 @@ With ``y_p`` the value of parent ``p`` (one-hot for classification), parents in
 * Linear: ``z = [1, x, y_p1, ..., y_pP]``, ``output = z^T M`` (the predictive mean), and each shot's
   loss is the negative log predictive density (a Student-t per output). It adapts in closed form
   to the exact Normal-Inverse-Gamma posterior (:class:`LinearDefinition`); message passing reads
-  ``[Z^T Z, Z^T Y, diag Y^T Y]`` and its correction moves the prior mean before the update.
+  ``[Z^T Z, Z^T Y, diag Y^T Y]`` and its correction moves the prior mean before the update. With
+  task factors, each output's prior mean is ``m_o + A_o u`` for the task's factor ``u ~ N(0, I)``;
+  after every node's plain update, ``u`` is placed at its posterior mean given every factored
+  node's rows (:meth:`LinearDefinition.factor_evidence`) and each node redoes its update from
+  the moved prior, which message passing then reads as its prior.
 """
 
 from __future__ import annotations
@@ -240,8 +244,10 @@ class LinearDefinition(ReferenceLearner):
 
     def slices(self, graph: Any, name: str) -> Slices:
         size, width = design_width(graph, name), graph.subtask(name).width
+        factors = graph.subtask(name).learner.task_factors
         return {"mean": (slice(0, size), slice(0, width)), "precision_factor": (slice(0, size * (size + 1) // 2),),
-                "log_shape": (slice(0, width),), "log_scale": (slice(0, width),)}
+                "log_shape": (slice(0, width),), "log_scale": (slice(0, width),),
+                **({"loadings": (slice(0, size), slice(0, width), slice(0, factors))} if factors else {})}
 
     def head_names(self) -> list[str]:
         return ["mean"]
@@ -289,6 +295,27 @@ class LinearDefinition(ReferenceLearner):
                   correction: torch.Tensor, data: Any, observed: Any, t: int) -> NodeWeights:
         """The posterior under the prior mean moved by ``c``: every weight of the node."""
         return self.posterior(ref, name, {**initial, weight: initial[weight] + correction}, data, observed, t)
+
+    def factor_evidence(self, ref: Any, name: str, weights: NodeWeights, data: Any, observed: Any, t: int
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the node's counting rows say of the task factor ``u``, in the covariance form: given
+        ``u`` and the noise at ``s_o^2 = b_o / a_o``, output ``o``'s rows are ``N(Z (m_o + A_o u),
+        s_o^2 S)``, ``S = I + Z Lambda^-1 Z^T``, so their log-density in ``u`` has curvature
+        ``sum_o (Z A_o)^T S^-1 (Z A_o) / s_o^2`` and slope at 0 ``sum_o (Z A_o)^T S^-1 (y_o - Z m_o) / s_o^2``."""
+        z, y = self.counting_rows(ref, name, data, observed, t)
+        scatter = torch.eye(len(z), dtype=z.dtype) + z @ torch.linalg.solve(precision(weights), z.T)
+        noise = (weights["log_scale"] - weights["log_shape"]).exp()
+        curvature, slope = 0, 0
+        for o in range(y.shape[1]):
+            loaded = z @ weights["loadings"][:, o]  # Z A_o
+            curvature = curvature + loaded.T @ torch.linalg.solve(scatter, loaded) / noise[o]
+            slope = slope + loaded.T @ torch.linalg.solve(scatter, y[:, o] - z @ weights["mean"][:, o]) / noise[o]
+        return curvature, slope
+
+    def factor_moved(self, weights: NodeWeights, factor: torch.Tensor) -> NodeWeights:
+        """The prior with its mean at ``m_o + A_o u`` (the first ``r`` numbers of ``factor``)."""
+        loadings = weights["loadings"]
+        return {**weights, "mean": weights["mean"] + loadings @ factor[:loadings.shape[-1]]}
 
     def counting_rows(self, ref: Any, name: str, data: Any, observed: Any, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The design rows ``Z [K', D]`` and values ``Y [K', O]`` of the counting support shots of task ``t``."""

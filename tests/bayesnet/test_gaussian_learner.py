@@ -55,7 +55,7 @@ def conjugate_posterior(design: np.ndarray, target: np.ndarray) -> tuple[np.ndar
 
 
 def test_untrained_posterior_is_the_conjugate_update_and_exports_to_pgmpy(network):
-    learner = GaussianNetMetaLearner(network, message_passing=False)
+    learner = GaussianNetMetaLearner(network, task_factors=0, message_passing=False)  # each variable on its own
     support = rows(7, seed=1)
     posterior = learner.posterior([support])["C"]
     design = np.c_[np.ones(7), support[["A", "B"]].to_numpy()]

@@ -164,8 +164,15 @@ def test_engine_equals_reference_to_1e_9(message_passing, bank_cost, monkeypatch
     model = build(graph, message_passing=message_passing)
     linear_banks = [bank.names for bank in model.banks if isinstance(bank, linear_bank.LinearBank)]
     assert linear_banks == ([["y", "z"]] if bank_cost is None else [["z"], ["y"]])
-    support, query = task_data(graph, 3, 4, 1), task_data(graph, 3, 4, 2)
-    s_obs, q_obs = observed_masks(graph, 3, 4, 3), observed_masks(graph, 3, 4, 4)
+    assert_engine_equals_reference(model, shots=4)
+
+
+def assert_engine_equals_reference(model: gm.GraphMetaLearner, shots: int) -> None:
+    """The model's meta-loss, the meta-gradient of its banks' parameters and its adapted weights equal
+    the per-node reference's to 1e-9, on 3 random tasks of ``shots`` rows with missing cells."""
+    graph = model.graph
+    support, query = task_data(graph, 3, shots, 1), task_data(graph, 3, 4, 2)
+    s_obs, q_obs = observed_masks(graph, 3, shots, 3), observed_masks(graph, 3, 4, 4)
     batch = gm.TaskBatch.from_tensors(graph, support, query, s_obs, q_obs)
     theta = [p for name, p in model.named_parameters() if name.startswith("banks.")]
     loss, _ = model.meta_loss(batch)

@@ -112,6 +112,11 @@ class LearnerBank(nn.Module):
     closed_form: bool = False
     #: How many numbers per (task, node) :meth:`statistics` gives (0: a gradient bank).
     num_statistics: int = 0
+    #: How many task factors the bank's prior reads (0: none). A bank with some implements
+    #: ``factor_evidence(initial, adapted) -> (precision [T, r, r], information [T, r])`` and
+    #: ``factor_shifted(initial, adapted, factor [T, r]) -> (moved prior, adapted under it)``
+    #: (:mod:`graphmeta.adapt.task_factor`), as the Linear bank does.
+    task_factors: int = 0
     #: Whether the bank learns the noise scale of its regression outputs, ``log_noise_std``
     #: (module docstring); a bank without regression nodes has none (``None``).
     learns_noise: bool = False

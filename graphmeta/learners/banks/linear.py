@@ -45,6 +45,22 @@ and the posterior under the moved prior, :math:`M_n = \Lambda_n^{-1} (\Lambda (M
 (and :math:`b_n` with it), is read off the plain one with one solve, so as the node's rows grow its
 estimate still goes to its own least-squares fit (:meth:`LinearBank.corrected`).
 
+Task factors (``spec.task_factors = r``): every output also has loadings :math:`A_o` ``[D, r]``
+(``loadings`` ``[D, O, r]``), its prior mean :math:`m_o + A_o u` for the task's factor :math:`u
+\sim N(0, I_r)`, shared by the graph's Linear nodes. Given the noise at :math:`s_o^2 = b_o / a_o`,
+a node's rows are Gaussian in :math:`u`, and what they say of it is read off the plain update
+(:meth:`LinearBank.factor_evidence`):
+
+.. math::
+    H = \sum_o \frac{A_o^\top (\Lambda - \Lambda \Lambda_n^{-1} \Lambda) A_o}{s_o^2}, \qquad
+    g = \sum_o \frac{A_o^\top \Lambda (M_n - M)_o}{s_o^2},
+
+(:math:`\Lambda - \Lambda \Lambda_n^{-1} \Lambda = Z^\top (I + Z \Lambda^{-1} Z^\top)^{-1} Z`),
+so :math:`u`'s posterior is :math:`N(P^{-1} \sum g, P^{-1})`, :math:`P = I + \sum H` over the
+nodes; the node's posterior under the prior mean moved to :math:`M + A \hat u` is
+:meth:`LinearBank.corrected`'s (:meth:`LinearBank.factor_shifted`). The coefficients' mean is then
+the exact posterior mean under that noise; the predictive leaves :math:`u`'s own spread out.
+
 Empirical-Bayes start (:meth:`LinearBank.empirical_bayes_start`): given many groups' rows (one
 task per group), the prior of every node output starts at the maximum of the groups' marginal
 likelihood under it (:func:`~graphmeta.learners.linear_prior.empirical_bayes_priors`), a linear
@@ -75,6 +91,8 @@ from .partition import cheapest_banks
 #: 1 to 7 wide) it splits off the 11 nodes of 3 to 6 parents, which made a meta-step about 20%
 #: faster than one bank; smaller costs (3 or 4 banks) were slower again.
 BANK_COST = 1000
+#: The standard deviation of the task-factor loadings at the start (module docstring).
+LOADING_START = 0.1
 
 
 class LinearBank(LearnerBank):
@@ -123,19 +141,25 @@ class LinearBank(LearnerBank):
             "log_shape": nn.Parameter(torch.empty(N, O)),
             "log_scale": nn.Parameter(torch.empty(N, O)),
         })
+        self.task_factors = spec.task_factors
+        if self.task_factors:
+            self.theta["loadings"] = nn.Parameter(torch.empty(N, D, O, self.task_factors))
         self.num_statistics = len(rows) + D * O + O  # Z^T Z (packed), Z^T Y, diag Y^T Y
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         r"""The spec's prior: :math:`M = 0`, :math:`\Lambda` = ``prior_precision`` :math:`I`
         (:math:`\log L_{ii} = \frac12 \log` ``prior_precision``), :math:`a` = ``noise_shape``,
-        :math:`b` = ``noise_scale``; padded entries 0."""
+        :math:`b` = ``noise_scale``, loadings drawn from :math:`N(0, \text{LOADING\_START}^2)` (at 0,
+        the factor's gradient would be 0 too); padded entries 0."""
         with torch.no_grad():
             self.theta["mean"].zero_()
             factor = self.theta["precision_factor"].zero_()
             factor[:, self.diagonal_positions] = 0.5 * math.log(self.spec.prior_precision) * self.real_inputs
             self.theta["log_shape"].copy_(math.log(self.spec.noise_shape) * self.output_mask)
             self.theta["log_scale"].copy_(math.log(self.spec.noise_scale) * self.output_mask)
+            if self.task_factors:
+                self.theta["loadings"].normal_(0.0, LOADING_START).mul_(self.real_mean[..., None])
 
     def empirical_bayes_start(self, groups: Split) -> None:
         r"""Set every node's prior to its type-II maximum likelihood over ``groups``, a split of one
@@ -289,6 +313,29 @@ class LinearBank(LearnerBank):
         return {**adapted, "mean": torch.where(self.real_mean, mean + delta, adapted["mean"]),
                 "log_scale": torch.where(self.output_mask, log_scale, adapted["log_scale"])}
 
+    def factor_evidence(self, initial: Weights, adapted: Weights) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""What the support rows say of the task factor (module docstring): :math:`\sum H`
+        ``[T, r, r]`` and :math:`\sum g` ``[T, r]`` over the bank's nodes and outputs."""
+        loadings = self._loadings(initial)
+        prior_precision, _, _ = self._natural(initial)
+        weighted = torch.einsum("...de,...eor->...dor", prior_precision, loadings)  # Lambda A
+        solved = torch.cholesky_solve(weighted.flatten(-2), self.factor(adapted["precision_factor"]))
+        solved = solved.unflatten(-1, weighted.shape[-2:])  # Lambda_n^-1 Lambda A
+        curvature = (torch.einsum("...dor,...dos->...ors", loadings, weighted)
+                     - torch.einsum("...dor,...dos->...ors", weighted, solved))
+        moved = self._mean(adapted) - self._mean(initial)  # M_n - M
+        information = torch.einsum("...dor,...do->...or", weighted, moved)
+        noise_precision = (initial["log_shape"] - initial["log_scale"]).exp()[..., None]  # a / b = 1 / s^2
+        return ((curvature * noise_precision[..., None]).sum((-4, -3)),
+                (information * noise_precision).sum((-3, -2)))
+
+    def factor_shifted(self, initial: Weights, adapted: Weights, factor: torch.Tensor) -> tuple[Weights, Weights]:
+        r"""The prior with its mean moved to :math:`M + A u` for the task factor ``factor`` ``[T, r]``
+        (its first ``r`` numbers), and the posterior under it (:meth:`corrected`)."""
+        shift = (self._loadings(initial) * factor[:, None, None, None, :self.task_factors]).sum(-1)
+        return ({**initial, "mean": initial["mean"] + shift},
+                self.corrected(initial, adapted, {"mean": shift}, None))
+
     def _natural(self, weights: Weights) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         r""":math:`\Lambda` ``[T, N_b, D, D]``, :math:`\Lambda M` ``[T, N_b, D, O]`` and
         :math:`\operatorname{diag}(M^\top \Lambda M)` ``[T, N_b, O]`` of ``weights`` (padding left out;
@@ -298,6 +345,10 @@ class LinearBank(LearnerBank):
         mean = self._mean(weights)
         information = precision @ mean
         return precision, information, (mean * information).sum(-2)
+
+    def _loadings(self, weights: Weights) -> torch.Tensor:
+        """``A`` ``[T, N_b, D, O, r]`` with its padded entries 0."""
+        return shared_over_tasks(weights["loadings"]).masked_fill(~self.real_mean[..., None], 0.0)
 
     def _mean(self, weights: Weights, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """``M`` ``[T, N_b', D, O]`` with its padded entries 0."""
@@ -311,7 +362,8 @@ class LinearBank(LearnerBank):
     def extra_repr(self) -> str:
         return (f"nodes={len(self.names)}, design_width={self.design_width}, output_width={self.output_width}, "
                 f"prior_precision={self.spec.prior_precision}, noise_shape={self.spec.noise_shape}, "
-                f"noise_scale={self.spec.noise_scale}")
+                f"noise_scale={self.spec.noise_scale}"
+                + (f", task_factors={self.task_factors}" if self.task_factors else ""))
 
 
 def shared_over_tasks(weight: torch.Tensor) -> torch.Tensor:
