@@ -223,8 +223,7 @@ class LinearBank(LearnerBank):
         spread = 1 + (design @ whitening.transpose(-1, -2)).square().sum(-1, keepdim=True)  # v = 1 + z^T Lambda^-1 z
         shape = self._rows(weights["log_shape"], nodes).exp()[..., None, :]
         scale = self._rows(weights["log_scale"], nodes).exp()[..., None, :]
-        return torch.distributions.StudentT(2 * shape, design @ self._mean(weights, nodes),
-                                            (scale / shape * spread).sqrt(), validate_args=False)
+        return PosteriorPredictive(shape, design @ self._mean(weights, nodes), (scale / shape * spread).sqrt())
 
     def design(self, split: Split, nodes: torch.Tensor | None = None) -> torch.Tensor:
         """The design rows ``z = [1, x, parents]`` ``[T, N_b', K, D]``, padded with 0 (built once per split)."""
@@ -364,6 +363,28 @@ class LinearBank(LearnerBank):
                 f"prior_precision={self.spec.prior_precision}, noise_shape={self.spec.noise_shape}, "
                 f"noise_scale={self.spec.noise_scale}"
                 + (f", task_factors={self.task_factors}" if self.task_factors else ""))
+
+
+class PosteriorPredictive(torch.distributions.StudentT):
+    r"""The Student-t of :math:`2 a` degrees of freedom (``shape`` :math:`a`, ``[T, N_b', 1, O]``),
+    location ``loc`` and scale ``scale`` (``[T, N_b', K, O]``), whose log-density
+
+    .. math::
+        \log \Gamma(a + \tfrac12) - \log \Gamma(a) - \tfrac12 \log(2 \pi a) - \log \sigma
+        - (a + \tfrac12) \log\Big(1 + \frac{(y - \mu)^2}{2 a \sigma^2}\Big)
+
+    takes its log-gamma terms once per (task, node, output) rather than per row, as
+    :class:`torch.distributions.StudentT` would after broadcasting its degrees of freedom."""
+
+    def __init__(self, shape: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> None:
+        super().__init__(2 * shape, loc, scale, validate_args=False)
+        self.half_df = shape
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        shape = self.half_df
+        normaliser = torch.lgamma(shape + 0.5) - torch.lgamma(shape) - 0.5 * torch.log(2 * math.pi * shape)
+        standardised = (value - self.loc) / self.scale
+        return normaliser - self.scale.log() - (shape + 0.5) * torch.log1p(standardised.square() / (2 * shape))
 
 
 def shared_over_tasks(weight: torch.Tensor) -> torch.Tensor:
