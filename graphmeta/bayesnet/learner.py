@@ -106,13 +106,13 @@ class NetworkMetaLearner:
 
 
 def meta_fit_method(owner: str, doc: str, *, shots: Shots, outer_lr: float,
-                    early_stopping_patience: int | None) -> Callable[..., dict[str, Any]]:
+                    early_stopping_patience: int | None, max_steps: int = MAX_STEPS) -> Callable[..., dict[str, Any]]:
     """``owner``'s ``meta_fit`` with the docstring ``doc``: the one implementation of every
     :class:`NetworkMetaLearner`'s, its signature the schema of its keywords (:func:`~graphmeta.validation.checked`),
-    with ``owner``'s defaults for ``shots``, ``outer_lr`` and ``early_stopping_patience`` and the
+    with ``owner``'s defaults for ``shots``, ``outer_lr``, ``early_stopping_patience`` and ``max_steps`` and the
     others shared. It reads the sites (``_episodes``), seeds torch with ``seed`` and builds a fresh
     model, starts its prior (``_start_prior``), then meta-trains it with a
-    :class:`~graphmeta.train.Trainer`: at most ``steps`` steps (:data:`MAX_STEPS` without), the
+    :class:`~graphmeta.train.Trainer`: at most ``steps`` steps (``max_steps`` without), the
     outer rate decaying exponentially from ``outer_lr`` to :data:`FINAL_LR_RATIO` times it, and
     validation on at least 64 episodes of the validation sites."""
     default_shots, default_outer_lr, default_patience = shots, outer_lr, early_stopping_patience
@@ -130,10 +130,10 @@ def meta_fit_method(owner: str, doc: str, *, shots: Shots, outer_lr: float,
         self.shots = (shots, shots) if isinstance(shots, int) else shots
         self._start_prior(episodes)
         train_options: dict[str, Any] = {
-            "steps": MAX_STEPS if steps is None else steps, "shots": shots, "query_shots": query_shots,
+            "steps": max_steps if steps is None else steps, "shots": shots, "query_shots": query_shots,
             "meta_batch_size": meta_batch_size, "outer_lr": outer_lr, "grad_clip": grad_clip,
             "val_every": val_every, "val_tasks": max(val_count, 64), "early_stopping_patience": early_stopping_patience,
-            "seed": seed, "progress": progress, "checkpoint_every": MAX_STEPS, "log_every": val_every,
+            "seed": seed, "progress": progress, "checkpoint_every": max_steps, "log_every": val_every,
             "schedule": "exponential", "final_lr_ratio": FINAL_LR_RATIO,
         }
         with tempfile.TemporaryDirectory(prefix=self.run_prefix) as scratch:
