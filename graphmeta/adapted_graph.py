@@ -11,6 +11,7 @@ import torch
 from .data import Split, TaskBatch, dense_graphs
 from .errors import DataError
 from .learners.banks.bank import Weights
+from .learners.banks.bank_set import value_columns_of
 from .learners.banks.low_rank import LowRankWeight
 from .taskgraph import ColumnLayout
 
@@ -99,12 +100,10 @@ class AdaptedGraph:
                                                            (rows, output_columns, value_columns))
                     current = Split(split.features, values, split.observed, split.graphs)
                     outputs = bank.predicted_values(bank(self.fast[bank_index], current, rows), rows)  # [T, R, K, D]
-                    flat = outputs.transpose(1, 2).reshape(*outputs.shape[:1], outputs.shape[2], -1)
-                    level_values = flat.index_select(-1, output_columns)
+                    level_values = value_columns_of(outputs, output_columns)
                     predicted = predicted.index_copy(-1, value_columns, level_values)
-                    keep = split.observed.index_select(-1, self.banks.value_nodes[value_columns])
-                    values = values.index_copy(-1, value_columns, torch.where(keep, values[..., value_columns],
-                                                                               level_values))
+                    values = values.index_copy(-1, value_columns,
+                                               self.banks.observed_kept(split, values, value_columns, level_values))
         predictions = {name: predicted[..., self.layout.value_slices[name]] for name in self.graph.names}
         return {name: (value[0] if single else value) for name, value in predictions.items()}
 

@@ -206,13 +206,17 @@ class BankSet(nn.Module):
                         fed[b].append(taps)
                 else:
                     outputs = self.banks[b].predicted_values(self.banks[b](fast[b], current, rows), rows)
-                flat = outputs.transpose(1, 2).reshape(*outputs.shape[:1], outputs.shape[2], -1)
-                predicted = flat.index_select(-1, output_columns)
-                if fill:  # the observed cells keep their values
-                    observed = split.observed.index_select(-1, self.value_nodes[value_columns])
-                    predicted = torch.where(observed, values.index_select(-1, value_columns), predicted)
-                values = values.index_copy(-1, value_columns, predicted)
+                predicted = value_columns_of(outputs, output_columns)
+                values = values.index_copy(-1, value_columns, self.observed_kept(split, values, value_columns, predicted)
+                                           if fill else predicted)
         return replace(split, values=values), fed
+
+    def observed_kept(self, split: Split, values: torch.Tensor, value_columns: torch.Tensor,
+                      predicted: torch.Tensor) -> torch.Tensor:
+        """``predicted`` ``[T, K, C]`` for the value columns ``value_columns``, with the cells that
+        ``split`` observes keeping their ``values``."""
+        observed = split.observed.index_select(-1, self.value_nodes[value_columns])
+        return torch.where(observed, values.index_select(-1, value_columns), predicted)
 
     def losses(self, fast: list[Weights], split: Split, accuracy: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -297,6 +301,13 @@ class BankSet(nn.Module):
                           torch.where(bank.is_classification[rows[1]], 0.0, math.nan).to(result.dtype))
                 parts.append(filler.expand(result.shape[0], -1))
         return torch.cat(parts, dim=1)[:, self.to_graph_order_with_latent]
+
+
+def value_columns_of(outputs: torch.Tensor, output_columns: torch.Tensor) -> torch.Tensor:
+    """The value columns ``[T, K, C]`` that a bank's outputs ``[T, R, K, D]`` of a level plan's rows
+    fill (:meth:`BankSet.level_plans`: output column ``r * D + c`` is row ``r``'s ``c``-th)."""
+    flat = outputs.transpose(1, 2).reshape(*outputs.shape[:1], outputs.shape[2], -1)
+    return flat.index_select(-1, output_columns)
 
 
 def _dense_tap(weight: LowRankWeight) -> torch.Tensor:
