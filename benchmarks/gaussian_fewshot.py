@@ -21,8 +21,9 @@ per-site least-squares statistics of :mod:`graphmeta.bayesnet.gaussian_baselines
 * ``ridge to pooled``: (G + lam I)^-1 (c + lam w_pooled), predictive N(z'w, s^2 (1 + z'(G + lam I)^-1 z))
   (the posterior predictive of the prior N(w_pooled, s^2 / lam I)), lam chosen per variable and
   per K from a grid on the validation sites by their query log-likelihood;
-* ``graphmeta``: :class:`graphmeta.bayesnet.GaussianNetMetaLearner` with its defaults (message
-  passing on), meta-fitted once for all K on the meta-training sites (it holds out the same
+* ``graphmeta``: :class:`graphmeta.bayesnet.GaussianNetMetaLearner` with its defaults (two task
+  factors, message passing on, at most 600 meta-training steps with early stopping), meta-fitted
+  once for all K on the meta-training sites (it holds out the same
   last validation sites to choose its stopping step), Student-t posterior predictive;
 * ``limit``: the exact posterior predictive under the family's true prior and noise (for
   ``independent`` a Gaussian posterior per variable; for ``latent`` the Gaussian posterior of
