@@ -35,6 +35,8 @@ Usage::
     python benchmarks/gaussian_fewshot.py --quick         # ecoli70 only, 100 meta-training steps, 30 test sites
     python benchmarks/gaussian_fewshot.py --networks ecoli70 --max-steps 300
     python benchmarks/gaussian_fewshot.py --part speed    # only the adapt timing (arth150, 1,000 sites)
+    python benchmarks/gaussian_fewshot.py --networks ecoli70 --priors independent --train-sites 1000 \
+        --out benchmarks/results/gaussian_fewshot_1000_sites.md   # how the gap to the limit shrinks with sites
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ NETWORKS = ("ecoli70", "magic-niab", "arth150")
 PRIORS = ("independent", "latent")
 SHOTS = (1, 3, 5, 10, 20, 50)
 SPEED_SITES, SPEED_ROWS, SPEED_REPEATS = 1000, 10, 5
-TRAIN_TASKS, TRAIN_ROWS, VAL_TASKS = 200, 200, 40
+#: Meta-training sites (``--train-sites``) and their rows; the last fifth validate, as meta_fit's
+#: default ``val_fraction`` holds out.
+TRAIN_TASKS, TRAIN_ROWS = 200, 200
 QUERY_ROWS = 200
 PENALTIES = np.geomspace(1e-2, 1e4, 13)
 METHODS = ("pooled LS", "site LS", "ridge to pooled", "graphmeta", "limit")
@@ -217,15 +221,15 @@ def graphmeta_scores(learner: GaussianNetMetaLearner, frames: list, sites: Sites
     return total, squared / len(columns)
 
 
-def run_block(network: str, prior: str, test_tasks: int, fit_options: dict,
+def run_block(network: str, prior: str, train_tasks: int, test_tasks: int, fit_options: dict,
               timings: dict) -> dict[int, dict[str, Score]]:
     family = graphmeta.load_family(f"{network}-gaussian", prior=prior)
     names = family.graph.names
     parents = [[names.index(p) for p in family.evidence[v]] for v in names]
-    train_frames = family.sample_dataframes(TRAIN_TASKS, TRAIN_ROWS, "train", seed=0)
+    train_frames = family.sample_dataframes(train_tasks, TRAIN_ROWS, "train", seed=0)
     test_frames = family.sample_dataframes(test_tasks, max(SHOTS) + QUERY_ROWS, "test", seed=0)
     train = np.stack([frame.to_numpy() for frame in train_frames])
-    held_out = TRAIN_TASKS - VAL_TASKS
+    held_out = train_tasks - train_tasks // 5
     baselines = Baselines(train[:held_out], Sites(train[held_out:], TRAIN_ROWS - max(SHOTS)), parents)
     test = Sites(np.stack([frame.to_numpy() for frame in test_frames]), QUERY_ROWS)
 
@@ -374,6 +378,8 @@ def main() -> None:
                         help="speed: only time the adapt step (arth150, unfitted prior: the same operations)")
     parser.add_argument("--max-steps", type=int, default=None, help="cap the meta-training steps")
     parser.add_argument("--test-tasks", type=int, default=None, help="test sites (default 50; 30 with --quick)")
+    parser.add_argument("--train-sites", type=int, default=TRAIN_TASKS,
+                        help=f"meta-training sites, the last fifth validating (default {TRAIN_TASKS})")
     parser.add_argument("--out", type=Path, default=None,
                         help="write the table here (default: benchmarks/results/gaussian_fewshot.md, full runs only)")
     parser.add_argument("--figure", type=Path, default=None,
@@ -391,14 +397,15 @@ def main() -> None:
         return
     start = time.perf_counter()
     timings: dict = {}
-    results = {(network, prior): run_block(network, prior, test_tasks, fit_options, timings)
+    results = {(network, prior): run_block(network, prior, args.train_sites, test_tasks, fit_options, timings)
                for network in networks for prior in args.priors}
     elapsed = time.perf_counter() - start
     nodes = {network: len(graphmeta.load_family(f"{network}-gaussian").graph) for network in networks}
     checks = targets(results, timings, nodes)
     header = (f"## Few-shot linear-Gaussian network fitting\n\n`{invocation()}`: run of {utc_now()}, "
               f"{elapsed / 60:.1f} min on {torch.get_num_threads()} CPU thread(s), graphmeta {graphmeta_commit()}. "
-              f"{TRAIN_TASKS} meta-training sites of {TRAIN_ROWS} rows (the last {VAL_TASKS} validate), {test_tasks} "
+              f"{args.train_sites} meta-training sites of {TRAIN_ROWS} rows (the last {args.train_sites // 5} validate), "
+              f"{test_tasks} "
               f"test sites, {QUERY_ROWS} query rows each. Cells: query log-likelihood per row in nats (sum over "
               "variables), mean ± 95% CI over test sites (MSE per variable, standardised units).")
     text = markdown(results, checks, header)
