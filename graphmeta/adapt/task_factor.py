@@ -37,7 +37,7 @@ def shared_task_factor(banks: BankSet, initial: list[Weights], plain: list[Weigh
     r"""The task factor's posterior mean :math:`\hat u` ``[T, r]`` from the plain updates ``plain``
     of the priors ``initial`` (module docstring), every bank's prior moved by it, and every bank's
     update under its moved prior (the banks without factors as they were)."""
-    size = task_factor_size(banks)
+    size = max([bank.task_factors for bank in banks])  # a list: torch.compile captures max() of one
     precision: torch.Tensor | int = 0
     information: torch.Tensor | int = 0
     for bank, prior, adapted in zip(banks, initial, plain):

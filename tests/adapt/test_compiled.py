@@ -15,6 +15,7 @@ from torch._dynamo.utils import counters
 import graphmeta as gm
 from graphmeta.adapt.algorithms import ALGORITHMS
 from graphmeta.testing.meta_gradients import assert_meta_gradients_close, meta_gradient
+from tests.adapt.test_task_factor import factored_graph
 from tests.test_latent import latent_data, latent_graph
 from tests.test_model import task_data
 from tests.test_reference import build, every_learner_graph
@@ -95,6 +96,13 @@ def test_inductor_compiled_equals_eager():
 def test_compiled_equals_eager_with_latent_nodes():
     """Latent nodes filled level by level inside the compiled step."""
     assert_compiled_equals_eager("maml", True, graph=latent_graph(), data=latent_data)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("message_passing", [False, True])
+def test_compiled_equals_eager_with_task_factors(message_passing):
+    """Linear priors that share a task factor (placed by one solve per task after the inner loop)."""
+    assert_compiled_equals_eager("maml", message_passing, graph=factored_graph())
 
 
 @pytest.mark.slow
