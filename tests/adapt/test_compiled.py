@@ -1,8 +1,9 @@
 """The compiled engine (``model.compile()``) against the eager one: the same meta-loss, meta-gradients
 and adapted weights, second order where the algorithm is. Compiling takes tens of seconds per
-model here, so the default run compiles two small models (second order, inductor) and ``--slow``
-every algorithm with and without message passing, latent nodes and new sizes. ``aot_eager`` runs AOTAutograd, where double backward is lost, without
-inductor's code generation; one test compiles with inductor, PyTorch's default."""
+model here, so the default run compiles one small model (inductor) and ``--slow`` the second-order
+check, every algorithm with and without message passing, latent nodes, task factors and new sizes.
+``aot_eager`` runs AOTAutograd, where double backward is lost, without inductor's code generation;
+one test compiles with inductor, PyTorch's default."""
 
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ def test_compiled_equals_eager(algorithm, message_passing):
     assert_compiled_equals_eager(algorithm, message_passing)
 
 
+@pytest.mark.slow  # 14 s; by default the inductor test below compares compiled meta-gradients with eager second-order ones
 def test_compiled_meta_gradient_is_second_order():
     """The known trap: AOTAutograd over ``autograd.grad(create_graph=True)`` returns the first-order
     gradient. Compiled MAML's meta-gradient equals eager MAML's and differs from the first-order

@@ -199,7 +199,9 @@ raise SystemExit(main(sys.argv[2:]))
 """
 
 
-@pytest.mark.parametrize("command, number", [("evaluate", signal.SIGINT), ("train", signal.SIGTERM)])
+# the train case (11 s: a run, then its evaluation interrupted) runs with --slow
+@pytest.mark.parametrize("command, number", [("evaluate", signal.SIGINT),
+                                             pytest.param("train", signal.SIGTERM, marks=pytest.mark.slow)])
 def test_a_signal_during_an_evaluation_says_that_nothing_was_written(write_config, tmp_path, command, number):
     config = write_config()
     run = tmp_path / "runs" / "tiny"
