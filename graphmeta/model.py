@@ -6,8 +6,8 @@ One meta-training step on a :class:`~graphmeta.data.TaskBatch` of T tasks:
    ``inner_steps`` batched steps ``phi <- phi - alpha * grad L_support(phi)`` (see
    :mod:`graphmeta.adapt.inner_loop` and :mod:`graphmeta.adapt.algorithms`);
 2. where priors read a task factor, every factored node's prior moved to where the task's
-   support rows place it (see :mod:`graphmeta.adapt.task_factor`); with message passing on, ``phi <- phi + g * MP(phi - theta)`` along the task graph
-   (see :mod:`graphmeta.adapt.message_passing`);
+   support rows place it (see :mod:`graphmeta.adapt.task_factor`); with message passing on,
+   ``phi <- phi + g * MP(phi - theta)`` along the task graph (see :mod:`graphmeta.adapt.message_passing`);
 3. the algorithm's meta-loss from the query loss of ``phi`` (observed parents teacher-forced,
    latent ones predicted level by level: :mod:`graphmeta.learners.banks.bank_set`),
    averaged over tasks and nodes (``loss_weighting``). Where a bank learns the noise scale of
@@ -284,9 +284,9 @@ class GraphMetaLearner(nn.Module):
 
     # ---------------------------------------------------------------- engine
     def _adapt(self, support: Split, steps: int, create_graph: bool, track_meta_gradient: bool) -> Adaptation:
-        """The inner loop, then the task factor, then message passing. Where theta takes its meta-gradient from the
-        algorithm's own rule (Reptile) or none is tracked, message passing reads the updates
-        and statistics as constants."""
+        """The inner loop, then the task factor, then message passing. Where theta takes its
+        meta-gradient from the algorithm's own rule (Reptile) or none is tracked, message passing
+        reads the updates and statistics as constants."""
         if support.values.device.type == "cpu" and not torch.compiler.is_compiling():
             reuse_large_allocations_once()
         initial = [self.algorithm.initial(b, bank, support.num_tasks) for b, bank in enumerate(self.banks)]

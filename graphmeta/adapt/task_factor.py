@@ -29,25 +29,21 @@ from ..learners.banks.bank_set import BankSet
 
 def task_factor_size(banks: BankSet) -> int:
     """How many task factors the graph's banks read (the most any one reads; 0: none)."""
-    return max((bank.task_factors for bank in banks), default=0)
+    return max([0] + [bank.task_factors for bank in banks])  # max() of a list: torch.compile captures it
 
 
 def shared_task_factor(banks: BankSet, initial: list[Weights], plain: list[Weights]
                        ) -> tuple[list[Weights], list[Weights], torch.Tensor]:
     r"""The task factor's posterior mean :math:`\hat u` ``[T, r]`` from the plain updates ``plain``
     of the priors ``initial`` (module docstring), every bank's prior moved by it, and every bank's
-    update under its moved prior (the banks without factors as they were)."""
-    size = max([bank.task_factors for bank in banks])  # a list: torch.compile captures max() of one
-    precision: torch.Tensor | int = 0
-    information: torch.Tensor | int = 0
-    for bank, prior, adapted in zip(banks, initial, plain):
-        if bank.task_factors:
-            curvature, evidence = bank.factor_evidence(prior, adapted)
-            missing = size - bank.task_factors
-            precision = precision + F.pad(curvature, (0, missing, 0, missing))
-            information = information + F.pad(evidence, (0, missing))
-    assert isinstance(precision, torch.Tensor) and isinstance(information, torch.Tensor), "no bank reads a factor"
-    precision = precision + torch.eye(size, dtype=precision.dtype, device=precision.device)
+    update under its moved prior (the banks without factors as they were). At least one bank reads
+    a factor."""
+    size = task_factor_size(banks)
+    evidence = [(size - bank.task_factors, *bank.factor_evidence(prior, adapted))
+                for bank, prior, adapted in zip(banks, initial, plain) if bank.task_factors]
+    curvature = sum(F.pad(h, (0, missing, 0, missing)) for missing, h, _ in evidence)
+    information = sum(F.pad(g, (0, missing)) for missing, _, g in evidence)
+    precision = curvature + torch.eye(size, dtype=curvature.dtype, device=curvature.device)
     factor = torch.cholesky_solve(information[..., None], torch.linalg.cholesky(precision))[..., 0]
     moved, shifted = [], []
     for bank, prior, adapted in zip(banks, initial, plain):
