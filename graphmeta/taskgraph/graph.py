@@ -42,6 +42,7 @@ class TaskGraph:
         self._dag = nx.DiGraph()
         self._order: list[str] | None = None
         self._position: dict[str, int] = {}
+        self._structure: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ building
     @keywords_checked(where=subtask_label, error=SpecError)
@@ -67,7 +68,7 @@ class TaskGraph:
         subtask = Subtask(name, in_dim, kind, out_dim, num_classes, learner_from(learner),
                           {} if attrs is None else attrs, observed)
         self._dag.add_node(name, subtask=subtask, index=len(self._dag))
-        self._order = None
+        self._changed()
         return self
 
     def add_dependency(self, parent: str, child: str) -> TaskGraph:
@@ -84,7 +85,7 @@ class TaskGraph:
             cycle = " -> ".join([*path, child])
             raise GraphError(f"dependency {parent!r} -> {child!r} would close the cycle {cycle}")
         self._dag.add_edge(parent, child)
-        self._order = None
+        self._changed()
         return self
 
     # ------------------------------------------------------------- introspection
@@ -163,7 +164,7 @@ class TaskGraph:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TaskGraph):
             return NotImplemented
-        return self.to_dict() == other.to_dict()
+        return self is other or (self.name == other.name and self._structure_dict() == other._structure_dict())
 
     def __repr__(self) -> str:
         kinds: dict[str, int] = {}
@@ -288,7 +289,20 @@ class TaskGraph:
         for name in structure.nodes:
             graph.add_subtask(name, **structure.specs[name])
         graph._dag.add_edges_from(structure.edges)
+        graph._changed()
         return graph.validate()
+
+    def _changed(self) -> None:
+        """Forget what was derived from the nodes and edges (after adding one)."""
+        self._order = None
+        self._structure = None
+
+    def _structure_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` less the name, kept until the graph changes: a model compares the
+        graph of every batch with its own."""
+        if self._structure is None:
+            self._structure = {key: value for key, value in self.to_dict().items() if key != "name"}
+        return self._structure
 
     def _require(self, name: str) -> str:
         if name not in self._dag:
