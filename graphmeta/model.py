@@ -31,6 +31,7 @@ The model composes these three; it knows no algorithm and no learner type by nam
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Annotated, Any
@@ -47,6 +48,12 @@ from .adapted_graph import AdaptedGraph
 from .allocator import reuse_large_allocations_once
 from .data import Split, TaskBatch
 from .errors import ConfigError, DataError
+from .fused_meta_gradient import (
+    EngineCall,
+    loss_and_meta_gradient,
+    meta_loss_with_gradient,
+    without_dynamic_marking_guards,
+)
 from .learners.banks.bank import Weights
 from .learners.banks.bank_set import BankSet
 from .learners.banks.low_rank import dense_weights
@@ -138,21 +145,35 @@ class GraphMetaLearner(nn.Module):
         self._check_packing(batch.support)
         # decided here, on the host, so that a compiled engine branches on a constant
         batch = replace(batch, support=self.banks.resolved(batch.support), query=self.banks.resolved(batch.query))
+        compiled = self.__dict__.get("_compiled", {})
+        if "meta_gradient" in compiled and torch.is_grad_enabled():  # loss and meta-gradient in one call
+            return meta_loss_with_gradient(self, compiled["meta_gradient"], batch, metrics)
         return self._engine("meta_loss")(batch, metrics)
 
     def compile(self, *args: Any, adapt: bool = True, **kwargs: Any) -> None:
         """Compile the engine with ``torch.compile(..., *args, **kwargs)`` (e.g. ``mode="reduce-overhead"``
         on CUDA): from the next call, :meth:`meta_loss` (so calling the module) and, with ``adapt``,
         :meth:`adapt` run it compiled, the inner loop in the form the compiler captures
-        (:mod:`graphmeta.adapt.inner_loop`), with the same values and meta-gradients. The checks of
-        the data stay in Python. The first call of each shape compiles (seconds to minutes); a new
-        support or batch size, or another number of adaptation steps, compiles once more (from the
-        second size on, PyTorch compiles the sizes dynamically, so later ones reuse it).
-        :meth:`eager` goes back."""
-        engines: dict[str, Callable[..., Any]] = {"meta_loss": self._meta_loss_engine}
+        (:mod:`graphmeta.adapt.inner_loop`), with the same values and meta-gradients. With grad mode
+        on, :meth:`meta_loss` takes the loss and its meta-gradient in one compiled call, and its
+        backward hands the parameters that gradient (:mod:`graphmeta.fused_meta_gradient`, which
+        says what that form gives up); without it, the loss alone. The checks of the data stay in
+        Python. The first call of each shape compiles (seconds to minutes); a new support or batch
+        size, or another number of adaptation steps, compiles once more (from the second size on,
+        PyTorch compiles the sizes dynamically, so later ones reuse it). Unless ``mode`` is given,
+        the compiled calls skip the guards that only notice a later ``torch._dynamo.mark_dynamic``
+        (:func:`~graphmeta.fused_meta_gradient.without_dynamic_marking_guards`). :meth:`eager` goes back."""
+        options = kwargs.pop("options", None)
+        if "mode" not in kwargs:  # torch.compile takes options or a mode, not both
+            options = {"guard_filter_fn": without_dynamic_marking_guards, **(options or {})}
+        engines: dict[str, Callable[..., Any]] = {
+            "meta_loss": self._meta_loss_engine,
+            "meta_gradient": functools.partial(loss_and_meta_gradient, EngineCall(self))}
         if adapt:
             engines["adapted_weights"] = self._adapted_weights_engine
-        self._compiled = {name: torch.compile(engine, *args, **kwargs) for name, engine in engines.items()}
+        # each its own copy of the options, from which torch.compile takes the guard filter out
+        self._compiled = {name: torch.compile(engine, *args, **kwargs, options=None if options is None else dict(options))
+                          for name, engine in engines.items()}
 
     def eager(self) -> None:
         """Run eagerly again after :meth:`compile`."""
@@ -172,6 +193,11 @@ class GraphMetaLearner(nn.Module):
         """:meth:`meta_loss` on a checked ``batch`` on the model's device."""
         if self.training:  # what adaptation will be judged against (graphmeta.adapt.input_shift)
             self.input_statistics.update(batch.support, batch.query)
+        return self._meta_loss_of(batch, metrics)
+
+    def _meta_loss_of(self, batch: TaskBatch, metrics: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """:meth:`_meta_loss_engine` less the update of the input statistics: a function of the
+        parameters and ``batch`` that mutates nothing."""
         second_order = self.algorithm.second_order and self.training
         adaptation = self._adapt(batch.support, self.inner_steps, create_graph=second_order,
                                  track_meta_gradient=True)

@@ -1,0 +1,87 @@
+"""The compiled meta-loss that carries its meta-gradient (graphmeta/fused_meta_gradient.py): its
+backward scales the gradient by the upstream one, grad mode off takes the plain compiled loss, the
+input statistics still learn, and the guard filter drops only the dynamic-marking guards.
+(Compiled against eager for every algorithm and learner: tests/adapt/test_compiled.py.)"""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+import graphmeta as gm
+from graphmeta.fused_meta_gradient import without_dynamic_marking_guards
+from tests.test_model import task_data
+
+
+@pytest.fixture(autouse=True)
+def fresh_compiler():
+    torch._dynamo.reset()
+    counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.fixture(scope="module")
+def models_and_batch():
+    torch.manual_seed(0)
+    graph = (gm.TaskGraph().add_subtask("x", in_dim=1, learner=gm.MLP(hidden=(6,), activation="tanh"))
+             .add_subtask("y", in_dim=1, learner=gm.MLP(hidden=(5,))).add_dependency("x", "y"))
+    eager = gm.GraphMetaLearner(graph, "maml", inner_steps=2, message_passing=False).float()
+    batch = gm.TaskBatch.from_tensors(graph, task_data(graph, 3, 4, 1), task_data(graph, 3, 4, 2)).to(torch.float32)
+    return eager, batch
+
+
+def compiled_copy(model: gm.GraphMetaLearner) -> gm.GraphMetaLearner:
+    compiled = copy.deepcopy(model)
+    compiled.compile(backend="aot_eager", adapt=False)
+    return compiled
+
+
+def test_backward_scales_the_gradient_and_sums_with_other_terms(models_and_batch):
+    """``(3 L + ||theta||^2).backward()`` leaves ``3 dL/dtheta + 2 theta``, as eagerly."""
+    eager, batch = models_and_batch
+    compiled = compiled_copy(eager)
+    grads = []
+    for model in (eager, compiled):
+        model.zero_grad(set_to_none=True)
+        loss, _ = model.meta_loss(batch, metrics=False)
+        assert loss.requires_grad
+        (3 * loss + sum((p ** 2).sum() for p in model.parameters())).backward()
+        grads.append([p.grad for p in model.parameters()])
+    for eager_grad, compiled_grad in zip(*grads, strict=True):
+        torch.testing.assert_close(compiled_grad, eager_grad, rtol=1e-5, atol=1e-6)
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]  # loss and gradient: one call
+
+
+def test_without_grad_mode_the_loss_alone_runs(models_and_batch):
+    eager, batch = models_and_batch
+    compiled = compiled_copy(eager)
+    with torch.no_grad():
+        loss, metrics = compiled.meta_loss(batch)
+        expected, expected_metrics = eager.meta_loss(batch)
+    assert not loss.requires_grad
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(metrics["loss_after"], expected_metrics["loss_after"])
+
+
+def test_metrics_and_input_statistics_match_eager(models_and_batch):
+    """With grad mode on, the metrics come out of the same call, and training still records the
+    batch's inputs, against which adaptation is judged."""
+    eager, batch = models_and_batch
+    eager, compiled = copy.deepcopy(eager), compiled_copy(eager)
+    results = [model.meta_loss(batch) for model in (eager, compiled)]
+    for name, value in results[0][1].items():
+        torch.testing.assert_close(results[1][1][name], value, rtol=1e-5, atol=1e-6, equal_nan=True)
+    for name, buffer in eager.input_statistics.named_buffers():
+        torch.testing.assert_close(dict(compiled.input_statistics.named_buffers())[name], buffer)
+    assert float(compiled.input_statistics.count.max()) > 0
+
+
+def test_the_guard_filter_keeps_every_guard_but_dynamic_marking():
+    guards = [SimpleNamespace(guard_type=kind) for kind in
+              ("TENSOR_MATCH", "DIMENSION_DYNAMIC_MARKING_GUARD", "ID_MATCH", "EQUALS_MATCH")]
+    assert without_dynamic_marking_guards(guards) == [True, False, True, True]
