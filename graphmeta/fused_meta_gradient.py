@@ -24,7 +24,7 @@ What this form gives up, and where the model keeps the plain compiled loss inste
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -70,15 +70,6 @@ def meta_loss_with_gradient(model: nn.Module, engine: Callable[..., Any], batch:
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     loss, found, gradient = engine({f"model.{name}": p.detach() for name, p in trainable}, batch, metrics)
     return attached(loss, [p for _, p in trainable], [gradient[f"model.{name}"] for name, _ in trainable]), found
-
-
-def without_dynamic_marking_guards(guards: Sequence[Any]) -> list[bool]:
-    """A ``guard_filter_fn`` for :func:`torch.compile`: keep every guard but those that check
-    whether a tensor was marked dynamic since (``torch._dynamo.mark_dynamic``). Those are five per
-    tensor the engine reads, parameters and buffers included, and checking them on every call cost
-    about a tenth of a compiled sinusoid step; shapes, dtypes, devices and values stay guarded, so
-    a compiled call still recompiles wherever it would otherwise."""
-    return [guard.guard_type != "DIMENSION_DYNAMIC_MARKING_GUARD" for guard in guards]
 
 
 def attached(loss: torch.Tensor, parameters: list[torch.Tensor], gradients: list[torch.Tensor]) -> torch.Tensor:

@@ -48,12 +48,7 @@ from .adapted_graph import AdaptedGraph
 from .allocator import reuse_large_allocations_once
 from .data import Split, TaskBatch
 from .errors import ConfigError, DataError
-from .fused_meta_gradient import (
-    EngineCall,
-    loss_and_meta_gradient,
-    meta_loss_with_gradient,
-    without_dynamic_marking_guards,
-)
+from .fused_meta_gradient import EngineCall, loss_and_meta_gradient, meta_loss_with_gradient
 from .learners.banks.bank import Weights
 from .learners.banks.bank_set import BankSet
 from .learners.banks.low_rank import dense_weights
@@ -160,20 +155,13 @@ class GraphMetaLearner(nn.Module):
         says what that form gives up); without it, the loss alone. The checks of the data stay in
         Python. The first call of each shape compiles (seconds to minutes); a new support or batch
         size, or another number of adaptation steps, compiles once more (from the second size on,
-        PyTorch compiles the sizes dynamically, so later ones reuse it). Unless ``mode`` is given,
-        the compiled calls skip the guards that only notice a later ``torch._dynamo.mark_dynamic``
-        (:func:`~graphmeta.fused_meta_gradient.without_dynamic_marking_guards`). :meth:`eager` goes back."""
-        options = kwargs.pop("options", None)
-        if "mode" not in kwargs:  # torch.compile takes options or a mode, not both
-            options = {"guard_filter_fn": without_dynamic_marking_guards, **(options or {})}
+        PyTorch compiles the sizes dynamically, so later ones reuse it). :meth:`eager` goes back."""
         engines: dict[str, Callable[..., Any]] = {
             "meta_loss": self._meta_loss_engine,
             "meta_gradient": functools.partial(loss_and_meta_gradient, EngineCall(self))}
         if adapt:
             engines["adapted_weights"] = self._adapted_weights_engine
-        # each its own copy of the options, from which torch.compile takes the guard filter out
-        self._compiled = {name: torch.compile(engine, *args, **kwargs, options=None if options is None else dict(options))
-                          for name, engine in engines.items()}
+        self._compiled = {name: torch.compile(engine, *args, **kwargs) for name, engine in engines.items()}
 
     def eager(self) -> None:
         """Run eagerly again after :meth:`compile`."""

@@ -1,19 +1,17 @@
 """The compiled meta-loss that carries its meta-gradient (graphmeta/fused_meta_gradient.py): its
-backward scales the gradient by the upstream one, grad mode off takes the plain compiled loss, the
-input statistics still learn, and the guard filter drops only the dynamic-marking guards.
+backward scales the gradient by the upstream one, grad mode off takes the plain compiled loss, and the
+input statistics still learn.
 (Compiled against eager for every algorithm and learner: tests/adapt/test_compiled.py.)"""
 
 from __future__ import annotations
 
 import copy
-from types import SimpleNamespace
 
 import pytest
 import torch
 from torch._dynamo.utils import counters
 
 import graphmeta as gm
-from graphmeta.fused_meta_gradient import without_dynamic_marking_guards
 from tests.test_model import task_data
 
 
@@ -79,9 +77,3 @@ def test_metrics_and_input_statistics_match_eager(models_and_batch):
     for name, buffer in eager.input_statistics.named_buffers():
         torch.testing.assert_close(dict(compiled.input_statistics.named_buffers())[name], buffer)
     assert float(compiled.input_statistics.count.max()) > 0
-
-
-def test_the_guard_filter_keeps_every_guard_but_dynamic_marking():
-    guards = [SimpleNamespace(guard_type=kind) for kind in
-              ("TENSOR_MATCH", "DIMENSION_DYNAMIC_MARKING_GUARD", "ID_MATCH", "EQUALS_MATCH")]
-    assert without_dynamic_marking_guards(guards) == [True, False, True, True]
