@@ -1,13 +1,15 @@
 """graphmeta eager and compiled against ``torch.func`` MAML eager and compiled, per meta-step.
 
-Two workloads, each timed in one process with the four contenders interleaved (one step of each in
+Two workloads, each timed in one process with the contenders interleaved (one step of each in
 turn, so a busy neighbour slows each alike), medians over ``--rounds`` rounds after the compiles:
 
 * **sinusoid**: Finn et al.'s protocol (MLP 1-40-40-1, meta-batch 25, K = 10 support and 10 query
   shots, one inner SGD step of 0.01, second order). A step is forward, backward and Adam (1e-3).
   graphmeta: ``GraphMetaLearner(graph, "maml", message_passing=False)``, and a copy after
   ``model.compile()``; the peer: benchmarks/peers/torchfunc_maml.py (``vmap`` over tasks of a
-  ``torch.func.grad`` inner step), and the same with its meta-loss under ``torch.compile``.
+  ``torch.func.grad`` inner step), and the same with its meta-loss under ``torch.compile``. Two
+  more rows compile both with inductor's C++ wrapper (``options={"cpp_wrapper": True}``, the same
+  option for each; on the CPU only).
 * **N-node DAG** (``--nodes``, default 64): the graph, data and per-node ``torch.func`` loop of
   benchmarks/throughput.py (T = 16 tasks, K = 10, MLP 40-40 per node, one inner step, second
   order, message passing off); a step is forward and backward. The compiled peer is that loop's
@@ -72,6 +74,15 @@ def interleaved(steps: dict, rounds: int, device: str) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+class CppWrapperPeer(TorchFuncMAML):
+    """The peer compiled with inductor's C++ wrapper (``options={"cpp_wrapper": True}``), beside
+    graphmeta compiled alike; its own meta-loss function, so that its compiled code is looked up
+    apart from the default peer's."""
+
+    def _meta_loss(self, *args: torch.Tensor) -> torch.Tensor:
+        return super()._meta_loss(*args)
+
+
 def sinusoid(rounds: int, device: str, options: dict) -> tuple[dict[str, float], dict[str, float]]:
     family = gm.load_family("sinusoid", seed=0)
     batches = [family.sample(25, shots=10, query=10).to(device=device) for _ in range(16)]
@@ -88,7 +99,16 @@ def sinusoid(rounds: int, device: str, options: dict) -> tuple[dict[str, float],
     peer = TorchFuncMAML(copy.deepcopy(linear).to(device))
     peer_compiled = TorchFuncMAML(copy.deepcopy(linear).to(device))
     peer_compiled._meta_loss = torch.compile(peer_compiled._meta_loss, **options)
-    optimizers = {model: torch.optim.Adam(model.parameters(), lr=1e-3) for model in (eager, compiled)}
+    models = [eager, compiled]
+    peers = {"torch.func": peer, "torch.func compiled": peer_compiled}
+    if device == "cpu" and not options:  # both with inductor's C++ wrapper
+        compiled_cpp = copy.deepcopy(eager)
+        compiled_cpp.compile(options={"cpp_wrapper": True})
+        peer_cpp = CppWrapperPeer(copy.deepcopy(linear))
+        peer_cpp._meta_loss = torch.compile(peer_cpp._meta_loss, options={"cpp_wrapper": True})
+        models.append(compiled_cpp)
+        peers["torch.func compiled, cpp_wrapper"] = peer_cpp
+    optimizers = {model: torch.optim.Adam(model.parameters(), lr=1e-3) for model in models}
     turn = {"i": 0}
 
     def batch():
@@ -109,8 +129,10 @@ def sinusoid(rounds: int, device: str, options: dict) -> tuple[dict[str, float],
             return impl.step(b.support.features, b.support.values, b.query.features, b.query.values)
         return step
 
-    steps = {"graphmeta": graphmeta_step(eager), "graphmeta compiled": graphmeta_step(compiled),
-             "torch.func": peer_step(peer), "torch.func compiled": peer_step(peer_compiled)}
+    steps = {"graphmeta": graphmeta_step(eager), "graphmeta compiled": graphmeta_step(compiled)}
+    if len(models) > 2:
+        steps["graphmeta compiled, cpp_wrapper"] = graphmeta_step(models[2])
+    steps.update({name: peer_step(impl) for name, impl in peers.items()})
     losses = {}
     compile_s = {}
     for name, step in steps.items():  # the first steps: the same loss from the same start
@@ -173,6 +195,9 @@ def table(title: str, medians: dict[str, float], compile_s: dict[str, float]) ->
              "|---|---|---|---|"]
     for name, seconds in medians.items():
         lines.append(f"| {name} | {seconds * 1e3:.2f} | {anchor / seconds:.2f}x | {compile_s[name]:.1f} |")
+    if "torch.func compiled, cpp_wrapper" in medians:
+        ratio = medians["torch.func compiled, cpp_wrapper"] / medians["graphmeta compiled, cpp_wrapper"]
+        lines += ["", f"Both with the C++ wrapper: graphmeta {ratio:.2f}x the torch.func peer."]
     return lines + [""]
 
 

@@ -22,6 +22,10 @@ pass, so it bounds the cost of communication from above.
 
     python benchmarks/scaling.py                     # the table of the README (writes benchmarks/results/scaling.md)
     python benchmarks/scaling.py --quick             # fewer steps, writes nothing
+    python benchmarks/scaling.py --compile --cards alarm-latent --output benchmarks/results/scaling_compiled.md
+
+``--compile`` runs every process's model after ``model.compile(adapt=False)`` (as ``train.compile:
+true`` does); the warm-up steps then include the compile, on each process.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ CASES = (  # the models of examples/configs/alarm-latent.yaml and compositional-
 )
 
 
-def measure(cases: tuple[Case, ...], warmup: int, steps: int) -> list[dict[str, float]]:
+def measure(cases: tuple[Case, ...], warmup: int, steps: int, compiled: bool = False) -> list[dict[str, float]]:
     """In each process of the run: time ``steps`` training steps of every case; rank 0's figures."""
     import torch
     import torch.distributed as dist
@@ -102,6 +106,8 @@ def measure(cases: tuple[Case, ...], warmup: int, steps: int) -> list[dict[str, 
         family = gm.load_family(case.card, **case.overrides)
         torch.manual_seed(0)
         model = gm.GraphMetaLearner(family.graph, **case.model)
+        if compiled:
+            model.compile(adapt=False)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         share = group.share(case.meta_batch_size) if group.world_size > 1 else None
         sampler = EpisodeSampler(family, case.meta_batch_size, case.shots, case.query_shots, seed=0, share=share)
@@ -135,6 +141,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of 1 and 2 processes (default 3)")
     parser.add_argument("--quick", action="store_true", help="5 steps, 1 round, write nothing")
+    parser.add_argument("--compile", action="store_true", help="compile each process's model (module docstring)")
+    parser.add_argument("--cards", nargs="+", help="only the cases of these cards")
     parser.add_argument("--output", type=Path, help="markdown file (default benchmarks/results/scaling.md)")
     args = parser.parse_args()
     if args.quick:
@@ -147,11 +155,12 @@ def main() -> None:
     from graphmeta.train.launch import run_on_processes
 
     started, load_before = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()
+    cases = tuple(case for case in CASES if args.cards is None or case.card in args.cards)
     best: dict[tuple[int, int], dict[str, float]] = {}
     loads = []
     for _ in range(args.repeats):
         for processes in (1, 2):
-            rows = run_on_processes(processes, measure, CASES, args.warmup, args.steps)
+            rows = run_on_processes(processes, measure, cases, args.warmup, args.steps, args.compile)
             loads.append(os.getloadavg()[0])
             for index, row in enumerate(rows):
                 kept = best.get((index, processes))
@@ -162,11 +171,12 @@ def main() -> None:
     lines = [f"# Data-parallel scaling (run of {started}, {args.repeats} rounds of {args.steps} timed steps)", "",
              f"`python benchmarks/{Path(__file__).name}{' ' if len(sys.argv) > 1 else ''}{' '.join(sys.argv[1:])}` "
              f"- graphmeta {graphmeta.__version__} ({graphmeta_commit()}), torch {torch.__version__}, "
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 thread per process, gloo", "",
+             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 thread per process, gloo"
+             f"{', every model compiled (model.compile())' if args.compile else ''}", "",
              "| card | nodes | meta-batch | processes | meta-steps/s | ms / step | speed-up | efficiency | "
              "CPU ms / step (busier process) | CPU-time ratio | sampling ms | all-reduce ms (share) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for index, case in enumerate(CASES):
+    for index, case in enumerate(cases):
         nodes = len(graphmeta.load_family(case.card, **case.overrides).graph)
         single = best[(index, 1)]
         for processes in (1, 2):

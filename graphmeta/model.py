@@ -155,7 +155,12 @@ class GraphMetaLearner(nn.Module):
         says what that form gives up); without it, the loss alone. The checks of the data stay in
         Python. The first call of each shape compiles (seconds to minutes); a new support or batch
         size, or another number of adaptation steps, compiles once more (from the second size on,
-        PyTorch compiles the sizes dynamically, so later ones reuse it). :meth:`eager` goes back."""
+        PyTorch compiles the sizes dynamically, so later ones reuse it). Each model's compiled code
+        is its own (``isolate_recompiles=True`` unless given), so the models of one process (a tuning
+        study's trials) neither share PyTorch's limit of recompiles nor look through each other's
+        code. On the CPU, ``options={"cpp_wrapper": True}`` (inductor's C++ wrapper) takes less time
+        per step and more to compile (``python benchmarks/compiled.py``). :meth:`eager` goes back."""
+        kwargs.setdefault("isolate_recompiles", True)
         engines: dict[str, Callable[..., Any]] = {
             "meta_loss": self._meta_loss_engine,
             "meta_gradient": functools.partial(loss_and_meta_gradient, EngineCall(self))}

@@ -24,8 +24,7 @@ from tests.test_reference import build, every_learner_graph
 
 @pytest.fixture(autouse=True)
 def fresh_compiler():
-    """Every test compiles afresh: PyTorch keeps at most ``cache_size_limit`` compiled versions of one
-    function (here the engine, shared by every model) and past them runs it eagerly, silently."""
+    """Every test compiles afresh and counts its own graphs."""
     torch._dynamo.reset()
     counters.clear()
     yield
@@ -120,3 +119,18 @@ def test_new_sizes_recompile_a_bounded_number_of_times():
         loss.backward()
         graphs.append(counters["stats"]["unique_graphs"])
     assert graphs[-1] <= 3 and graphs[-1] == graphs[2], graphs
+
+
+def test_each_model_keeps_its_own_compiled_code():
+    """Two compiled models of one process (a tuning study's trials) do not count against one
+    recompile limit: with a limit of one compile per function, the second model still compiles
+    (sharing the engine's entries, it would run eagerly past the limit, without a word)."""
+    family = gm.load_family("sinusoid", seed=0)
+    batch = family.sample(4, shots=5, query=5)
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            model = gm.GraphMetaLearner(family.graph, "maml", message_passing=False)
+            model.compile(backend="eager", adapt=False)
+            model(batch, metrics=False)[0].backward()
+    assert counters["stats"]["unique_graphs"] == 2, dict(counters["stats"])
