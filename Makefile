@@ -1,7 +1,8 @@
 # Set-up in two commands: `make demo` or `make test` (each creates .venv and installs on first use).
 # `make lint` runs ruff's lint rules and mypy.
 # `make docs` builds the documentation site into build/site; `make wheel-check` builds the wheel and
-# the sdist into dist/ and runs the demo from the wheel in a fresh venv, outside the source tree.
+# the sdist into dist/ and runs the demo from the wheel in a fresh venv, outside the source tree, and
+# checks its table rows and files (what tests/commands/test_demo_command.py checks with --slow).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -54,7 +55,9 @@ wheel-check: $(RELEASE_STAMP)
 	mkdir -p $(WHEEL_VENV)/demo
 	cd $(WHEEL_VENV)/demo && ../bin/python -c "import graphmeta, sys; sys.exit('graphmeta imported from ' + graphmeta.__file__ + ', not the wheel') if '/site-packages/' not in graphmeta.__file__ else None"
 	cd $(WHEEL_VENV)/demo && ../bin/graphmeta --version && ../bin/graphmeta datasets >/dev/null
-	cd $(WHEEL_VENV)/demo && ../bin/graphmeta demo --steps 20 --no-progress --run-dir runs
+	cd $(WHEEL_VENV)/demo && ../bin/graphmeta demo --steps 20 --no-progress --run-dir runs > demo.txt; status=$$?; cat demo.txt; exit $$status
+	cd $(WHEEL_VENV)/demo && for row in "no adaptation" "after adaptation" "trained from scratch" "ablation: no message passing"; do grep -q "$$row" demo.txt || { echo "the demo printed no row '$$row'"; exit 1; }; done
+	cd $(WHEEL_VENV)/demo && ls runs/demo-*/figures/curves.png runs/demo-*/evaluation-test-1step.json runs/demo-*/ablation/checkpoints/best.pt
 
 $(RELEASE_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -e ".[dev,release]"

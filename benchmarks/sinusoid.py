@@ -7,7 +7,7 @@ tasks, query MSE after 1 and after 10 inner steps, mean +- 95% CI (1.96 standard
 
 Rows: graphmeta's MAML, first-order MAML, Meta-SGD and Reptile (one node, so
 ``message_passing=False``), and MAML as learn2learn, higher and a plain ``torch.func`` program
-write it. Every learner starts from the same initial weights and sees the same meta-batches,
+write it, the last also with its meta-loss under ``torch.compile`` (PyTorch's defaults). Every learner starts from the same initial weights and sees the same meta-batches,
 one meta-iteration of each in turn (interleaved), so the timings share the machine's noise.
 Only the meta-iteration itself is timed (forward, inner loop, backward, Adam step), not the
 sampling of the batch. The peers train for ``--peer-iterations`` (they are slow); graphmeta's
@@ -47,11 +47,13 @@ sys.path.insert(0, str(PEERS))
 
 PROTOCOL = dict(shots=10, query=10, meta_batch=25, hidden=(40, 40), inner_lr=0.01, inner_steps=1, outer_lr=1e-3)
 GRAPHMETA_ALGORITHMS = ("maml", "fomaml", "metasgd", "reptile", "mamlpp", "cavia", "alpaca")
-PEER_NAMES = ("torch.func", "learn2learn", "higher")
+PEER_NAMES = ("torch.func", "torch.func compiled", "learn2learn", "higher")
+INSTALLED_PEERS = ("learn2learn", "higher")  # from benchmarks/peers/setup.sh
 LABELS = {"maml": "graphmeta MAML", "fomaml": "graphmeta first-order MAML", "metasgd": "graphmeta Meta-SGD",
           "reptile": "graphmeta Reptile", "mamlpp": "graphmeta MAML++", "cavia": "graphmeta CAVIA",
           "alpaca": "graphmeta ALPaCA",
           "torch.func": "torch.func MAML (vmap + grad)",
+          "torch.func compiled": "torch.func MAML (vmap + grad), meta-loss under `torch.compile`",
           "learn2learn": "learn2learn 0.2.0 `MAML`", "higher": "higher 0.2.1 `innerloop_ctx` MAML"}
 
 
@@ -106,13 +108,17 @@ def peers_importable() -> bool:
 
 
 def maybe_reexec_in_peers_venv(args: argparse.Namespace, argv: list[str]) -> None:
-    """Run this same command in the peers' environment when the peers are wanted but not here."""
-    if not args.peers or peers_importable() or os.environ.get("GRAPHMETA_BENCH_REEXEC"):
+    """Run this same command in the peers' environment when learn2learn or higher are wanted but not
+    here (the torch.func peers need torch alone)."""
+    installed = [name for name in args.peers if name in INSTALLED_PEERS]
+    if not installed or peers_importable() or os.environ.get("GRAPHMETA_BENCH_REEXEC"):
         return
     if not PEERS_PYTHON.exists():
         print(f"peers not installed ({PEERS_PYTHON} missing; run `bash benchmarks/peers/setup.sh`): "
-              "timing graphmeta alone", file=sys.stderr)
-        args.peers, args.peer_iterations = [], 0
+              f"timing without {' and '.join(installed)}", file=sys.stderr)
+        args.peers = [name for name in args.peers if name not in INSTALLED_PEERS]
+        if not args.peers:
+            args.peer_iterations = 0
         return
     os.environ["GRAPHMETA_BENCH_REEXEC"] = sys.executable
     os.execv(str(PEERS_PYTHON), [str(PEERS_PYTHON), str(Path(__file__).resolve()), *argv])
@@ -225,10 +231,14 @@ class PeerLearner:
         module = finn_mlp()
         load_linear_into_module(module, init)
         kwargs = dict(inner_lr=PROTOCOL["inner_lr"], inner_steps=PROTOCOL["inner_steps"], outer_lr=PROTOCOL["outer_lr"])
-        if name == "torch.func":
+        if name.startswith("torch.func"):
             from torchfunc_maml import TorchFuncMAML
 
             self.impl = TorchFuncMAML(module, outer=args.torchfunc_outer, **kwargs)
+            if name == "torch.func compiled":  # inductor, PyTorch's defaults; the first step compiles
+                import torch
+
+                self.impl._meta_loss = torch.compile(self.impl._meta_loss)
         elif name == "learn2learn":
             from peer_maml import L2LMAML
 
@@ -475,13 +485,17 @@ def report(args: argparse.Namespace, rows: list[Row], env: dict, total_seconds: 
             f"{fmt(maml.mse_at_peer_iterations, 10)} | 0 |",
         ]
         for row in peers:
-            label = LABELS[row.key] + (f" (outer: {args.torchfunc_outer})" if row.key == "torch.func" else "")
+            label = LABELS[row.key] + (f" (outer: {args.torchfunc_outer})" if row.key.startswith("torch.func") else "")
             if row.learner is None:
                 lines.append(f"| {label} | could not run: {row.error} | | | | | |")
                 continue
             ms, its = timing(row, *window)
             lines.append(f"| {label} | {ms:.2f} | {its:.0f} | {gm_its / its:.2f}× | {fmt(row.mse, 1)} | "
                          f"{fmt(row.mse, 10)} | {row.weight_diff:.1e} |")
+        compiled = next((r for r in peers if r.key == "torch.func compiled" and r.times), None)
+        if compiled is not None:
+            lines += ["", f"The compiled peer's first meta-iteration, its compile, took {compiled.times[0]:.1f} s "
+                      "(left out of its timings with the other warm-up iterations)."]
         lines += ["", "Every MAML starts from the same weights and sees the same meta-batches, so the last column "
                   "(largest difference of any meta-learned weight from graphmeta's at that iteration) shows how "
                   "far the implementations drift apart through float rounding alone."]

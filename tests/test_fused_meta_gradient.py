@@ -39,20 +39,28 @@ def compiled_copy(model: gm.GraphMetaLearner) -> gm.GraphMetaLearner:
     return compiled
 
 
-def test_backward_scales_the_gradient_and_sums_with_other_terms(models_and_batch):
-    """``(3 L + ||theta||^2).backward()`` leaves ``3 dL/dtheta + 2 theta``, as eagerly."""
+def test_the_loss_carries_its_gradient_scaled_and_summed_with_other_terms(models_and_batch):
+    """``(3 L + ||theta||^2).backward()`` leaves ``3 dL/dtheta + 2 theta``, as eagerly, from one
+    compiled call that also gives the metrics and records the batch's inputs (against which
+    adaptation is judged)."""
     eager, batch = models_and_batch
-    compiled = compiled_copy(eager)
-    grads = []
+    eager, compiled = copy.deepcopy(eager), compiled_copy(eager)
+    results, grads = [], []
     for model in (eager, compiled):
-        model.zero_grad(set_to_none=True)
-        loss, _ = model.meta_loss(batch, metrics=False)
+        loss, metrics = model.meta_loss(batch)
         assert loss.requires_grad
         (3 * loss + sum((p ** 2).sum() for p in model.parameters())).backward()
+        results.append((loss, metrics))
         grads.append([p.grad for p in model.parameters()])
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-6)
     for eager_grad, compiled_grad in zip(*grads, strict=True):
         torch.testing.assert_close(compiled_grad, eager_grad, rtol=1e-5, atol=1e-6)
-    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]  # loss and gradient: one call
+    for name, value in results[0][1].items():
+        torch.testing.assert_close(results[1][1][name], value, rtol=1e-5, atol=1e-6, equal_nan=True)
+    for name, buffer in eager.input_statistics.named_buffers():
+        torch.testing.assert_close(dict(compiled.input_statistics.named_buffers())[name], buffer)
+    assert float(compiled.input_statistics.count.max()) > 0
 
 
 def test_without_grad_mode_the_loss_alone_runs(models_and_batch):
@@ -64,16 +72,3 @@ def test_without_grad_mode_the_loss_alone_runs(models_and_batch):
     assert not loss.requires_grad
     torch.testing.assert_close(loss, expected)
     torch.testing.assert_close(metrics["loss_after"], expected_metrics["loss_after"])
-
-
-def test_metrics_and_input_statistics_match_eager(models_and_batch):
-    """With grad mode on, the metrics come out of the same call, and training still records the
-    batch's inputs, against which adaptation is judged."""
-    eager, batch = models_and_batch
-    eager, compiled = copy.deepcopy(eager), compiled_copy(eager)
-    results = [model.meta_loss(batch) for model in (eager, compiled)]
-    for name, value in results[0][1].items():
-        torch.testing.assert_close(results[1][1][name], value, rtol=1e-5, atol=1e-6, equal_nan=True)
-    for name, buffer in eager.input_statistics.named_buffers():
-        torch.testing.assert_close(dict(compiled.input_statistics.named_buffers())[name], buffer)
-    assert float(compiled.input_statistics.count.max()) > 0

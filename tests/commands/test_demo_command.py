@@ -1,8 +1,13 @@
-"""`graphmeta demo --steps 20`: trains, prints the table against the baselines, writes the figures."""
+"""`graphmeta demo --steps 20`: trains, prints the table against the baselines, writes the figures.
+About 50 s, so with --slow; CI's wheel check (`make wheel-check`) runs the same demo from the wheel
+and checks the same rows and files."""
+
+import pytest
 
 from graphmeta.cli import main
 
 
+@pytest.mark.slow
 def test_demo_short_mode(tmp_path, capsys):
     assert main(["demo", "--steps", "20", "--run-dir", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
