@@ -31,7 +31,7 @@ LAYERS = (
     ("data", ("graphmeta.data",)),
     ("learner banks", ("graphmeta.learners.banks",)),
     ("adaptation", ("graphmeta.adapt",)),
-    ("model", ("graphmeta.adapted_graph", "graphmeta.model", "graphmeta.testing")),
+    ("model", ("graphmeta.adapted_graph", "graphmeta.fused_meta_gradient", "graphmeta.model", "graphmeta.testing")),
     ("interop", ("graphmeta.interop",)),
     ("pictures", ("graphmeta.viz",)),
     ("families", ("graphmeta.families",)),
