@@ -67,9 +67,9 @@ def meta_loss_with_gradient(model: nn.Module, engine: Callable[..., Any], batch:
                             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``model``'s meta-loss of ``batch`` and its metrics, from ``engine`` (the compiled
     :func:`loss_and_meta_gradient`), attached to the trainable parameters (module docstring)."""
-    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    loss, found, gradient = engine({f"model.{name}": p.detach() for name, p in trainable}, batch, metrics)
-    return attached(loss, [p for _, p in trainable], [gradient[f"model.{name}"] for name, _ in trainable]), found
+    trainable = {f"model.{name}": p for name, p in model.named_parameters() if p.requires_grad}  # named in EngineCall
+    loss, found, gradient = engine({name: p.detach() for name, p in trainable.items()}, batch, metrics)
+    return attached(loss, list(trainable.values()), [gradient[name] for name in trainable]), found
 
 
 def attached(loss: torch.Tensor, parameters: list[torch.Tensor], gradients: list[torch.Tensor]) -> torch.Tensor:

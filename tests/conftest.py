@@ -21,6 +21,18 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def fresh_compiler():
+    """A test that compiles starts from an empty compiler cache and graph counters, so it compiles
+    afresh and counts its own graphs (``torch._dynamo.utils.counters``); used by the compile tests."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--slow", action="store_true", help="also run tests marked slow (big pgmpy networks)")
 

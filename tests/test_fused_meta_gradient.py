@@ -14,13 +14,7 @@ from torch._dynamo.utils import counters
 import graphmeta as gm
 from tests.test_model import task_data
 
-
-@pytest.fixture(autouse=True)
-def fresh_compiler():
-    torch._dynamo.reset()
-    counters.clear()
-    yield
-    torch._dynamo.reset()
+pytestmark = pytest.mark.usefixtures("fresh_compiler")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -21,14 +21,7 @@ from tests.test_latent import latent_data, latent_graph
 from tests.test_model import task_data
 from tests.test_reference import build, every_learner_graph
 
-
-@pytest.fixture(autouse=True)
-def fresh_compiler():
-    """Every test compiles afresh and counts its own graphs."""
-    torch._dynamo.reset()
-    counters.clear()
-    yield
-    torch._dynamo.reset()
+pytestmark = pytest.mark.usefixtures("fresh_compiler")  # tests/conftest.py
 
 
 def eager_and_compiled(algorithm: str, message_passing: bool, backend: str = "aot_eager",
