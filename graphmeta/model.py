@@ -305,13 +305,16 @@ class GraphMetaLearner(nn.Module):
     def _adapt(self, support: Split, steps: int, create_graph: bool, track_meta_gradient: bool) -> Adaptation:
         """The inner loop, then the task factor, then message passing. Where theta takes its
         meta-gradient from the algorithm's own rule (Reptile) or none is tracked, message passing
-        reads the updates and statistics as constants."""
+        reads the updates and statistics as constants. Meta-training (a model in training mode,
+        meta-gradient tracked) takes the last inner step unreviewed by the support guard
+        (:mod:`graphmeta.adapt.inner_loop`)."""
         if support.values.device.type == "cpu" and not torch.compiler.is_compiling():
             reuse_large_allocations_once()
         initial = [self.algorithm.initial(b, bank, support.num_tasks) for b, bank in enumerate(self.banks)]
         plain, support_loss, every_step = inner_loop(
             self.banks, self.algorithm, initial, support, steps, create_graph, track_meta_gradient,
-            keep_steps=self.algorithm.uses_every_step and track_meta_gradient)
+            keep_steps=self.algorithm.uses_every_step and track_meta_gradient,
+            review_last_step=not (self.training and track_meta_gradient))
         start = initial
         if self.task_factors and support_loss is not None:  # the priors move with the task (None: zero steps)
             start, plain, _ = shared_task_factor(self.banks, initial, plain)

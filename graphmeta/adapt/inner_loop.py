@@ -21,9 +21,13 @@ at the first step and keeps it; more steps would add nothing. Only the other ban
 gradient steps.
 
 A step never raises a (task, node)'s support loss: the :mod:`.support_guard` reads each step's
-loss (the next step computes it anyway, the last one takes one more forward pass) and keeps the
-previous weights, with half the step to try next, for the pairs whose loss went up or stopped
-being finite; with ``guarded=False`` (to see what it prevents) every step is taken as it is.
+loss (the next step computes it anyway) and keeps the previous weights, with half the step to try
+next, for the pairs whose loss went up or stopped being finite; with ``guarded=False`` (to see what
+it prevents) every step is taken as it is. The last step's loss costs one more forward pass, so it
+is read only where the adapted weights are used as they are (``review_last_step``: adaptation,
+evaluation, validation). In meta-training the query loss judges the last step, and its
+meta-gradient teaches the initialisation and rates not to overshoot; with one inner step (the
+usual training setting) that review would be the only one, and it cost about 12% of a step.
 
 **Under** ``torch.compile`` (``model.compile()``; :func:`torch.compiler.is_compiling`) the loop
 takes the same steps in the form the compiler captures: dense fast weights, and each step's
@@ -51,7 +55,8 @@ from .support_guard import Gradients, SupportGuard
 
 def inner_loop(banks: BankSet, algorithm: Algorithm, fast: list[Weights], support: Split, steps: int,
                create_graph: bool, track_meta_gradient: bool = True, keep_steps: bool = False,
-               guarded: bool = True) -> tuple[list[Weights], torch.Tensor | None, list[list[Weights]]]:
+               guarded: bool = True, review_last_step: bool = True
+               ) -> tuple[list[Weights], torch.Tensor | None, list[list[Weights]]]:
     """Take ``steps`` steps from ``fast``; return the fast weights, the support losses ``[T, N]``
     before the first step (``None`` for zero steps; attached to the graph when ``create_graph``),
     and, with ``keep_steps``, the fast weights after every step.
@@ -59,7 +64,8 @@ def inner_loop(banks: BankSet, algorithm: Algorithm, fast: list[Weights], suppor
     ``create_graph`` keeps the graph of the gradient for second-order meta-gradients; without
     it the gradient is a constant (first order). With ``track_meta_gradient=False`` (plain
     adaptation at test time) each step starts from detached weights, so memory does not grow
-    with the number of steps. ``guarded=False`` turns the support guard off (module docstring).
+    with the number of steps. ``guarded=False`` turns the support guard off, and
+    ``review_last_step=False`` takes the last step unreviewed (module docstring).
     """
     solved = [algorithm.solves(bank) for bank in banks]
     adapting = [() if closed else algorithm.adapting_names(bank) for bank, closed in zip(banks, solved)]
@@ -85,7 +91,7 @@ def inner_loop(banks: BankSet, algorithm: Algorithm, fast: list[Weights], suppor
             else _step(algorithm, b, weights, by_bank[b], step, steps, create_graph)
             for b, (bank, weights) in enumerate(zip(banks, fast))
         ]
-    if guard is not None and steps and any(guard.guarded):
+    if guard is not None and steps and any(guard.guarded) and review_last_step:
         with torch.no_grad():
             # every bank's losses at once: with latent nodes, a node's loss reads its latent parents' predictions
             loss, _ = banks.losses([algorithm.compose(b, weights) for b, weights in enumerate(fast)], support)

@@ -22,7 +22,8 @@ of 2 of one that descends; every pair that never overshoots steps exactly as ung
 (``not L' > L`` also accepts a finite loss after a non-finite start.)
 
 **Cost.** :math:`L(\phi')` is the loss the next step computes anyway, with the gradient there;
-only the last proposal needs one more forward pass, without gradient.
+only the last proposal needs one more forward pass, without gradient, which meta-training skips
+(:mod:`.inner_loop`): there the query loss judges the last step.
 
 **Meta-gradient.** The decision is a constant: it reads detached losses. Where every pair of a
 bank accepts (and none was ever refused), the bank's weights and gradients are the proposal's

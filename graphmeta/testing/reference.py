@@ -27,6 +27,10 @@ The inner loop then steps all nodes of a task together, each from the gradient o
 summed support loss ``sum_i L_i`` (a node's own loss, and for a latent node its descendants'
 through its value), and the guard below compares each node's own loss; a refused node keeps its
 loss and gradient as they were (only an observed node is ever refused, and nothing reads its output).
+The guard: a node's proposed step stays iff its support loss after it is finite and not above the
+one before, else the node keeps its weights and its next step is halved; a kept step doubles the
+next (at most the full rate). In meta-training (the model in training mode) the last step is kept
+as proposed.
 
 **Missing inputs** (``fill_missing``, by default where the data have them: a node that is not a
 conjugate learner observed at a shot where a value its input reads is not). The data are then
@@ -145,7 +149,7 @@ def reference_meta_loss(model: Any, support: Data, query: Data, support_observed
     if create_graph is None:
         create_graph = reference.algorithm.second_order and model.training
     adaptation = reference_adapt(model, support, support_observed, create_graph=create_graph,
-                                 fill_missing=fill_missing)
+                                 fill_missing=fill_missing, review_last_step=not model.training)
 
     def query_loss(weights: dict[tuple[int, str], NodeWeights]) -> torch.Tensor:
         total, pairs = 0, 0
@@ -180,8 +184,10 @@ def reference_meta_loss(model: Any, support: Data, query: Data, support_observed
 
 
 def reference_adapt(model: Any, support: Data, support_observed: Data | None = None, steps: int | None = None,
-                    create_graph: bool = True, fill_missing: bool | None = None) -> ReferenceAdaptation:
-    """The inner loop of every (task, node), then message passing when the model has it on."""
+                    create_graph: bool = True, fill_missing: bool | None = None,
+                    review_last_step: bool = True) -> ReferenceAdaptation:
+    """The inner loop of every (task, node), then message passing when the model has it on;
+    ``review_last_step=False`` keeps the last step as proposed (meta-training's rule)."""
     graph, config = model.graph, model.config
     reference = _Reference(model, fill_missing)
     steps = config["inner_steps"] if steps is None else steps
@@ -202,6 +208,11 @@ def reference_adapt(model: Any, support: Data, support_observed: Data | None = N
             proposed = {name: reference.inner_step(name, weights[name], gradient_of[name], support, support_observed,
                                                    t, step, steps, create_graph, factors[name])
                         for name in graph.names}
+            if not review_last_step and step == steps - 1:  # meta-training keeps its last step unread
+                for name in graph.names:
+                    weights[name] = proposed[name]
+                    every_step[t, name].append(weights[name])
+                break
             proposed_losses = reference.task_losses(proposed, support, support_observed, t)
             proposed_total = sum(proposed_losses.values())
             for name in graph.names:
@@ -273,7 +284,8 @@ def reference_metrics(model: Any, support: Data, query: Data, support_observed: 
     """The metrics of ``model.meta_loss``, ``[N]`` each: ``loss_before`` and ``loss_after`` (the query
     loss of the initial and of the adapted weights) and ``accuracy_after``, each node's mean over
     the tasks where it has a counting query shot (NaN where it has none, and for regression accuracy)."""
-    adaptation = reference_adapt(model, support, support_observed, create_graph=False, fill_missing=fill_missing)
+    adaptation = reference_adapt(model, support, support_observed, create_graph=False, fill_missing=fill_missing,
+                                 review_last_step=not model.training)
     before = reference_evaluate(model, adaptation.initial, query, query_observed, fill_missing)
     after = reference_evaluate(model, adaptation.final, query, query_observed, fill_missing)
     graph = model.graph

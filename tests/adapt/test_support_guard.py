@@ -3,6 +3,7 @@ are touched, and where it does not trigger the meta-gradient is the unguarded on
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import pytest
@@ -102,6 +103,25 @@ def test_only_the_refused_pairs_keep_their_weights():
         for name, weight in weights.items():
             assert torch.equal(weight[kept], start[name][kept].detach()), name
             assert torch.equal(weight[~kept], unguarded[name][~kept]), name
+
+
+def test_meta_training_leaves_its_last_step_to_the_query_loss(monkeypatch):
+    """One inner step on a shifted task that overshoots: in training mode the meta-loss is the
+    unguarded one (the last step is not reviewed, and its overshoot reaches the meta-gradient);
+    in eval mode (validation) and in ``adapt`` the step is refused."""
+    model = copy.deepcopy(trained_chain_model())
+    batch = chain_tasks(2, 10, 3.0, 9)
+    assert (support_losses(model, batch.support, 1, guarded=False) > support_losses(model, batch.support, 0)).any()
+    losses = {}
+    for training in (True, False):
+        model.train(training)
+        losses[training, True] = model.meta_loss(batch, metrics=False)[0].detach()
+        with monkeypatch.context() as patch:
+            patch.setattr(graphmeta.model, "inner_loop", functools.partial(inner_loop, guarded=False))
+            losses[training, False] = model.meta_loss(batch, metrics=False)[0].detach()
+    assert torch.equal(losses[True, True], losses[True, False])
+    assert losses[False, True] < losses[False, False]  # validation refuses the overshooting step
+    torch.testing.assert_close(losses[False, False], losses[True, False])
 
 
 @pytest.mark.parametrize("graph", [mixed_graph, wide_graph], ids=["mixed", "low-rank"])
