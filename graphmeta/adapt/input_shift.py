@@ -73,22 +73,22 @@ class InputStatistics(nn.Module):
     @torch.no_grad()
     def update(self, *splits: Split) -> None:
         """Merge the rows of ``splits`` (of the same tasks) into the statistics, as one batch."""
-        columns = [self._columns(split) for split in splits]
-        x, present = torch.cat([c[0] for c in columns], dim=1), torch.cat([c[1] for c in columns], dim=1)
+        x, present = self._columns(*(torch.cat([getattr(split, part) for split in splits], dim=1)
+                                     for part in ("features", "values", "observed")))
         count = present.sum((0, 1))
         mean = x.sum((0, 1)) / count.clamp(min=1)
-        squared = (torch.where(present > 0, x - mean, 0.0) ** 2).sum((0, 1))
+        centred = (x - mean) * present  # 0 where absent
         total = self.count + count
         delta = mean - self.mean
-        share = torch.where(total > 0, count / total.clamp(min=1), 0.0)
-        self.squared_deviations += squared + delta ** 2 * self.count * share
-        self.mean += delta * share
+        share = count / total.clamp(min=1)  # 0 where nothing was seen
+        self.squared_deviations += (centred * centred).sum((0, 1)) + delta * delta * self.count * share
+        self.mean.addcmul_(delta, share)
         self.count.copy_(total)
 
     @torch.no_grad()
     def shift(self, split: Split) -> torch.Tensor:
         """``[T, N]``: the shift ``z`` of every (task, node) of ``split`` (0 where nothing is judged)."""
-        x, present = self._columns(split)
+        x, present = self._columns(split.features, split.values, split.observed)
         rows = present.sum(1)
         task_mean = x.sum(1) / rows.clamp(min=1)
         spread = (self.squared_deviations / self.count.clamp(min=1)).sqrt()
@@ -118,10 +118,12 @@ class InputStatistics(nn.Module):
             "support loss); check those inputs' units and scaling, or meta-train on tasks like them"),
             stacklevel=stacklevel + 1)
 
-    def _columns(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
-        """The judged columns ``[T, K, C]`` of ``split`` (0 where absent) and where they are present (1/0)."""
-        values = torch.cat([split.features, split.values], dim=-1).index_select(-1, self.columns)
-        flags = torch.cat([split.observed, split.observed.any(-1, keepdim=True)], dim=-1)
+    def _columns(self, features: torch.Tensor, values: torch.Tensor, observed: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The judged columns ``[T, K, C]`` of a split's ``features``, ``values`` and ``observed``
+        (0 where absent) and where they are present (1/0)."""
+        values = torch.cat([features, values], dim=-1).index_select(-1, self.columns)
+        flags = torch.cat([observed, observed.any(-1, keepdim=True)], dim=-1)
         present = flags.index_select(-1, self.present_flag)
         return torch.where(present, values, 0.0), present.to(values.dtype)
 
