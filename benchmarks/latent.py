@@ -10,8 +10,10 @@ query MSE on the observed sinks of the same held-out tasks:
   ``graphmeta evaluate`` trains for a graph with latent subtasks), scored per sink;
 * *fully supervised*: the same graph with every node observed (``family.supervised()``).
 
-All three train MAML with one inner step at 0.1 and message passing off; ``--message-passing``
-turns it on for all three, as ``GraphMetaLearner`` has it by default.
+All three train MAML at 0.1 with message passing off (``--message-passing`` turns it on for all
+three, as ``GraphMetaLearner`` has it by default), once per inner-step count in ``--inner-steps``
+(1, 2 and 3), the same meta-steps each; each learner keeps the count with the lowest mean sink MSE on 64
+validation tasks (the family's ``val`` split), and that model is scored on the held-out tasks.
 
 Each held-out task's score is its mean query MSE over the sinks; the table gives the mean over the
 held-out tasks with its 95% Student-t interval, and, since every learner is scored on the same
@@ -73,34 +75,44 @@ def train(model: gm.GraphMetaLearner, batches, steps: int, lr: float) -> None:
 LABELS = ("graph (latent nodes)", "monolithic MLP", "fully supervised graph")
 
 
-def quality(card: str, steps: int, tasks: int, shots: int, query: int, seed: int, message_passing: bool
-            ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """Per learner the held-out tasks' sink MSEs ``[64]`` on ``card`` and its training seconds."""
+def quality(card: str, steps: int, tasks: int, shots: int, query: int, seed: int, message_passing: bool,
+            inner_steps: tuple[int, ...]) -> tuple[dict[str, torch.Tensor], dict[str, float], dict[str, int]]:
+    """Per learner the held-out tasks' sink MSEs ``[64]`` on ``card``, its training seconds (every
+    candidate's), and its number of inner steps: each of ``inner_steps`` is meta-trained and the one
+    with the lowest mean sink MSE on 64 validation tasks is scored on the held-out ones."""
     family = gm.load_family(card)
     supervised = family.supervised()
     graph = family.graph
     mono = gm.MonolithicFamily(family)
     positions = [graph.names.index(name) for name in mono.sinks]
-    test = family.sample(64, shots, query, split="test", seed=seed)
-    test_full = supervised.sample(64, shots, query, split="test", seed=seed)
-    scores, seconds = {}, {}
-    for label, sample in zip(LABELS, (family, mono, supervised)):
-        torch.manual_seed(seed)
-        model = gm.GraphMetaLearner(sample.graph, algorithm="maml", inner_steps=1, inner_lr=0.1,
-                                    message_passing=message_passing)
 
-        def batches(step: int, sample=sample) -> TaskBatch:
-            return sample.sample(tasks, shots, query, seed=seed * 100_000 + step)
-
-        start = time.perf_counter()
-        train(model, batches, steps, lr=1e-3)
+    def scored(model: gm.GraphMetaLearner, sample, split: str) -> torch.Tensor:
+        data = (supervised if sample is supervised else family).sample(64, shots, query, split=split, seed=seed)
         if sample is mono:  # scored per sink, as the graph is
-            held_out = mono.repacked(test)
-            scores[label] = mono.scores(model.adapt(held_out), held_out)["mse"][:, positions].mean(1)
-        else:
-            scores[label] = sink_mse(model, test_full if sample is supervised else test, positions)
+            data = mono.repacked(data)
+            return mono.scores(model.adapt(data), data)["mse"][:, positions].mean(1)
+        return sink_mse(model, data, positions)
+
+    scores, seconds, chosen = {}, {}, {}
+    for label, sample in zip(LABELS, (family, mono, supervised)):
+        start, best = time.perf_counter(), None
+        for count in inner_steps:
+            torch.manual_seed(seed)
+            model = gm.GraphMetaLearner(sample.graph, algorithm="maml", inner_steps=count, inner_lr=0.1,
+                                        message_passing=message_passing)
+
+            def batches(step: int, sample=sample) -> TaskBatch:
+                return sample.sample(tasks, shots, query, seed=seed * 100_000 + step)
+
+            train(model, batches, steps, lr=1e-3)
+            validation = float(scored(model, sample, "val").mean())
+            if best is None or validation < best[0]:
+                best = (validation, count, model)
+        assert best is not None
+        _, chosen[label], model = best
+        scores[label] = scored(model, sample, "test")
         seconds[label] = time.perf_counter() - start
-    return scores, seconds
+    return scores, seconds, chosen
 
 
 def half_latent(graph: gm.TaskGraph) -> gm.TaskGraph:
@@ -156,13 +168,15 @@ def cell(values: torch.Tensor) -> str:
     return f"{mean:.4f} ± {half:.4f}"
 
 
-def quality_table(scores: dict[str, torch.Tensor], seconds: dict[str, float]) -> list[str]:
-    """The lines of one quality table: every learner's sink MSE and its paired difference from the graph's."""
+def quality_table(scores: dict[str, torch.Tensor], seconds: dict[str, float], chosen: dict[str, int]) -> list[str]:
+    """The lines of one quality table: every learner's sink MSE, its paired difference from the
+    graph's, and the inner steps its validation tasks chose."""
     return [
         "Mean over the held-out tasks ± the half-width of its 95% Student-t interval; the paired "
         "difference is the graph's MSE minus the learner's, task by task (negative: the graph is better).", "",
-        "| learner | sink query MSE | graph − learner (paired) | training seconds |", "| --- | --- | --- | --- |",
-        *(f"| {label} | {cell(scores[label])} | "
+        "| learner | inner steps (chosen on validation) | sink query MSE | graph − learner (paired) | "
+        "training seconds (every candidate) |", "| --- | --- | --- | --- | --- |",
+        *(f"| {label} | {chosen[label]} | {cell(scores[label])} | "
           f"{'' if label == LABELS[0] else cell(scores[LABELS[0]] - scores[label])} | {seconds[label]:.0f} |"
           for label in LABELS), "",
     ]
@@ -190,31 +204,37 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--message-passing", action="store_true",
                         help="train every learner with message passing on (the model's default; off by default here)")
+    parser.add_argument("--inner-steps", type=int, nargs="+", default=[1, 2, 3],
+                        help="the inner-step counts each learner is meta-trained with; validation tasks choose one")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     steps, repeats = (20, 2) if args.quick else (args.steps, args.repeats)
     torch.set_num_threads(1)
     timing = speed(repeats, args.tasks, 5)
-    scores, seconds = quality("compositional-dag-latent", steps, args.tasks, 5, 10, args.seed, args.message_passing)
+    candidates = tuple(args.inner_steps)
+    scores, seconds, chosen = quality("compositional-dag-latent", steps, args.tasks, 5, 10, args.seed,
+                                      args.message_passing, candidates)
     ratio = timing["half latent"] / timing["fully observed"]
-    functions = {shots: quality("functions-latent", steps, args.tasks, shots, 64, args.seed, args.message_passing)
-                 for shots in (5, 16)}
-    algorithm = f"MAML 1 step, message passing {'on' if args.message_passing else 'off'}"
+    functions = {shots: quality("functions-latent", steps, args.tasks, shots, 64, args.seed, args.message_passing,
+                                candidates) for shots in (5, 16)}
+    counts = ", ".join(map(str, candidates[:-1])) + " or " * (len(candidates) > 1) + str(candidates[-1])
+    algorithm = (f"MAML at 0.1, {counts} inner steps, "
+                 f"message passing {'on' if args.message_passing else 'off'}")
 
     lines = [
         "# Latent subtasks", "",
         f"`{invocation()}`, graphmeta {graphmeta_commit()}, {utc_now()}, CPU, 1 thread.", "",
         f"## Query MSE on the observed sinks (compositional-dag-latent, 16 nodes, K = 5, {algorithm}, "
         f"{steps} meta-steps of {args.tasks} tasks, {len(scores[LABELS[0]])} held-out tasks)", "",
-        *quality_table(scores, seconds), *relative_lines(scores, targets=True), "",
+        *quality_table(scores, seconds, chosen), *relative_lines(scores, targets=True), "",
         f"## Meta-step time, 64-node compositional-dag, {args.tasks} tasks, K = 5 (median of {repeats})", "",
         "| graph | seconds per meta-step |", "| --- | --- |",
         *(f"| {label} | {value:.4f} |" for label, value in timing.items()), "",
         f"- half latent / fully observed: {ratio:.2f}x (target: at most 1.5x): {'met' if ratio <= 1.5 else 'missed'}",
-        *(line for shots, (scores_k, seconds_k) in functions.items() for line in (
+        *(line for shots, (scores_k, seconds_k, chosen_k) in functions.items() for line in (
             "", f"## Query MSE on the observed sink (functions-latent, K = {shots}, 64 query points, {algorithm}, "
             f"{steps} meta-steps of {args.tasks} tasks, {len(scores_k[LABELS[0]])} held-out tasks)", "",
-            *quality_table(scores_k, seconds_k), *relative_lines(scores_k, targets=False))),
+            *quality_table(scores_k, seconds_k, chosen_k), *relative_lines(scores_k, targets=False))),
     ]
     text = "\n".join(lines) + "\n"
     print(text)
