@@ -2,11 +2,11 @@
 
 ``model.compile()`` (:meth:`~graphmeta.GraphMetaLearner.compile`) runs the meta-step through
 ``torch.compile``: the same values and meta-gradients, and a one-time cost before its first step
-(for a 64-node graph on 2 CPU cores, 57 s on a cold compile cache and 8.0 s on a warm one).
+(for a 64-node graph on 2 CPU cores, 45-51 s on a cold compile cache and 7.7 s on a warm one).
 Whether the compiled step is faster depends on the work: there a compiled sinusoid step (one small
-MLP) took 4.55 ms against 10.46 eager, while a 64-node graph's took 55.04 ms against 49.13, since the
-compiled form does not keep the eager engine's low-rank fast weights (``python benchmarks/compiled.py``;
-see :mod:`graphmeta.adapt.inner_loop`). So ``train.compile``:
+MLP) took 4.49 ms against 9.59 eager, while a 64-node graph's took 77.03 ms against 54.42, since the
+compiled form does not keep the eager engine's low-rank fast weights (``python benchmarks/compiled.py``,
+7 December; see :mod:`graphmeta.adapt.inner_loop`). So ``train.compile``:
 
 * ``true`` compiles before the first step; ``false`` stays eager;
 * ``auto`` (the default) measures: it times :data:`TRIAL_STEPS` eager steps (after the first); where
