@@ -54,7 +54,8 @@ from ..errors import ConfigError
 @dataclass(frozen=True)
 class StepEvent:
     """Unit ``step`` of ``total`` is done. ``metrics`` are its numbers (batch: ``loss``,
-    ``grad_norm``, ``loss_before``, ``loss_after``, ``accuracy_after``; online: the arriving
+    ``grad_norm``, and on the step that ends a log window ``loss_before``, ``loss_after``,
+    ``accuracy_after`` (:meth:`~.trainer.Trainer.run_unit`); online: the arriving
     task's ``loss`` and ``accuracy``, the ``train_loss`` of its meta-updates; NaN where
     undefined, such as the accuracy of regression nodes); empty when a batch step's meta-update
     was skipped as non-finite."""
