@@ -604,19 +604,20 @@ def _query_loss(model: GraphMetaLearner, tasks: TaskBatch, adapted: AdaptedGraph
 
 
 def query_results(model: GraphMetaLearner, tasks: TaskBatch, tasks_per_batch: int,
-                  adapt: Callable[[TaskBatch], AdaptedGraph]) -> MethodResult:
+                  adapt: Callable[[TaskBatch], AdaptedGraph], own_loss: bool = False) -> MethodResult:
     """The query results of ``adapt(support)``, taken ``tasks_per_batch`` tasks at a time, scored on
     the query rows where the node and every value its input reads are observed (``fill_missing=False``):
     the rows the classical methods, which need complete rows, are scored on too. A regression node's
     ``loss`` is its squared error (a Linear node's own loss, its NLL, is in ``nll``), as the classical
-    methods' is."""
+    methods' is; with ``own_loss`` every node's ``loss`` is its learner's own, the one meta-training
+    minimises, on which a run validates (so its training and validation curves share a scale)."""
     names = ("loss", "accuracy", "mse", "nll")
     results: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for chunk in _chunks(tasks, tasks_per_batch):
         query = dataclasses.replace(chunk.query, fill_missing=False)
         metrics = adapt(chunk).evaluate(query)
-        # one scale for every method: a regression node's squared error, whatever its learner's own loss
-        metrics["loss"] = torch.where(metrics["mse"].isnan(), metrics["loss"], metrics["mse"])
+        if not own_loss:  # one scale for every method: a regression node's squared error, whatever its learner's
+            metrics["loss"] = torch.where(metrics["mse"].isnan(), metrics["loss"], metrics["mse"])
         present = model.banks.example_mask(query.to(metrics["loss"].device)).any(-1)
         nan = torch.full_like(metrics["loss"], math.nan)
         for name in names:

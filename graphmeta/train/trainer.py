@@ -98,14 +98,16 @@ class Trainer(RunLoop):
 
     def validate(self) -> dict[str, Any]:
         """Query loss (total and per node) and accuracy on the fixed validation tasks after adaptation,
-        and the loss before it."""
+        and the loss before it: each node's own loss, the one meta-training minimises (a Linear
+        node's predictive NLL, not the squared error that evaluation tables compare methods on), so
+        the best checkpoint is chosen on what training optimises and the curves share a scale."""
         if self._validation_tasks is None:
             self._validation_tasks = self.sampler.fixed("val", self.config.val_tasks)
         tasks = self._validation_tasks
         self.model.eval()
-        after = query_results(self.model, tasks, self.config.meta_batch_size, self.model.adapt)
+        after = query_results(self.model, tasks, self.config.meta_batch_size, self.model.adapt, own_loss=True)
         before = query_results(self.model, tasks, self.config.meta_batch_size,
-                               lambda chunk: self.model.adapt(chunk, steps=0))
+                               lambda chunk: self.model.adapt(chunk, steps=0), own_loss=True)
         return {"loss": after.total_loss().mean, "loss_before": before.total_loss().mean,
                 "accuracy": after.total_accuracy().mean,
                 "per_node": {node: after.node_loss(n).mean for n, node in enumerate(self.model.graph.names)}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import graphmeta as gm
 from graphmeta.errors import GraphError
@@ -45,3 +46,21 @@ def test_a_misspelt_learner_names_the_closest_choice_auto_included(table):
         gm.DataFrameFamily(table, "site", graph=DEPENDENCIES, learner="atuo")
     with pytest.raises(GraphError, match="did you mean 'linear'"):
         gm.DataFrameFamily(table, "site", graph=DEPENDENCIES, learner="linaer")
+
+
+def test_a_run_validates_a_linear_node_on_its_own_loss_not_the_tables_squared_error(table, tmp_path):
+    """Evaluation tables compare regression nodes on squared error; a run validates (chooses its best
+    checkpoint, draws its curves) on each node's own loss, a Linear node's predictive NLL, as it trains."""
+    family = gm.DataFrameFamily(table, "site", graph={"dependencies": [["x", "y"]]}, columns=("x", "y"),
+                                val_tasks=["g", "h"], test_tasks=["f"])
+    torch.manual_seed(0)
+    model = gm.GraphMetaLearner(family.graph)
+    trainer = gm.Trainer(model, family, steps=2, shots=5, val_tasks=4, run_dir=str(tmp_path), progress=False)
+    trainer.fit()
+    validated = trainer.validate()["per_node"]
+    tasks = trainer.sampler.fixed("val", 4)
+    metrics = model.adapt(tasks).evaluate(tasks.query)
+    for n, node in enumerate(family.graph.names):
+        assert family.graph.subtask(node).learner.type == "linear"
+        assert validated[node] == pytest.approx(float(metrics["loss"][:, n].mean()), rel=1e-5)
+        assert validated[node] != pytest.approx(float(metrics["mse"][:, n].mean()), rel=1e-3)
