@@ -5,7 +5,8 @@ Each round starts the processes as ``torchrun --standalone`` would
 case's model from the same seed and runs the training step of :class:`graphmeta.Trainer`: the
 next meta-batch of the :class:`~graphmeta.train.episode_sampler.EpisodeSampler` (every process samples
 the whole meta-batch and keeps its share) and one :func:`~graphmeta.train.outer_step.meta_update`
-through the model's DDP replica, ``--warmup`` steps untimed, then ``--steps`` timed. Rounds
+through the model's DDP replica (with the per-node metrics on the step that ends each log window, as
+the Trainer takes them), ``--warmup`` steps untimed, then ``--steps`` timed. Rounds
 alternate 1 and 2 processes ``--repeats`` times and each row keeps its fastest round, so a
 burst of load from other jobs costs a row its worst round, not its figure.
 
@@ -75,6 +76,7 @@ def measure(cases: tuple[Case, ...], warmup: int, steps: int, compiled: bool = F
     from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
     import graphmeta as gm
+    from graphmeta.train.config import TrainConfig
     from graphmeta.train.distributed import join_data_parallel_group
     from graphmeta.train.episode_sampler import EpisodeSampler
     from graphmeta.train.outer_step import meta_update
@@ -101,6 +103,7 @@ def measure(cases: tuple[Case, ...], warmup: int, steps: int, compiled: bool = F
 
     all_reduce = dist.all_reduce
     dist.all_reduce = timed_all_reduce  # the meta-loss and metrics (Replica.mean); this process ends after
+    log_every = TrainConfig().log_every
     results = []
     for case in cases:
         family = gm.load_family(case.card, **case.overrides)
@@ -123,7 +126,9 @@ def measure(cases: tuple[Case, ...], warmup: int, steps: int, compiled: bool = F
             before = time.perf_counter()
             batch = sampler.next()
             sampling += time.perf_counter() - before
-            meta_update(model, optimizer, batch, None, True, replica)
+            # as the Trainer does: the per-node metrics on the step that ends a log window (every step compiled)
+            metrics = (step + 1) % log_every == 0 or compiled
+            meta_update(model, optimizer, batch, None, metrics, replica)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         cpus = [cpu]
         if group.world_size > 1:
