@@ -141,6 +141,11 @@ class RunLoop(RunState):
     def log_every(self) -> int:
         return self.config.log_every
 
+    def ends_log_window(self, unit: int) -> bool:
+        """Whether unit ``unit`` (counted from 1) writes a ``metrics.jsonl`` record: every
+        ``log_every`` units and the last one (a stop request ends a window too, unforeseen)."""
+        return unit % self.log_every == 0 or unit == self.total_units()
+
     def add_hook(self, hook: Any) -> Any:
         """Call ``hook`` from now on (see :mod:`.hooks`); returns it."""
         self.hooks.append(check_hook(hook))
@@ -202,7 +207,7 @@ class RunLoop(RunState):
                 if self.validates and self.stop_reason is None and (state.step % self.config.val_every == 0 or end):
                     self._validate(bar)
                 end = end or self._ending()
-                if state.step % self.log_every == 0 or end:
+                if self.ends_log_window(state.step) or end:
                     self._log(bar)
                 if state.step % self.config.checkpoint_every == 0 or end:
                     self._checkpoint("last")

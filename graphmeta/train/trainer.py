@@ -86,8 +86,8 @@ class Trainer(RunLoop):
         ``alarm-latent`` step), so the eager engine takes them once per ``metrics.jsonl`` record,
         and the record gives the loss of every step of its window beside them. A compiled engine
         takes them at every step, since switching them would compile the step twice."""
-        ends_window = (self.step + 1) % self.log_every == 0 or self.step + 1 == self.total_units()
-        update = self.outer_step(self.sampler.next(), metrics=ends_window or self.model.is_compiled)
+        metrics = self.ends_log_window(self.step + 1) or self.model.is_compiled
+        update = self.outer_step(self.sampler.next(), metrics=metrics)
         if update is None:
             return {}, {}
         # outer_step passes on finite updates only, and meta_update measures the gradient of each
